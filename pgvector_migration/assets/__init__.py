@@ -1,0 +1,1 @@
+"""Thin Dagster assets over `pipeline/` and `resources/`."""

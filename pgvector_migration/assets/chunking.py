@@ -1,0 +1,54 @@
+"""chunked_documents: load, split and stage the chunks of every selected (file, collection)."""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from pgvector_migration.assets.common import effective_settings, markdown_table
+from pgvector_migration.assets.completeness import completeness_report
+from pgvector_migration.partitions import knowledge_partitions
+from pgvector_migration.pipeline.planning import plan_file
+from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.vector_store import PgVectorResource
+
+
+@asset(
+    partitions_def=knowledge_partitions,
+    group_name="migration",
+    deps=[completeness_report],
+    description="Chunks of every (file, collection) the completeness report selected, made "
+    "with Open WebUI's loader, splitter and metadata, staged in pgvector_migration.staged_chunk. "
+    "A file that fails is recorded with its reason and never stops the others.",
+)
+def chunked_documents(
+    context: AssetExecutionContext,
+    openwebui: OpenWebUIResource,
+    vector_store: PgVectorResource,
+    embeddings: EmbeddingResource,
+) -> MaterializeResult:
+    partition_key = context.partition_key
+    settings = effective_settings(openwebui, embeddings)
+    fingerprint = settings.splitting_fingerprint()
+    state = vector_store.state()
+    selected = state.selected_units(partition_key)
+    staged_files = staged_chunks = 0
+    failures: list[dict] = []
+    for file in openwebui.iter_files(list(selected)):
+        try:
+            plan = plan_file(file, settings, selected[file.id])
+        except Exception as error:  # one file's failure never stops the partition
+            message = f"{type(error).__name__}: {error}"
+            state.record_failure(partition_key, file.id, file.filename, "chunking", message)
+            failures.append({"file_id": file.id, "filename": file.filename, "error": message})
+            context.log.warning(f"file {file.id} ({file.filename}): {message}")
+            continue
+        state.stage_chunks(file.id, plan.chunks_by_collection, plan.content_hash, fingerprint)
+        staged_files += 1
+        staged_chunks += plan.chunk_count
+    return MaterializeResult(
+        metadata={
+            "files_chunked": MetadataValue.int(staged_files),
+            "chunks_staged": MetadataValue.int(staged_chunks),
+            "files_failed": MetadataValue.int(len(failures)),
+            "failures": markdown_table(failures, ["file_id", "filename", "error"]),
+        }
+    )

@@ -1,0 +1,35 @@
+"""The one Definitions object of the code location."""
+
+from __future__ import annotations
+
+import warnings
+
+from dagster import Definitions, PreviewWarning
+
+from pgvector_migration.assets.index import vector_index
+from pgvector_migration.jobs import (
+    MIGRATION_ASSETS,
+    assess_knowledge_base,
+    migrate_knowledge_base,
+    rebuild_vector_index,
+)
+from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.sensors import knowledge_partitions_sensor
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PreviewWarning)
+    from pgvector_migration.checks import all_files_processed
+
+defs = Definitions(
+    assets=[*MIGRATION_ASSETS, vector_index],
+    asset_checks=[all_files_processed],
+    jobs=[migrate_knowledge_base, assess_knowledge_base, rebuild_vector_index],
+    sensors=[knowledge_partitions_sensor],
+    resources={
+        "openwebui": OpenWebUIResource(),
+        "vector_store": PgVectorResource(),
+        "embeddings": EmbeddingResource(),
+    },
+)

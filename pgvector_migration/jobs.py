@@ -1,0 +1,30 @@
+"""Jobs: migrate one knowledge partition; rebuild the vector index once loading is done."""
+
+from dagster import AssetSelection, define_asset_job
+
+from pgvector_migration.assets.chunking import chunked_documents
+from pgvector_migration.assets.completeness import completeness_report
+from pgvector_migration.assets.embedding import embedded_collections
+from pgvector_migration.assets.index import vector_index
+from pgvector_migration.assets.inventory import file_inventory
+
+MIGRATION_ASSETS = [file_inventory, completeness_report, chunked_documents, embedded_collections]
+
+migrate_knowledge_base = define_asset_job(
+    name="migrate_knowledge_base",
+    selection=AssetSelection.assets(*MIGRATION_ASSETS),
+    description="Re-process every file of one knowledge partition into document_chunk.",
+    tags={"dagster/max_runtime": 86400},
+)
+
+assess_knowledge_base = define_asset_job(
+    name="assess_knowledge_base",
+    selection=AssetSelection.assets(file_inventory, completeness_report),
+    description="Inventory and completeness report only: what a migration would do (dry run).",
+)
+
+rebuild_vector_index = define_asset_job(
+    name="rebuild_vector_index",
+    selection=AssetSelection.assets(vector_index),
+    description="Rebuild the ANN index of document_chunk after loading.",
+)

@@ -1,0 +1,1 @@
+"""Pure pipeline functions and dataclasses: no Dagster, no database, no network."""

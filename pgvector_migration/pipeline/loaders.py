@@ -1,0 +1,188 @@
+"""Turn an uploaded file into text documents the way Open WebUI's default extraction engine does.
+
+The mapping from extension and content type to loader follows Open WebUI's `Loader`; every
+loader's text goes through the same `ftfy` clean-up Open WebUI applies.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import ftfy
+
+from pgvector_migration.pipeline.records import TextDocument
+
+# Extensions Open WebUI reads as plain text (its `known_source_ext`).
+SOURCE_EXTENSIONS = frozenset(
+    ["go", "py", "java", "sh", "bat", "ps1", "cmd", "js", "ts", "css", "cpp", "hpp", "h", "c", "cs", "ino", "sql", "log", "ini", "pl", "pm", "r", "dart", "dockerfile", "env", "php", "hs", "hsc", "lua", "nginxconf", "conf", "m", "mm", "plsql", "perl", "rb", "rs", "db2", "scala", "bash", "swift", "vue", "svelte", "ex", "exs", "erl", "tsx", "jsx", "lhs", "json", "yaml", "yml", "toml", "svg"]
+)
+
+# Types Open WebUI's default engine hands to `unstructured`; not reproduced in this version.
+UNSTRUCTURED_EXTENSIONS = frozenset(["epub", "doc", "rst", "xml", "msg", "odt", "xls", "xlsx", "ppt", "pptx"])
+
+
+class UnsupportedFileType(Exception):
+    """Open WebUI itself would not extract text from this file (or we cannot yet)."""
+
+
+class LoaderError(Exception):
+    """The file's bytes could not be turned into text; the message says why."""
+
+
+def extension_of(filename: str) -> str:
+    """Open WebUI's notion of an extension: what follows the last dot, lower-cased."""
+    return filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+
+
+def unsupported_reason(filename: str, content_type: str | None) -> str | None:
+    """Why Open WebUI would refuse to extract this file, or None if it would try."""
+    if content_type and content_type.startswith("video/"):
+        return f"video files are stored without text extraction ({content_type})"
+    if content_type and content_type.startswith("image/"):
+        return f"file type {content_type} is not supported for processing (no OCR engine)"
+    return None
+
+
+def detect_text_encoding(raw: bytes) -> str:
+    """UTF-8 when the bytes are valid UTF-8, else chardet's guess when it decodes, else latin-1
+    (which always decodes; ftfy then repairs the usual Windows-1252 mojibake)."""
+    if not raw:
+        return "utf-8"
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    import chardet
+
+    guess = chardet.detect(raw).get("encoding")
+    if guess:
+        try:
+            raw.decode(guess)
+            return guess
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return "latin-1"
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    return raw.decode(detect_text_encoding(raw))
+
+
+def _load_text(path: Path) -> list[TextDocument]:
+    return [TextDocument(_read_text(path), {"source": str(path)})]
+
+
+def _load_html(path: Path) -> list[TextDocument]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_read_text(path), "lxml")
+    title = str(soup.title.string) if soup.title else ""
+    return [TextDocument(soup.get_text(), {"source": str(path), "title": title})]
+
+
+def _load_docx(path: Path) -> list[TextDocument]:
+    import docx2txt
+
+    return [TextDocument(docx2txt.process(str(path)), {"source": str(path)})]
+
+
+def _load_csv(path: Path) -> list[TextDocument]:
+    documents = []
+    with path.open(newline="", encoding=detect_text_encoding(path.read_bytes())) as handle:
+        for index, row in enumerate(csv.DictReader(handle)):
+            fields = []
+            for key, value in row.items():
+                if isinstance(value, str):
+                    value = value.strip()
+                elif isinstance(value, list):
+                    value = ",".join(v.strip() for v in value)
+                fields.append(f"{key.strip() if key is not None else key}: {value}")
+            documents.append(TextDocument("\n".join(fields), {"source": str(path), "row": index}))
+    return documents
+
+
+def _pdf_document_metadata(reader, path: Path) -> dict:
+    import datetime as dt
+
+    metadata: dict = {"producer": "PyPDF", "creator": "PyPDF", "creationdate": ""}
+    for raw_key, raw_value in (reader.metadata or {}).items():
+        key = raw_key.removeprefix("/").lower()
+        value = raw_value if type(raw_value) in (str, int) else str(raw_value)
+        if key in ("creationdate", "moddate") and isinstance(value, str):
+            try:
+                value = dt.datetime.strptime(value.replace("'", ""), "D:%Y%m%d%H%M%S%z").isoformat()
+            except ValueError:
+                pass
+        elif isinstance(value, str):
+            value = value.strip()
+        metadata[key] = value
+    metadata.update(source=str(path), total_pages=len(reader.pages))
+    return metadata
+
+
+def _load_pdf(path: Path) -> list[TextDocument]:
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(path))
+    if reader.is_encrypted:
+        raise LoaderError("the PDF is encrypted")
+    metadata = _pdf_document_metadata(reader, path)
+    labels = reader.page_labels
+    return [
+        TextDocument(
+            page.extract_text().strip(),
+            {**metadata, "page": index, "page_label": labels[index]},
+        )
+        for index, page in enumerate(reader.pages)
+    ]
+
+
+def loader_for(filename: str, content_type: str | None) -> Callable[[Path], list[TextDocument]]:
+    """Pick the loader Open WebUI's default engine would use for this file."""
+    reason = unsupported_reason(filename, content_type)
+    if reason:
+        raise UnsupportedFileType(reason)
+    extension = extension_of(filename)
+    if extension == "pdf":
+        return _load_pdf
+    if extension == "csv":
+        return _load_csv
+    if extension in ("htm", "html"):
+        return _load_html
+    if extension == "docx" or content_type == (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    ):
+        return _load_docx
+    if extension in UNSTRUCTURED_EXTENSIONS:
+        raise UnsupportedFileType(
+            f".{extension} files need Open WebUI's unstructured loaders, which this version does "
+            "not re-run; files of this type migrate from their stored content"
+        )
+    return _load_text
+
+
+def load_documents(path: Path, filename: str, content_type: str | None) -> list[TextDocument]:
+    """Extract the text documents of one uploaded file, cleaned as Open WebUI cleans them."""
+    loader = loader_for(filename, content_type)
+    try:
+        documents = loader(path)
+    except (UnsupportedFileType, LoaderError):
+        raise
+    except Exception as error:
+        raise LoaderError(f"cannot read {filename}: {type(error).__name__}: {error}") from error
+    return [
+        TextDocument(
+            ftfy.fix_text(
+                document.text,
+                unescape_html=False,
+                fix_character_width=False,
+                uncurl_quotes=False,
+            ),
+            document.metadata,
+        )
+        for document in documents
+    ]

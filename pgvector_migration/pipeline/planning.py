@@ -1,0 +1,90 @@
+"""What one file must look like in each of its collections: the chunks, before embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgvector_migration.pipeline.loaders import (
+    LoaderError,
+    UnsupportedFileType,
+    load_documents,
+    unsupported_reason,
+)
+from pgvector_migration.pipeline.records import (
+    Chunk,
+    SourceFile,
+    TextDocument,
+    file_collection_name,
+)
+from pgvector_migration.pipeline.splitting import (
+    build_chunks,
+    content_hash_of,
+    joined_text,
+    loaded_documents,
+    split_documents,
+    stored_content_documents,
+)
+from pgvector_migration.settings import RagSettings
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """The chunks of one file per collection, and the hash of the text they came from."""
+
+    file_id: str
+    content_hash: str
+    chunks_by_collection: dict[str, list[Chunk]]
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(chunks) for chunks in self.chunks_by_collection.values())
+
+
+def source_documents(file: SourceFile, reextract: bool = False) -> tuple[list[TextDocument], str]:
+    """The file's documents and the full text Open WebUI hashes.
+
+    Stored content is what Open WebUI's own knowledge path re-indexes from, so it is preferred;
+    the upload is read only when no content was stored (or `reextract` asks for it).
+    """
+    content = file.stored_content
+    if content is not None and not reextract:
+        return stored_content_documents(file, content), content
+    reason = unsupported_reason(file.filename, file.content_type)
+    if reason:
+        raise UnsupportedFileType(reason)
+    if file.upload_path is None:
+        problem = file.upload_problem or "the file has no upload path"
+        raise LoaderError(f"{problem}, and Open WebUI stored no extracted content for it")
+    documents = loaded_documents(
+        file, load_documents(file.upload_path, file.filename, file.content_type)
+    )
+    return documents, joined_text(documents)
+
+
+def plan_file(
+    file: SourceFile,
+    settings: RagSettings,
+    collection_names: list[str],
+    reextract: bool = False,
+) -> FilePlan:
+    """Chunk one file for the given collections exactly as Open WebUI would.
+
+    The file collection is split from the file's documents; a knowledge collection is split
+    again from the file collection's stored chunks, as Open WebUI's "add to knowledge" does.
+    """
+    documents, text = source_documents(file, reextract)
+    content_hash = content_hash_of(text)
+    own_collection = file_collection_name(file.id)
+    file_chunks = build_chunks(
+        split_documents(documents, settings), own_collection, file, content_hash, settings
+    )
+    planned: dict[str, list[Chunk]] = {}
+    for name in collection_names:
+        if name == own_collection:
+            planned[name] = file_chunks
+            continue
+        stored_chunks = [TextDocument(c.text, dict(c.metadata)) for c in file_chunks]
+        planned[name] = build_chunks(
+            split_documents(stored_chunks, settings), name, file, content_hash, settings
+        )
+    return FilePlan(file.id, content_hash, planned)

@@ -1,0 +1,398 @@
+"""Our own schema `pgvector_migration` in the target database.
+
+Every step writes what it found or did here, so a run can stop at any point and the next one
+picks up from the tables; an admin can read the same tables with SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, WrittenRecord
+from pgvector_migration.pipeline.records import Chunk, SourceFile
+
+SCHEMA = "pgvector_migration"
+
+STATE_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.inventory (
+    partition_key text NOT NULL,
+    file_id text NOT NULL,
+    filename text NOT NULL,
+    content_type text,
+    knowledge_ids text[] NOT NULL,
+    collections text[] NOT NULL,
+    has_stored_content boolean NOT NULL,
+    upload_path text,
+    upload_problem text,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition_key, file_id)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.completeness (
+    partition_key text NOT NULL,
+    file_id text NOT NULL,
+    collection_name text NOT NULL,
+    filename text NOT NULL,
+    status text NOT NULL,
+    expected_chunks integer,
+    present_chunks integer NOT NULL,
+    reason text NOT NULL,
+    selected boolean NOT NULL,
+    checked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition_key, file_id, collection_name)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.staged_chunk (
+    collection_name text NOT NULL,
+    file_id text NOT NULL,
+    position integer NOT NULL,
+    id text NOT NULL,
+    text text NOT NULL,
+    vmetadata jsonb NOT NULL,
+    content_hash text NOT NULL,
+    settings_fingerprint text NOT NULL,
+    PRIMARY KEY (collection_name, file_id, position)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.written_collection (
+    collection_name text NOT NULL,
+    file_id text NOT NULL,
+    content_hash text NOT NULL,
+    settings_fingerprint text NOT NULL,
+    embedding_model text NOT NULL,
+    chunk_count integer NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (collection_name, file_id)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.file_failure (
+    partition_key text NOT NULL,
+    file_id text NOT NULL,
+    filename text NOT NULL,
+    stage text NOT NULL,
+    error text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition_key, file_id)
+);
+"""
+
+CACHE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.embedding_cache (
+    model_key text NOT NULL,
+    text_hash bytea NOT NULL,
+    embedding vector NOT NULL,
+    PRIMARY KEY (model_key, text_hash)
+);
+"""
+
+
+def ensure_state_schema(connection: psycopg.Connection) -> None:
+    """Create our schema and tables if missing; a lock keeps concurrent first runs apart."""
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
+        connection.execute(STATE_DDL)
+
+
+@dataclass(frozen=True)
+class StagedUnit:
+    """The staged chunks of one (file, collection), ready to embed and write."""
+
+    collection_name: str
+    file_id: str
+    filename: str
+    content_hash: str
+    settings_fingerprint: str
+    chunks: list[Chunk]
+
+
+Connector = Callable[..., AbstractContextManager[psycopg.Connection]]
+
+
+class MigrationState:
+    """Reads and writes the `pgvector_migration` tables; each method opens its own connection
+    unless it is handed a cursor inside a caller's transaction."""
+
+    def __init__(self, connect: Connector) -> None:
+        self._connect = connect
+
+    def replace_inventory(self, partition_key: str, files: Iterable[SourceFile]) -> None:
+        with self._connect(with_vectors=False) as connection, connection.transaction():
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.inventory WHERE partition_key = %s", (partition_key,)
+            )
+            with connection.cursor().copy(
+                f"COPY {SCHEMA}.inventory (partition_key, file_id, filename, content_type, "
+                "knowledge_ids, collections, has_stored_content, upload_path, upload_problem) "
+                "FROM STDIN"
+            ) as copy:
+                for file in files:
+                    copy.write_row(
+                        (
+                            partition_key,
+                            file.id,
+                            file.filename,
+                            file.content_type,
+                            list(file.knowledge_ids),
+                            file.collection_names(partition_key),
+                            file.stored_content is not None,
+                            str(file.upload_path) if file.upload_path else None,
+                            file.upload_problem,
+                        )
+                    )
+
+    def inventory_file_ids(self, partition_key: str) -> list[str]:
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT file_id FROM {SCHEMA}.inventory WHERE partition_key = %s ORDER BY file_id",
+                (partition_key,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def written_records(
+        self, collection_names: Sequence[str]
+    ) -> dict[tuple[str, str], WrittenRecord]:
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT collection_name, file_id, content_hash, settings_fingerprint, "
+                f"embedding_model, chunk_count FROM {SCHEMA}.written_collection "
+                "WHERE collection_name = ANY(%s)",
+                (list(collection_names),),
+            ).fetchall()
+        return {(r[0], r[1]): WrittenRecord(r[2], r[3], r[4], r[5]) for r in rows}
+
+    @staticmethod
+    def record_written(
+        cursor: psycopg.Cursor, collection_name: str, file_id: str, record: WrittenRecord
+    ) -> None:
+        cursor.execute(
+            f"""
+            INSERT INTO {SCHEMA}.written_collection (collection_name, file_id, content_hash,
+                settings_fingerprint, embedding_model, chunk_count, written_at)
+            VALUES (%s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (collection_name, file_id) DO UPDATE SET
+                content_hash = EXCLUDED.content_hash,
+                settings_fingerprint = EXCLUDED.settings_fingerprint,
+                embedding_model = EXCLUDED.embedding_model,
+                chunk_count = EXCLUDED.chunk_count,
+                written_at = now()
+            """,
+            (
+                collection_name,
+                file_id,
+                record.content_hash,
+                record.settings_fingerprint,
+                record.embedding_model,
+                record.chunk_count,
+            ),
+        )
+        cursor.execute(
+            f"DELETE FROM {SCHEMA}.staged_chunk WHERE collection_name = %s AND file_id = %s",
+            (collection_name, file_id),
+        )
+
+    def replace_completeness(
+        self,
+        partition_key: str,
+        rows: Iterable[tuple[SourceFile, str, Assessment, bool]],
+    ) -> None:
+        """Store the report: one row per (file, collection) with its status and whether this
+        run selected it for rewriting."""
+        with self._connect(with_vectors=False) as connection, connection.transaction():
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.completeness WHERE partition_key = %s", (partition_key,)
+            )
+            with connection.cursor().copy(
+                f"COPY {SCHEMA}.completeness (partition_key, file_id, collection_name, filename, "
+                "status, expected_chunks, present_chunks, reason, selected) FROM STDIN"
+            ) as copy:
+                for file, collection_name, assessment, selected in rows:
+                    copy.write_row(
+                        (
+                            partition_key,
+                            file.id,
+                            collection_name,
+                            file.filename,
+                            str(assessment.status),
+                            assessment.expected_chunks,
+                            assessment.present_chunks,
+                            assessment.reason,
+                            selected,
+                        )
+                    )
+
+    def selected_units(self, partition_key: str) -> dict[str, list[str]]:
+        """Collections per file that this partition's run must rewrite."""
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT file_id, collection_name FROM {SCHEMA}.completeness "
+                "WHERE partition_key = %s AND selected ORDER BY file_id, collection_name",
+                (partition_key,),
+            ).fetchall()
+        selected: dict[str, list[str]] = {}
+        for file_id, collection_name in rows:
+            selected.setdefault(file_id, []).append(collection_name)
+        return selected
+
+    def completeness_rows(self, partition_key: str) -> list[dict[str, Any]]:
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(
+                f"SELECT file_id, collection_name, filename, status, expected_chunks, "
+                f"present_chunks, reason, selected FROM {SCHEMA}.completeness "
+                "WHERE partition_key = %s ORDER BY filename, file_id, collection_name",
+                (partition_key,),
+            )
+            return cursor.fetchall()
+
+    def stage_chunks(
+        self,
+        file_id: str,
+        chunks_by_collection: dict[str, list[Chunk]],
+        content_hash: str,
+        settings_fingerprint: str,
+    ) -> None:
+        """Replace the staged chunks of one file's selected collections in one transaction."""
+        with self._connect(with_vectors=False) as connection, connection.transaction():
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.staged_chunk WHERE file_id = %s "
+                "AND collection_name = ANY(%s)",
+                (file_id, list(chunks_by_collection)),
+            )
+            with connection.cursor().copy(
+                f"COPY {SCHEMA}.staged_chunk (collection_name, file_id, position, id, text, "
+                "vmetadata, content_hash, settings_fingerprint) FROM STDIN"
+            ) as copy:
+                for chunks in chunks_by_collection.values():
+                    for chunk in chunks:
+                        copy.write_row(
+                            (
+                                chunk.collection_name,
+                                chunk.file_id,
+                                chunk.position,
+                                chunk.id,
+                                chunk.text,
+                                Jsonb(chunk.metadata),
+                                content_hash,
+                                settings_fingerprint,
+                            )
+                        )
+
+    def staged_units(self, partition_key: str) -> Iterator[StagedUnit]:
+        """Stream the staged chunks of this partition's selected, not failed units, one unit at
+        a time, so memory is bounded by the largest file, not the partition."""
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(name="staged_units") as cursor,
+        ):
+            cursor.itersize = 2000
+            cursor.execute(
+                f"""
+                SELECT s.collection_name, s.file_id, c.filename, s.content_hash,
+                       s.settings_fingerprint, s.position, s.id, s.text, s.vmetadata
+                FROM {SCHEMA}.completeness c
+                JOIN {SCHEMA}.staged_chunk s
+                  ON s.collection_name = c.collection_name AND s.file_id = c.file_id
+                WHERE c.partition_key = %s AND c.selected
+                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.file_failure f
+                                  WHERE f.partition_key = c.partition_key
+                                    AND f.file_id = c.file_id)
+                ORDER BY s.file_id, s.collection_name, s.position
+                """,
+                (partition_key,),
+            )
+            unit: StagedUnit | None = None
+            for row in cursor:
+                collection_name, file_id, filename, content_hash, fingerprint = row[:5]
+                position, chunk_id, text, metadata = row[5:]
+                if unit is None or (unit.collection_name, unit.file_id) != (
+                    collection_name,
+                    file_id,
+                ):
+                    if unit is not None:
+                        yield unit
+                    unit = StagedUnit(
+                        collection_name, file_id, filename, content_hash, fingerprint, []
+                    )
+                unit.chunks.append(
+                    Chunk(chunk_id, collection_name, file_id, position, text, metadata)
+                )
+            if unit is not None:
+                yield unit
+
+    def clear_failures(self, partition_key: str, file_ids: Sequence[str]) -> None:
+        with self._connect(with_vectors=False) as connection:
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s AND file_id = ANY(%s)",
+                (partition_key, list(file_ids)),
+            )
+            connection.commit()
+
+    def record_failure(
+        self, partition_key: str, file_id: str, filename: str, stage: str, error: str
+    ) -> None:
+        with self._connect(with_vectors=False) as connection:
+            connection.execute(
+                f"""
+                INSERT INTO {SCHEMA}.file_failure (partition_key, file_id, filename, stage, error)
+                VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (partition_key, file_id) DO UPDATE SET
+                    stage = EXCLUDED.stage, error = EXCLUDED.error, failed_at = now()
+                """,
+                (partition_key, file_id, filename, stage, error),
+            )
+            connection.commit()
+
+    def failures(self, partition_key: str) -> list[dict[str, Any]]:
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(
+                f"SELECT file_id, filename, stage, error FROM {SCHEMA}.file_failure "
+                "WHERE partition_key = %s ORDER BY filename, file_id",
+                (partition_key,),
+            )
+            return cursor.fetchall()
+
+    def ensure_cache(self) -> None:
+        with self._connect(with_vectors=False) as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
+            connection.execute(CACHE_DDL)
+
+    def cached_embeddings(
+        self, connection: psycopg.Connection, model_key: str, text_hashes: Sequence[bytes]
+    ) -> dict[bytes, np.ndarray]:
+        rows = connection.execute(
+            f"SELECT text_hash, embedding FROM {SCHEMA}.embedding_cache "
+            "WHERE model_key = %s AND text_hash = ANY(%s)",
+            (model_key, list(text_hashes)),
+        ).fetchall()
+        return {bytes(text_hash): embedding.to_numpy() for text_hash, embedding in rows}
+
+    def store_embeddings(
+        self,
+        connection: psycopg.Connection,
+        model_key: str,
+        embeddings: dict[bytes, np.ndarray],
+    ) -> None:
+        with connection.transaction(), connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(model_key, text_hash, vector) for text_hash, vector in embeddings.items()],
+            )
+
+    def status_counts(self, partition_key: str) -> dict[str, int]:
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT status, count(*) FROM {SCHEMA}.completeness WHERE partition_key = %s "
+                "GROUP BY status",
+                (partition_key,),
+            ).fetchall()
+        return {str(UnitStatus(status)): count for status, count in rows}

@@ -1,0 +1,299 @@
+"""Open WebUI's database and uploads folder, opened strictly read-only."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, SourceFile
+from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
+
+DEFAULT_DATA_DIR = "/app/backend/data"
+REMOTE_STORAGE_PREFIXES = {"s3://": "s3", "gs://": "gcs"}
+FILE_BATCH = 50
+
+
+class SourceDatabaseError(RuntimeError):
+    """Open WebUI's database cannot be read; the message names the URL (without password)."""
+
+
+@dataclass(frozen=True)
+class KnowledgeMembership:
+    """Which files each knowledge base lists, and listed ids whose file row is gone."""
+
+    files_by_knowledge: dict[str, list[str]]
+    dangling: list[tuple[str, str]]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    parsed = _json_value(value)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def readonly_engine(database_url: str) -> sa.Engine:
+    """An engine that cannot write: SQLite opened with `mode=ro`, PostgreSQL sessions with
+    `default_transaction_read_only`."""
+    url = database_url.replace("postgres://", "postgresql://", 1)
+    parsed = sa.make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        path = Path(parsed.database or "").expanduser()
+        if not path.is_file():
+            raise SourceDatabaseError(f"Open WebUI database {path} does not exist (DATABASE_URL)")
+        return sa.create_engine(
+            f"sqlite+pysqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=sa.NullPool
+        )
+    if parsed.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        return sa.create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            connect_args={"options": "-c default_transaction_read_only=on"},
+            pool_pre_ping=True,
+        )
+    raise SourceDatabaseError(
+        f"DATABASE_URL scheme {parsed.drivername!r} is not supported; use sqlite or postgresql"
+    )
+
+
+def resolve_upload(stored_path: str | None, upload_dir: Path) -> tuple[Path | None, str | None]:
+    """Find a file's bytes inside the uploads folder, and only there.
+
+    `file.path` is the path inside Open WebUI's container; outside it the folder differs, so a file
+    is also looked up by its stored name (`{uuid}_{filename}`) in `upload_dir`. A path that
+    resolves outside the uploads folder is never read.
+    """
+    if not stored_path:
+        return None, "file.path is empty"
+    for prefix, provider in REMOTE_STORAGE_PREFIXES.items():
+        if stored_path.startswith(prefix):
+            return None, f"storage provider {provider} ({stored_path}) is not supported yet"
+    if stored_path.startswith(("http://", "https://")):
+        return None, f"storage provider azure ({stored_path}) is not supported yet"
+    root = upload_dir.resolve()
+    candidate = Path(stored_path)
+    options = [candidate] if candidate.is_absolute() else [root / candidate]
+    options.append(root / candidate.name)
+    for option in options:
+        resolved = option.resolve()
+        if resolved.is_relative_to(root) and resolved.is_file():
+            return resolved, None
+    if candidate.is_absolute() and candidate.exists():
+        return None, f"file.path {stored_path} is outside the uploads folder {root}; not read"
+    return None, f"upload {candidate.name} not found in {root}"
+
+
+class OpenWebUIResource(ConfigurableResource):
+    """Open WebUI's database (SQLite or PostgreSQL) and uploads folder, never written.
+
+    Every field left empty takes Open WebUI's own environment variable, then Open WebUI's
+    default, so an admin can reuse the env file of the deployment.
+    """
+
+    database_url: str | None = Field(
+        default=None,
+        description="Open WebUI's database URL. Empty: DATABASE_URL, else "
+        "sqlite:///{DATA_DIR}/webui.db.",
+    )
+    data_dir: str | None = Field(
+        default=None, description="Open WebUI's DATA_DIR. Empty: DATA_DIR, else /app/backend/data."
+    )
+    upload_dir: str | None = Field(
+        default=None,
+        description="Folder holding the uploaded files. Empty: UPLOAD_DIR, else {DATA_DIR}/uploads.",
+    )
+    chunk_size: int | None = Field(
+        default=None, description="Override CHUNK_SIZE (else config table, env, 1000)."
+    )
+    chunk_overlap: int | None = Field(
+        default=None, description="Override CHUNK_OVERLAP (else config table, env, 100)."
+    )
+    text_splitter: str | None = Field(
+        default=None, description="Override RAG_TEXT_SPLITTER: '' / 'character' or 'token'."
+    )
+    enable_markdown_header_text_splitter: bool | None = Field(
+        default=None, description="Override ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER."
+    )
+
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
+
+    def resolved_upload_dir(self) -> Path:
+        explicit = self.upload_dir or os.environ.get("UPLOAD_DIR")
+        return Path(explicit) if explicit else self.resolved_data_dir() / "uploads"
+
+    def resolved_database_url(self) -> str:
+        return (
+            self.database_url
+            or os.environ.get("DATABASE_URL")
+            or f"sqlite:///{self.resolved_data_dir() / 'webui.db'}"
+        )
+
+    def display_url(self) -> str:
+        """The database URL with any password hidden, for messages."""
+        url = self.resolved_database_url().replace("postgres://", "postgresql://", 1)
+        return sa.make_url(url).render_as_string(hide_password=True)
+
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = readonly_engine(self.resolved_database_url())
+        return self._engine
+
+    def _query(self, sql: str, **params: Any) -> list[sa.Row]:
+        try:
+            with self.engine().connect() as connection:
+                return list(connection.execute(sa.text(sql), params))
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceDatabaseError(
+                f"cannot read Open WebUI database {self.display_url()}: {error.orig or error}"
+            ) from error
+
+    def _tables(self) -> set[str]:
+        try:
+            return set(sa.inspect(self.engine()).get_table_names())
+        except sa.exc.SQLAlchemyError as error:
+            raise SourceDatabaseError(
+                f"cannot open Open WebUI database {self.display_url()}: {error}"
+            ) from error
+
+    def check_schema(self) -> None:
+        """Fail early, naming the database, when it is not an Open WebUI database."""
+        missing = {"file", "knowledge"} - self._tables()
+        if missing:
+            raise SourceDatabaseError(
+                f"{self.display_url()} is not an Open WebUI database: no table "
+                f"{', '.join(sorted(missing))}"
+            )
+
+    def stored_config(self) -> dict[str, Any]:
+        """Open WebUI's persistent settings as dotted keys, from either generation of the
+        `config` table (one JSON row up to 0.9, one row per key from 0.10)."""
+        if "config" not in self._tables():
+            return {}
+        columns = {c["name"] for c in sa.inspect(self.engine()).get_columns("config")}
+        if "key" in columns:
+            rows = self._query('SELECT "key", "value" FROM config')
+            return {row[0]: _json_value(row[1]) for row in rows}
+        rows = self._query("SELECT data FROM config ORDER BY id DESC LIMIT 1")
+        return flatten_legacy_config(_json_object(rows[0][0])) if rows else {}
+
+    def rag_settings(self, environ: Mapping[str, str] | None = None) -> RagSettings:
+        """The settings Open WebUI would use now, with this resource's overrides applied."""
+        environ = os.environ if environ is None else environ
+        persistent = environ.get("ENABLE_PERSISTENT_CONFIG", "true").lower() == "true"
+        settings = resolve_rag_settings(self.stored_config() if persistent else {}, environ)
+        return settings.with_overrides(
+            chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap,
+            text_splitter=self.text_splitter,
+            enable_markdown_header_text_splitter=self.enable_markdown_header_text_splitter,
+        )
+
+    def knowledge_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT id FROM knowledge ORDER BY created_at, id")]
+
+    def knowledge_membership(self) -> KnowledgeMembership:
+        """Files per knowledge base, from `knowledge_file` (0.6.41+) or `knowledge.data`."""
+        existing = {row[0] for row in self._query("SELECT id FROM file")}
+        if "knowledge_file" in self._tables():
+            pairs = [
+                (row[0], row[1])
+                for row in self._query(
+                    "SELECT knowledge_id, file_id FROM knowledge_file ORDER BY created_at, id"
+                )
+            ]
+        else:
+            pairs = []
+            for knowledge_id, data in self._query("SELECT id, data FROM knowledge"):
+                file_ids = _json_object(data).get("file_ids") or []
+                pairs.extend((knowledge_id, file_id) for file_id in file_ids)
+        files_by_knowledge: dict[str, list[str]] = {}
+        dangling = []
+        for knowledge_id, file_id in pairs:
+            if file_id in existing:
+                listed = files_by_knowledge.setdefault(knowledge_id, [])
+                if file_id not in listed:
+                    listed.append(file_id)
+            else:
+                dangling.append((knowledge_id, file_id))
+        return KnowledgeMembership(files_by_knowledge, dangling)
+
+    def partition_file_ids(self, partition_key: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """The file ids one partition covers, and the dangling ids its knowledge base lists.
+
+        The standalone partition holds every file that no knowledge base lists.
+        """
+        membership = self.knowledge_membership()
+        if partition_key == STANDALONE_PARTITION_KEY:
+            in_knowledge = {
+                file_id for ids in membership.files_by_knowledge.values() for file_id in ids
+            }
+            rows = self._query("SELECT id FROM file ORDER BY created_at, id")
+            return [row[0] for row in rows if row[0] not in in_knowledge], []
+        if partition_key not in self.knowledge_ids():
+            raise SourceDatabaseError(
+                f"knowledge base {partition_key!r} does not exist in {self.display_url()}"
+            )
+        dangling = [pair for pair in membership.dangling if pair[0] == partition_key]
+        return membership.files_by_knowledge.get(partition_key, []), dangling
+
+    def iter_files(self, file_ids: Sequence[str]) -> Iterator[SourceFile]:
+        """Stream the given files (with their stored content) one at a time, in `file_ids`
+        order, so a partition of thousands of files is never in memory at once."""
+        membership = self.knowledge_membership()
+        knowledge_of: dict[str, list[str]] = {}
+        for knowledge_id, listed in membership.files_by_knowledge.items():
+            for file_id in listed:
+                knowledge_of.setdefault(file_id, []).append(knowledge_id)
+        upload_dir = self.resolved_upload_dir()
+        query = sa.text(
+            "SELECT id, user_id, filename, path, meta, data, hash FROM file WHERE id IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        for start in range(0, len(file_ids), FILE_BATCH):
+            batch = list(file_ids[start : start + FILE_BATCH])
+            try:
+                with self.engine().connect() as connection:
+                    rows = {row[0]: row for row in connection.execute(query, {"ids": batch})}
+            except sa.exc.SQLAlchemyError as error:
+                raise SourceDatabaseError(
+                    f"cannot read files from {self.display_url()}: {error.orig or error}"
+                ) from error
+            for file_id in batch:
+                if file_id not in rows:
+                    continue
+                _, user_id, filename, path, meta, data, content_hash = rows.pop(file_id)
+                meta_dict = _json_object(meta)
+                upload_path, problem = resolve_upload(path, upload_dir)
+                yield SourceFile(
+                    id=file_id,
+                    user_id=user_id,
+                    filename=filename or meta_dict.get("name") or file_id,
+                    stored_path=path,
+                    content_type=meta_dict.get("content_type"),
+                    meta=meta_dict,
+                    data=_json_object(data),
+                    content_hash_column=content_hash,
+                    knowledge_ids=tuple(knowledge_of.get(file_id, ())),
+                    upload_path=upload_path,
+                    upload_problem=problem,
+                )
+
+    def partition_keys(self) -> list[str]:
+        """Every partition the source calls for: each knowledge base and the standalone key."""
+        return [*self.knowledge_ids(), STANDALONE_PARTITION_KEY]

@@ -1,0 +1,295 @@
+"""Open WebUI's `document_chunk` table in the target PostgreSQL + pgvector database."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from dagster import ConfigurableResource
+from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
+from pydantic import Field
+
+from pgvector_migration.pipeline.completeness import PresentRows, WrittenRecord, models_of
+from pgvector_migration.pipeline.records import Chunk, file_collection_name
+from pgvector_migration.resources.migration_state import MigrationState, ensure_state_schema
+
+VECTOR_COLUMN_LIMIT = 2000
+
+
+class TargetConfigurationError(RuntimeError):
+    """The target database or table cannot take our rows as configured; nothing was written."""
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """What `document_chunk` looks like now (or that it does not exist)."""
+
+    exists: bool
+    vector_type: str | None = None
+    dimension: int | None = None
+    text_type: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """What the index rebuild did, for the asset's metadata."""
+
+    method: str
+    options: str
+    rows: int
+    seconds: float
+
+
+def display_url(url: str) -> str:
+    """A connection URL without its password, safe for messages and logs."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host = info.get("host", "")
+    return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+
+
+class PgVectorResource(ConfigurableResource):
+    """The target PostgreSQL with pgvector: Open WebUI's `document_chunk` table and our own
+    `pgvector_migration` schema (inventory, completeness, staged chunks, embedding cache).
+
+    Empty fields take Open WebUI's environment names and defaults.
+    """
+
+    database_url: str | None = Field(
+        default=None,
+        description="Target URL. Empty: PGVECTOR_DB_URL, else DATABASE_URL when it is PostgreSQL.",
+    )
+    vector_length: int | None = Field(
+        default=None,
+        description="Dimension of a new document_chunk.vector column. Empty: "
+        "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH, else 1536. An existing table keeps its own.",
+    )
+    ivfflat_lists: int | None = Field(
+        default=None, description="ivfflat lists. Empty: PGVECTOR_IVFFLAT_LISTS, else 100."
+    )
+    index_method: str | None = Field(
+        default=None, description="ivfflat or hnsw. Empty: PGVECTOR_INDEX_METHOD, else ivfflat."
+    )
+    hnsw_m: int | None = Field(default=None, description="hnsw m. Empty: PGVECTOR_HNSW_M, else 16.")
+    hnsw_ef_construction: int | None = Field(
+        default=None,
+        description="hnsw ef_construction. Empty: PGVECTOR_HNSW_EF_CONSTRUCTION, else 64.",
+    )
+
+    def resolved_url(self) -> str:
+        url = self.database_url or os.environ.get("PGVECTOR_DB_URL")
+        if not url:
+            fallback = os.environ.get("DATABASE_URL", "")
+            if fallback.startswith(("postgres://", "postgresql")):
+                url = fallback
+        if not url:
+            raise TargetConfigurationError(
+                "no target database: set PGVECTOR_DB_URL (or a PostgreSQL DATABASE_URL)"
+            )
+        url = url.replace("postgres://", "postgresql://", 1)
+        for driver in ("postgresql+psycopg2://", "postgresql+psycopg://"):
+            url = url.replace(driver, "postgresql://", 1)
+        return url
+
+    def resolved_vector_length(self) -> int:
+        return self.vector_length or int(
+            os.environ.get("PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH", "1536")
+        )
+
+    @contextmanager
+    def connect(self, with_vectors: bool = True) -> Iterator[psycopg.Connection]:
+        """A connection (closed on exit) with pgvector's types registered when available."""
+        url = self.resolved_url()
+        try:
+            connection = psycopg.connect(url)
+        except psycopg.Error as error:
+            raise TargetConfigurationError(
+                f"cannot connect to target {display_url(url)}: {error}".strip()
+            ) from error
+        try:
+            if with_vectors:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+                    if cursor.fetchone():
+                        register_vector(connection)
+                connection.commit()
+            yield connection
+        finally:
+            connection.close()
+
+    def state(self) -> MigrationState:
+        """Our bookkeeping tables, created on first use."""
+        with self.connect(with_vectors=False) as connection:
+            ensure_state_schema(connection)
+        return MigrationState(self.connect)
+
+    def describe_table(self) -> TargetTable:
+        with self.connect(with_vectors=False) as connection:
+            row = connection.execute(
+                """
+                SELECT format_type(a.atttypid, a.atttypmod),
+                       (SELECT format_type(t.atttypid, t.atttypmod) FROM pg_attribute t
+                         WHERE t.attrelid = c.oid AND t.attname = 'text')
+                FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'vector'
+                WHERE c.relname = 'document_chunk' AND n.nspname = current_schema()
+                """
+            ).fetchone()
+        if row is None:
+            return TargetTable(exists=False)
+        vector_type, text_type = row
+        base, _, rest = vector_type.partition("(")
+        return TargetTable(True, base, int(rest.rstrip(")")) if rest else None, text_type)
+
+    def check_compatible(self, model_dimension: int) -> TargetTable:
+        """Refuse, before anything is written, a target our vectors do not fit exactly."""
+        table = self.describe_table()
+        if table.exists:
+            if table.vector_type != "vector":
+                raise TargetConfigurationError(
+                    f"document_chunk.vector is {table.vector_type}; only vector columns are "
+                    "supported yet (PGVECTOR_USE_HALFVEC is not)"
+                )
+            if table.text_type != "text":
+                raise TargetConfigurationError(
+                    "document_chunk.text is not text: PGVECTOR_PGCRYPTO tables are not supported yet"
+                )
+            dimension = table.dimension
+            origin = "the existing document_chunk.vector column"
+        else:
+            dimension = self.resolved_vector_length()
+            origin = "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH"
+        if dimension != model_dimension:
+            raise TargetConfigurationError(
+                f"the embedding model produces {model_dimension}-dimensional vectors but "
+                f"{origin} has {dimension} dimensions; vectors are never padded or cut: "
+                f"use a matching model or a table created with "
+                f"PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={model_dimension}"
+            )
+        if dimension > VECTOR_COLUMN_LIMIT:
+            raise TargetConfigurationError(
+                f"{dimension} dimensions exceed pgvector's vector limit of {VECTOR_COLUMN_LIMIT}; "
+                "halfvec (PGVECTOR_USE_HALFVEC) is not supported yet"
+            )
+        return table
+
+    def ensure_table(self, model_dimension: int) -> None:
+        """Create the extension, `document_chunk` and its collection index as Open WebUI does,
+        after checking that the model's vectors fit."""
+        self.check_compatible(model_dimension)
+        with self.connect(with_vectors=False) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            connection.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS document_chunk (
+                    id text PRIMARY KEY,
+                    vector vector({model_dimension}),
+                    collection_name text NOT NULL,
+                    text text,
+                    vmetadata jsonb
+                )
+                """
+            )
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS idx_document_chunk_collection_name "
+                "ON document_chunk (collection_name)"
+            )
+            connection.commit()
+
+    def present_rows(self, collection_names: Sequence[str]) -> dict[tuple[str, str], PresentRows]:
+        """Rows per (collection, file id) now in `document_chunk`, with their content hashes and
+        embedding models, for the completeness report."""
+        if not self.describe_table().exists:
+            return {}
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                """
+                SELECT collection_name, vmetadata->>'file_id', count(*),
+                       array_agg(DISTINCT vmetadata->>'hash'),
+                       array_agg(DISTINCT vmetadata->>'embedding_config')
+                FROM document_chunk
+                WHERE collection_name = ANY(%s)
+                GROUP BY 1, 2
+                """,
+                (list(collection_names),),
+            ).fetchall()
+        return {
+            (collection, file_id): PresentRows(count, frozenset(hashes), models_of(configs))
+            for collection, file_id, count, hashes, configs in rows
+        }
+
+    def replace_unit(
+        self,
+        connection: psycopg.Connection,
+        collection_name: str,
+        file_id: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[np.ndarray],
+        record: WrittenRecord,
+    ) -> None:
+        """Replace one (file, collection) in a single transaction: delete its old rows, COPY the
+        new ones, record what was written. A crash leaves either the old rows or the new."""
+        with connection.transaction(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{collection_name}\x1f{file_id}",),
+            )
+            if collection_name == file_collection_name(file_id):
+                cursor.execute(
+                    "DELETE FROM document_chunk WHERE collection_name = %s", (collection_name,)
+                )
+            else:
+                cursor.execute(
+                    "DELETE FROM document_chunk "
+                    "WHERE collection_name = %s AND vmetadata->>'file_id' = %s",
+                    (collection_name, file_id),
+                )
+            with cursor.copy(
+                "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
+                "FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "vector", "text", "text", "jsonb"])
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    copy.write_row(
+                        (chunk.id, vector, collection_name, chunk.text, Jsonb(chunk.metadata))
+                    )
+            MigrationState.record_written(cursor, collection_name, file_id, record)
+
+    def rebuild_index(self, dimension_hint: int | None = None) -> IndexBuild:
+        """Drop and build `idx_document_chunk_vector` after loading, as pgvector recommends
+        (an ivfflat index built on an almost empty table has poor recall)."""
+        method = (self.index_method or os.environ.get("PGVECTOR_INDEX_METHOD") or "ivfflat").lower()
+        if method == "hnsw":
+            m = self.hnsw_m or int(os.environ.get("PGVECTOR_HNSW_M", "16"))
+            ef = self.hnsw_ef_construction or int(
+                os.environ.get("PGVECTOR_HNSW_EF_CONSTRUCTION", "64")
+            )
+            options = f"WITH (m = {m}, ef_construction = {ef})"
+        elif method == "ivfflat":
+            lists = self.ivfflat_lists or int(os.environ.get("PGVECTOR_IVFFLAT_LISTS", "100"))
+            options = f"WITH (lists = {lists})"
+        else:
+            raise TargetConfigurationError(
+                f"PGVECTOR_INDEX_METHOD={method!r} is not supported; use ivfflat or hnsw"
+            )
+        started = time.monotonic()
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
+            connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            connection.execute("DROP INDEX IF EXISTS idx_document_chunk_vector")
+            connection.execute(
+                f"CREATE INDEX idx_document_chunk_vector ON document_chunk "
+                f"USING {method} (vector vector_cosine_ops) {options}"
+            )
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS idx_document_chunk_text_search ON document_chunk "
+                "USING GIN (to_tsvector('simple', coalesce(text, '')))"
+            )
+            connection.commit()
+        return IndexBuild(method, options, rows, time.monotonic() - started)
