@@ -140,7 +140,7 @@ def embedded_collections(
             "collections_written": MetadataValue.int(collections_written),
             "chunks_written": MetadataValue.int(chunks_written),
             "texts_embedded": MetadataValue.int(stats.embedded),
-            "texts_from_cache": MetadataValue.int(stats.cached),
+            "texts_reused": MetadataValue.int(stats.reused),
             "embedding_requests": MetadataValue.int(stats.requests),
             "files_failed": MetadataValue.int(len(failures)),
             "failures": markdown_table(list(failures.values()), ["file_id", "filename", "error"]),

@@ -106,7 +106,10 @@ class LocalEmbedder:
         self._model = SentenceTransformer(str(path), device="cpu")
 
     def dimension(self) -> int:
-        return int(self._model.get_sentence_embedding_dimension())
+        measure = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        return int(measure())
 
     def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         vectors = self._model.encode(
@@ -243,10 +246,11 @@ class EmbeddingResource(ConfigurableResource):
 
 @dataclass
 class EmbeddingStats:
-    """What embedding cost: texts asked for, served from the cache, sent to the engine."""
+    """What embedding cost: texts asked for, texts reused (from the cache, or a duplicate in the
+    same wave, e.g. a knowledge chunk equal to its file chunk), texts sent to the engine."""
 
     texts: int = 0
-    cached: int = 0
+    reused: int = 0
     embedded: int = 0
     requests: int = 0
     dimensions: set[int] = field(default_factory=set)
@@ -273,7 +277,6 @@ def embed_with_cache(
     for key, text in zip(keys, texts, strict=True):
         if key not in found and key not in missing:
             missing[key] = text
-    stats.cached += len(texts) - sum(1 for key in keys if key in missing)
     pending = list(missing.items())
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
@@ -283,6 +286,7 @@ def embed_with_cache(
         fresh = {key: vector for (key, _), vector in zip(batch, vectors, strict=True)}
         store(fresh)
         found.update(fresh)
+    stats.reused += len(texts) - len(missing)
     vectors = [found[key] for key in keys]
     stats.dimensions.update(len(vector) for vector in vectors)
     return vectors

@@ -243,9 +243,16 @@ class MigrationState:
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
         ):
             cursor.execute(
-                f"SELECT file_id, collection_name, filename, status, expected_chunks, "
-                f"present_chunks, reason, selected FROM {SCHEMA}.completeness "
-                "WHERE partition_key = %s ORDER BY filename, file_id, collection_name",
+                f"""
+                SELECT c.file_id, c.collection_name, c.filename, c.status, c.expected_chunks,
+                       c.present_chunks, c.reason, c.selected,
+                       w.written_at IS NOT NULL AND w.written_at >= c.checked_at AS written
+                FROM {SCHEMA}.completeness c
+                LEFT JOIN {SCHEMA}.written_collection w
+                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+                WHERE c.partition_key = %s
+                ORDER BY c.filename, c.file_id, c.collection_name
+                """,
                 (partition_key,),
             )
             return cursor.fetchall()
@@ -288,6 +295,7 @@ class MigrationState:
         a time, so memory is bounded by the largest file, not the partition."""
         with (
             self._connect(with_vectors=False) as connection,
+            connection.transaction(),
             connection.cursor(name="staged_units") as cursor,
         ):
             cursor.itersize = 2000
@@ -331,7 +339,6 @@ class MigrationState:
                 f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s AND file_id = ANY(%s)",
                 (partition_key, list(file_ids)),
             )
-            connection.commit()
 
     def record_failure(
         self, partition_key: str, file_id: str, filename: str, stage: str, error: str
@@ -346,7 +353,6 @@ class MigrationState:
                 """,
                 (partition_key, file_id, filename, stage, error),
             )
-            connection.commit()
 
     def failures(self, partition_key: str) -> list[dict[str, Any]]:
         with (
@@ -388,11 +394,18 @@ class MigrationState:
                 [(model_key, text_hash, vector) for text_hash, vector in embeddings.items()],
             )
 
-    def status_counts(self, partition_key: str) -> dict[str, int]:
+    def progress(self, partition_key: str) -> tuple[int, int]:
+        """(units selected, units written since they were selected) for a progress bar."""
         with self._connect(with_vectors=False) as connection:
-            rows = connection.execute(
-                f"SELECT status, count(*) FROM {SCHEMA}.completeness WHERE partition_key = %s "
-                "GROUP BY status",
+            row = connection.execute(
+                f"""
+                SELECT count(*), count(w.file_id)
+                FROM {SCHEMA}.completeness c
+                LEFT JOIN {SCHEMA}.written_collection w
+                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+                 AND w.written_at >= c.checked_at
+                WHERE c.partition_key = %s AND c.selected
+                """,
                 (partition_key,),
-            ).fetchall()
-        return {str(UnitStatus(status)): count for status, count in rows}
+            ).fetchone()
+        return row[0], row[1]

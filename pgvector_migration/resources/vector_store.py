@@ -103,10 +103,11 @@ class PgVectorResource(ConfigurableResource):
 
     @contextmanager
     def connect(self, with_vectors: bool = True) -> Iterator[psycopg.Connection]:
-        """A connection (closed on exit) with pgvector's types registered when available."""
+        """An autocommit connection (closed on exit) with pgvector's types registered when
+        available; every multi-statement unit of work runs in an explicit `transaction()`."""
         url = self.resolved_url()
         try:
-            connection = psycopg.connect(url)
+            connection = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
             raise TargetConfigurationError(
                 f"cannot connect to target {display_url(url)}: {error}".strip()
@@ -117,7 +118,6 @@ class PgVectorResource(ConfigurableResource):
                     cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
                     if cursor.fetchone():
                         register_vector(connection)
-                connection.commit()
             yield connection
         finally:
             connection.close()
@@ -183,7 +183,7 @@ class PgVectorResource(ConfigurableResource):
         """Create the extension, `document_chunk` and its collection index as Open WebUI does,
         after checking that the model's vectors fit."""
         self.check_compatible(model_dimension)
-        with self.connect(with_vectors=False) as connection:
+        with self.connect(with_vectors=False) as connection, connection.transaction():
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
             connection.execute(
                 f"""
@@ -200,7 +200,6 @@ class PgVectorResource(ConfigurableResource):
                 "CREATE INDEX IF NOT EXISTS idx_document_chunk_collection_name "
                 "ON document_chunk (collection_name)"
             )
-            connection.commit()
 
     def present_rows(self, collection_names: Sequence[str]) -> dict[tuple[str, str], PresentRows]:
         """Rows per (collection, file id) now in `document_chunk`, with their content hashes and
@@ -261,7 +260,7 @@ class PgVectorResource(ConfigurableResource):
                     )
             MigrationState.record_written(cursor, collection_name, file_id, record)
 
-    def rebuild_index(self, dimension_hint: int | None = None) -> IndexBuild:
+    def rebuild_index(self) -> IndexBuild:
         """Drop and build `idx_document_chunk_vector` after loading, as pgvector recommends
         (an ivfflat index built on an almost empty table has poor recall)."""
         method = (self.index_method or os.environ.get("PGVECTOR_INDEX_METHOD") or "ivfflat").lower()
@@ -278,8 +277,10 @@ class PgVectorResource(ConfigurableResource):
             raise TargetConfigurationError(
                 f"PGVECTOR_INDEX_METHOD={method!r} is not supported; use ivfflat or hnsw"
             )
+        if not self.describe_table().exists:
+            return IndexBuild(method, options, 0, 0.0)
         started = time.monotonic()
-        with self.connect(with_vectors=False) as connection:
+        with self.connect(with_vectors=False) as connection, connection.transaction():
             rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
             connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
             connection.execute("DROP INDEX IF EXISTS idx_document_chunk_vector")
@@ -291,5 +292,4 @@ class PgVectorResource(ConfigurableResource):
                 "CREATE INDEX IF NOT EXISTS idx_document_chunk_text_search ON document_chunk "
                 "USING GIN (to_tsvector('simple', coalesce(text, '')))"
             )
-            connection.commit()
         return IndexBuild(method, options, rows, time.monotonic() - started)

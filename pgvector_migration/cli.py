@@ -1,0 +1,222 @@
+"""pgvector-migrate: the old migration script's flags on top of the Dagster assets.
+
+Each selected partition runs the `migrate_knowledge_base` job in this process, recorded in the
+Dagster instance of DAGSTER_HOME so the runs show in the UI; the index is rebuilt once at the end.
+Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgvector-migrate",
+        description="Re-process every Open WebUI file into pgvector's document_chunk table, "
+        "configured by Open WebUI's own environment variables.",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be done; write no vectors"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rewrite collections that are already complete"
+    )
+    parser.add_argument(
+        "--knowledge-id", action="append", default=[], help="only this knowledge base (repeatable)"
+    )
+    parser.add_argument(
+        "--file-id", action="append", default=[], help="only this file (repeatable)"
+    )
+    parser.add_argument(
+        "--knowledge-only",
+        action="store_true",
+        help="only files in a knowledge base; leave files in no knowledge base alone",
+    )
+    parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+    return parser
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return DagsterInstance.get()
+    print("DAGSTER_HOME is not set: runs are not recorded for the Dagster UI", file=sys.stderr)
+    return DagsterInstance.ephemeral()
+
+
+def select_partitions(args: argparse.Namespace, openwebui) -> list[str]:
+    """The partitions the flags ask for, in a stable order; unknown ids are a usage error."""
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
+
+    knowledge_ids = openwebui.knowledge_ids()
+    unknown = [k for k in args.knowledge_id if k not in knowledge_ids]
+    if unknown:
+        raise ValueError(f"unknown knowledge id(s): {', '.join(unknown)}")
+    keys = args.knowledge_id or list(knowledge_ids)
+    if not args.knowledge_id and not args.knowledge_only:
+        keys.append(STANDALONE_PARTITION_KEY)
+    if args.file_id:
+        wanted = set(args.file_id)
+        holding = [key for key in keys if wanted & set(openwebui.partition_file_ids(key)[0])]
+        found = {f for key in holding for f in openwebui.partition_file_ids(key)[0]} & wanted
+        if wanted - found:
+            raise ValueError(
+                f"file id(s) not found in the selected partitions: {', '.join(wanted - found)}"
+            )
+        keys = holding
+    return keys
+
+
+def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
+    """Every configuration error, found before anything is written (exit code 2)."""
+    openwebui.check_schema()
+    settings = embeddings.effective_settings(openwebui.rag_settings())
+    settings.validate()
+    vector_store.state()
+    if not dry_run:
+        embedder = embeddings.embedder(settings)
+        vector_store.check_compatible(embedder.dimension())
+
+
+class ProgressBar:
+    """A terminal progress bar over the (file, collection) units of one partition, fed by
+    polling our state tables, so it works whatever executor runs the steps."""
+
+    def __init__(self, state, partition_key: str, enabled: bool) -> None:
+        self._state = state
+        self._key = partition_key
+        self._enabled = enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> ProgressBar:
+        if self._enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._enabled:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        from tqdm import tqdm
+
+        with tqdm(desc=self._key[:36], unit="collection", leave=False) as bar:
+            while not self._stop.wait(0.5):
+                try:
+                    selected, written = self._state.progress(self._key)
+                except Exception:  # the tables may not exist yet; try again
+                    continue
+                bar.total = selected
+                bar.n = written
+                bar.refresh()
+
+
+def _failure_message(result) -> str:
+    """The innermost error of the first failed step: the one a person can act on."""
+    failure = next((event for event in result.all_events if event.is_step_failure), None)
+    if failure is None:
+        return "the run failed; see it in the Dagster UI"
+    error = failure.event_specific_data.error
+    while error.cause is not None:
+        error = error.cause
+    return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
+
+
+def _run_partition(job, instance, key: str, args, resources_state, summary) -> None:
+    from pgvector_migration.summary import partition_outcomes
+
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "ops": {
+            "file_inventory": {"config": {"file_ids": list(args.file_id)}},
+            "completeness_report": {"config": {"overwrite": args.overwrite}},
+        },
+    }
+    progress = sys.stderr.isatty() and not args.no_progress
+    with ProgressBar(resources_state, key, progress):
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=key,
+            tags={"pgvector_migration/source": "cli"},
+            raise_on_error=False,
+        )
+    if not result.success:
+        summary.run_errors.append(f"partition {key}: {_failure_message(result)}")
+    for materialization in result.asset_materializations_for_node("embedded_collections"):
+        metadata = materialization.metadata
+        summary.chunks_written += metadata["chunks_written"].value
+        summary.texts_embedded += metadata["texts_embedded"].value
+        summary.texts_reused += metadata["texts_reused"].value
+    summary.add(
+        partition_outcomes(
+            resources_state.completeness_rows(key), resources_state.failures(key), args.dry_run
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dagster import DagsterInstance
+
+    from pgvector_migration.definitions import defs
+    from pgvector_migration.partitions import knowledge_partitions
+    from pgvector_migration.resources.embeddings import EmbeddingResource
+    from pgvector_migration.resources.openwebui import OpenWebUIResource
+    from pgvector_migration.resources.vector_store import PgVectorResource
+    from pgvector_migration.summary import RunSummary
+
+    openwebui, vector_store, embeddings = (
+        OpenWebUIResource(),
+        PgVectorResource(),
+        EmbeddingResource(),
+    )
+    try:
+        preflight(openwebui, vector_store, embeddings, args.dry_run)
+        keys = select_partitions(args, openwebui)
+    except Exception as error:
+        print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    instance: DagsterInstance = _instance()
+    existing = set(instance.get_dynamic_partitions(knowledge_partitions.name))
+    missing = [key for key in keys if key not in existing]
+    if missing:
+        instance.add_dynamic_partitions(knowledge_partitions.name, missing)
+    job_name = "assess_knowledge_base" if args.dry_run else "migrate_knowledge_base"
+    job = defs.resolve_job_def(job_name)
+    state = vector_store.state()
+    summary = RunSummary(dry_run=args.dry_run)
+    for key in keys:
+        _run_partition(job, instance, key, args, state, summary)
+    if not args.dry_run and not args.no_index and not summary.run_errors:
+        index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        if not index_run.success:
+            summary.run_errors.append("the vector index rebuild failed; see the Dagster run")
+    print(summary.text())
+    if args.summary_json:
+        summary.write_json(args.summary_json)
+    return EXIT_FAILED if summary.has_failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The end-of-run summary: one outcome per file, merged over partitions, short to read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROCESSED = "processed"
+WOULD_PROCESS = "would process"
+SKIPPED_COMPLETE = "skipped (complete)"
+SKIPPED_UNSUPPORTED = "skipped (unsupported)"
+FAILED = "failed"
+
+# When a file appears in several partitions, the outcome that says most wins.
+PRECEDENCE = [FAILED, PROCESSED, WOULD_PROCESS, SKIPPED_UNSUPPORTED, SKIPPED_COMPLETE]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    file_id: str
+    filename: str
+    outcome: str
+    reason: str = ""
+
+
+def partition_outcomes(
+    completeness_rows: Sequence[Mapping[str, Any]],
+    failures: Sequence[Mapping[str, Any]],
+    dry_run: bool,
+) -> list[FileOutcome]:
+    """One outcome per file of a partition, from its completeness rows and recorded failures."""
+    failed = {row["file_id"]: row for row in failures}
+    by_file: dict[str, list[Mapping[str, Any]]] = {}
+    for row in completeness_rows:
+        by_file.setdefault(row["file_id"], []).append(row)
+    outcomes = []
+    for file_id, rows in by_file.items():
+        filename = rows[0]["filename"]
+        statuses = {row["status"] for row in rows}
+        reason = next((row["reason"] for row in rows if row["reason"]), "")
+        if file_id in failed:
+            outcomes.append(FileOutcome(file_id, filename, FAILED, failed[file_id]["error"]))
+        elif "unreadable" in statuses:
+            outcomes.append(FileOutcome(file_id, filename, FAILED, reason))
+        elif "unsupported" in statuses:
+            outcomes.append(FileOutcome(file_id, filename, SKIPPED_UNSUPPORTED, reason))
+        elif dry_run and any(row["selected"] for row in rows):
+            outcomes.append(FileOutcome(file_id, filename, WOULD_PROCESS))
+        elif any(row["selected"] and not row["written"] for row in rows):
+            unwritten = [
+                row["collection_name"] for row in rows if row["selected"] and not row["written"]
+            ]
+            outcomes.append(
+                FileOutcome(
+                    file_id,
+                    filename,
+                    FAILED,
+                    f"not written to {', '.join(unwritten)}: the run stopped first (see run errors)",
+                )
+            )
+        elif any(row["selected"] for row in rows):
+            outcomes.append(FileOutcome(file_id, filename, PROCESSED))
+        else:
+            outcomes.append(FileOutcome(file_id, filename, SKIPPED_COMPLETE))
+    return outcomes
+
+
+@dataclass
+class RunSummary:
+    """What a migration did, for the terminal and `--summary-json`."""
+
+    outcomes: dict[str, FileOutcome] = field(default_factory=dict)
+    chunks_written: int = 0
+    texts_embedded: int = 0
+    texts_reused: int = 0
+    run_errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def add(self, outcomes: Iterable[FileOutcome]) -> None:
+        for outcome in outcomes:
+            known = self.outcomes.get(outcome.file_id)
+            if known is None or PRECEDENCE.index(outcome.outcome) < PRECEDENCE.index(known.outcome):
+                self.outcomes[outcome.file_id] = outcome
+
+    def _with(self, outcome: str) -> list[FileOutcome]:
+        return [o for o in self.outcomes.values() if o.outcome == outcome]
+
+    @property
+    def has_failures(self) -> bool:
+        return bool(self._with(FAILED) or self.run_errors)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "files_total": len(self.outcomes),
+            "files_processed": len(self._with(PROCESSED)),
+            "files_to_process": len(self._with(WOULD_PROCESS)),
+            "files_skipped_complete": len(self._with(SKIPPED_COMPLETE)),
+            "files_skipped_unsupported": len(self._with(SKIPPED_UNSUPPORTED)),
+            "files_failed": [{"file_id": o.file_id, "error": o.reason} for o in self._with(FAILED)],
+            "unsupported": [
+                {"file_id": o.file_id, "reason": o.reason} for o in self._with(SKIPPED_UNSUPPORTED)
+            ],
+            "chunks_written": self.chunks_written,
+            "texts_embedded": self.texts_embedded,
+            "texts_reused": self.texts_reused,
+            "run_errors": self.run_errors,
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
+
+    def text(self) -> str:
+        lines = [
+            f"files total: {len(self.outcomes)}",
+            f"files {'to process' if self.dry_run else 'processed'}: "
+            f"{len(self._with(WOULD_PROCESS if self.dry_run else PROCESSED))}",
+            f"files skipped (complete): {len(self._with(SKIPPED_COMPLETE))}",
+            f"files skipped (unsupported): {len(self._with(SKIPPED_UNSUPPORTED))}",
+            f"files failed: {len(self._with(FAILED))}",
+            f"chunks written: {self.chunks_written}",
+            f"texts embedded: {self.texts_embedded} "
+            f"(reused from the cache or another collection: {self.texts_reused})",
+        ]
+        for outcome in sorted(self._with(FAILED), key=lambda o: o.filename):
+            lines.append(f"  failed: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
+        for outcome in sorted(self._with(SKIPPED_UNSUPPORTED), key=lambda o: o.filename):
+            lines.append(f"  unsupported: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
+        lines.extend(f"  run error: {error}" for error in self.run_errors)
+        return "\n".join(lines)
