@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -86,10 +87,11 @@ def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
     openwebui.check_schema()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
-    vector_store.state()
+    state = vector_store.state()
     if not dry_run:
         embedder = embeddings.embedder(settings)
-        vector_store.check_compatible(embedder.dimension())
+        cached = state.cached_dimension(embedder.model_key)
+        vector_store.check_compatible(cached or embedder.dimension())
 
 
 class ProgressBar:
@@ -138,14 +140,19 @@ def _failure_message(result) -> str:
     return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
 
 
-def _run_partition(job, instance, key: str, args, resources_state, summary) -> None:
+def _run_partition(job, instance, key: str, args, resources_state, summary, started_at) -> None:
     from pgvector_migration.summary import partition_outcomes
 
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
         "ops": {
             "file_inventory": {"config": {"file_ids": list(args.file_id)}},
-            "completeness_report": {"config": {"overwrite": args.overwrite}},
+            "completeness_report": {
+                "config": {
+                    "overwrite": args.overwrite,
+                    "overwrite_unless_written_after": started_at.isoformat(),
+                }
+            },
         },
     }
     progress = sys.stderr.isatty() and not args.no_progress
@@ -202,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = defs.resolve_job_def(job_name)
     state = vector_store.state()
     summary = RunSummary(dry_run=args.dry_run)
+    started_at = datetime.now(UTC)
     for key in keys:
-        _run_partition(job, instance, key, args, state, summary)
+        _run_partition(job, instance, key, args, state, summary, started_at)
     if not args.dry_run and not args.no_index and not summary.run_errors:
         index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

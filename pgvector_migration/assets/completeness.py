@@ -3,6 +3,7 @@ them this run rewrites."""
 
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 
 from dagster import (
     AssetExecutionContext,
@@ -40,6 +41,12 @@ class CompletenessConfig(Config):
     overwrite: bool = Field(
         default=False,
         description="Rewrite every (file, collection), complete or not (the CLI's --overwrite).",
+    )
+    overwrite_unless_written_after: str | None = Field(
+        default=None,
+        description="With overwrite: leave alone what was already rewritten after this ISO "
+        "time. The CLI passes its start time, so a file in several knowledge bases has its own "
+        "collection rewritten once per CLI run.",
     )
 
 
@@ -112,6 +119,10 @@ def completeness_report(
     present = vector_store.present_rows(collection_names)
     records = state.written_records(collection_names)
     state.clear_failures(partition_key, file_ids)
+    rewritten: set[tuple[str, str]] = set()
+    if config.overwrite and config.overwrite_unless_written_after:
+        since = datetime.fromisoformat(config.overwrite_unless_written_after)
+        rewritten = state.written_since(collection_names, since)
 
     statuses: Counter[str] = Counter()
     selected_files: set[str] = set()
@@ -124,6 +135,9 @@ def completeness_report(
                 selected = assessment.status.needs_work or (
                     config.overwrite
                     and assessment.status not in (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
+                    and not (
+                        assessment.status == UnitStatus.COMPLETE and (name, file.id) in rewritten
+                    )
                 )
                 statuses[str(assessment.status)] += 1
                 if selected:

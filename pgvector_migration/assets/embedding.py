@@ -1,6 +1,7 @@
 """embedded_collections: embed the staged chunks (through the cache) and write each
 (file, collection) atomically into document_chunk."""
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import psycopg
@@ -55,9 +56,15 @@ def embedded_collections(
     partition_key = context.partition_key
     settings = effective_settings(openwebui, embeddings)
     state = vector_store.state()
+    units = state.staged_units(partition_key)
+    first_unit = next(units, None)
+    if first_unit is None:
+        return MaterializeResult(
+            metadata={"collections_written": MetadataValue.int(0), **_empty_metadata()}
+        )
     try:
         embedder = embeddings.embedder(settings)
-        dimension = embedder.dimension()
+        dimension = state.cached_dimension(embedder.model_key) or embedder.dimension()
         vector_store.ensure_table(dimension)
     except (TargetConfigurationError, EmbeddingError, ValueError) as error:
         raise Failure(description=str(error)) from error
@@ -80,7 +87,7 @@ def embedded_collections(
             context.log.warning(f"file {unit.file_id} ({unit.filename}): {message}")
 
     with vector_store.connect() as connection:
-        for wave in waves(state.staged_units(partition_key), max(batch_size * 4, 256)):
+        for wave in waves(itertools.chain([first_unit], units), max(batch_size * 4, 256)):
             wave = [unit for unit in wave if unit.file_id not in failures]
             if failed_in_a_row >= CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP:
                 for unit in wave:
@@ -138,6 +145,7 @@ def embedded_collections(
     return MaterializeResult(
         metadata={
             "collections_written": MetadataValue.int(collections_written),
+            **_empty_metadata(),
             "chunks_written": MetadataValue.int(chunks_written),
             "texts_embedded": MetadataValue.int(stats.embedded),
             "texts_reused": MetadataValue.int(stats.reused),
@@ -149,3 +157,17 @@ def embedded_collections(
             ),
         }
     )
+
+
+def _empty_metadata() -> dict:
+    """The counters of a partition with nothing to write, so every run has the same keys."""
+    return {
+        name: MetadataValue.int(0)
+        for name in (
+            "chunks_written",
+            "texts_embedded",
+            "texts_reused",
+            "embedding_requests",
+            "files_failed",
+        )
+    }

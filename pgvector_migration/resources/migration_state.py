@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, WrittenRecord
+from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import Chunk, SourceFile
 
 SCHEMA = "pgvector_migration"
@@ -163,6 +164,18 @@ class MigrationState:
                 (list(collection_names),),
             ).fetchall()
         return {(r[0], r[1]): WrittenRecord(r[2], r[3], r[4], r[5]) for r in rows}
+
+    def written_since(
+        self, collection_names: Sequence[str], since: datetime
+    ) -> set[tuple[str, str]]:
+        """The (collection, file id) units written at or after `since`."""
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT collection_name, file_id FROM {SCHEMA}.written_collection "
+                "WHERE collection_name = ANY(%s) AND written_at >= %s",
+                (list(collection_names), since),
+            ).fetchall()
+        return {(row[0], row[1]) for row in rows}
 
     @staticmethod
     def record_written(
@@ -370,6 +383,22 @@ class MigrationState:
         with self._connect(with_vectors=False) as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
             connection.execute(CACHE_DDL)
+
+    def cached_dimension(self, model_key: str) -> int | None:
+        """The dimension of any vector cached for this model, so that a re-run need not ask
+        the provider again just to learn it."""
+        with self._connect(with_vectors=False) as connection:
+            if (
+                connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
+                is None
+            ):
+                return None
+            row = connection.execute(
+                f"SELECT vector_dims(embedding) FROM {SCHEMA}.embedding_cache "
+                "WHERE model_key = %s LIMIT 1",
+                (model_key,),
+            ).fetchone()
+        return row[0] if row else None
 
     def cached_embeddings(
         self, connection: psycopg.Connection, model_key: str, text_hashes: Sequence[bytes]

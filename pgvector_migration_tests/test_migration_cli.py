@@ -1,0 +1,229 @@
+"""End-to-end runs of `pgvector-migrate` on the sample deployment: real SQLite source, real
+files, the embedded PostgreSQL + pgvector target and a loopback OpenAI server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from pgvector_migration import cli
+from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
+from pgvector_migration_tests.conftest import TEST_DIMENSIONS, TEST_MODEL
+from pgvector_migration_tests.openai_server import expected_embedding
+
+GETTYSBURG = sample_file_id("gettysburg_and_inaugural.txt")
+BROKEN = sample_file_id("broken_report.pdf")
+IMAGE = sample_file_id("moon_photo.png")
+FOUNDING, LITERATURE = (knowledge.id for knowledge in KNOWLEDGE_BASES)
+
+
+def run(tmp_path, *flags: str) -> tuple[int, dict]:
+    summary_path = tmp_path / "summary.json"
+    summary_path.unlink(missing_ok=True)
+    code = cli.main(["--no-progress", "--summary-json", str(summary_path), *flags])
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return code, summary
+
+
+def test_full_migration_writes_every_collection_then_skips_everything(deployment, tmp_path):
+    code, summary = run(tmp_path)
+
+    assert code == cli.EXIT_FAILED, "the corrupt sample PDF must make the run report a failure"
+    assert summary["files_total"] == 10
+    assert summary["files_processed"] == 8
+    assert [entry["file_id"] for entry in summary["files_failed"]] == [BROKEN]
+    assert "PdfStreamError" in summary["files_failed"][0]["error"]
+    assert [entry["file_id"] for entry in summary["unsupported"]] == [IMAGE]
+    counts = deployment.counts()
+    assert summary["chunks_written"] == sum(counts.values())
+    assert set(counts) >= {f"file-{GETTYSBURG}", FOUNDING, LITERATURE}
+    assert f"file-{BROKEN}" not in counts and f"file-{IMAGE}" not in counts
+    # The shared file is in both knowledge collections, and its own collection is written once.
+    with deployment.connect() as connection:
+        holders = connection.execute(
+            "SELECT DISTINCT collection_name FROM document_chunk "
+            "WHERE vmetadata->>'file_id' = %s ORDER BY 1",
+            (GETTYSBURG,),
+        ).fetchall()
+    assert sorted(h[0] for h in holders) == sorted([f"file-{GETTYSBURG}", FOUNDING, LITERATURE])
+    requests_after_first_run = deployment.server.request_count
+    rows_after_first_run = deployment.rows()
+
+    code, summary = run(tmp_path)
+
+    assert code == cli.EXIT_FAILED
+    assert summary["files_processed"] == 0
+    assert summary["files_skipped_complete"] == 8
+    assert summary["chunks_written"] == 0
+    assert deployment.server.request_count == requests_after_first_run
+    assert deployment.rows() == rows_after_first_run
+
+
+def test_rows_match_open_webui_format_and_vectors(deployment, tmp_path, monkeypatch):
+    # Without the markdown-header pass, start_index is an offset into the stored content.
+    monkeypatch.setenv("ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER", "false")
+    run(tmp_path)
+    with deployment.connect() as connection:
+        from pgvector.psycopg import register_vector
+
+        register_vector(connection)
+        rows = connection.execute(
+            "SELECT id, text, vmetadata, vector FROM document_chunk WHERE collection_name = %s "
+            "ORDER BY (vmetadata->>'start_index')::int",
+            (f"file-{GETTYSBURG}",),
+        ).fetchall()
+        content = json.loads(
+            sqlite3.connect(deployment.data_dir / "webui.db")
+            .execute("SELECT data FROM file WHERE id = ?", (GETTYSBURG,))
+            .fetchone()[0]
+        )["content"]
+    assert len(rows) > 3
+    for chunk_id, text, metadata, vector in rows:
+        assert len(chunk_id) == 36
+        assert content[metadata["start_index"] : metadata["start_index"] + len(text)] == text
+        assert metadata["file_id"] == GETTYSBURG
+        assert metadata["name"] == metadata["source"] == "gettysburg_and_inaugural.txt"
+        assert metadata["hash"] == hashlib.sha256(content.encode()).hexdigest()
+        assert metadata["embedding_config"] == str({"engine": "openai", "model": TEST_MODEL})
+        assert metadata["created_by"]
+        assert len(text) <= 1000
+        expected = expected_embedding(TEST_MODEL, text.replace("\n", " "), TEST_DIMENSIONS)
+        np.testing.assert_allclose(vector.to_numpy(), expected, atol=1e-6)
+    for record in deployment.server.requests:
+        assert record.authorization == "Bearer sk-test-secret"
+        assert all("\n" not in text for text in record.inputs)
+
+
+def test_overwrite_replaces_rows_without_duplicates_or_new_embeddings(deployment, tmp_path):
+    run(tmp_path)
+    before = deployment.rows()
+    requests_before = deployment.server.request_count
+
+    code, summary = run(tmp_path, "--overwrite")
+
+    assert code == cli.EXIT_FAILED
+    assert summary["files_processed"] == 8
+    assert summary["chunks_written"] == len(before)
+    assert deployment.rows() == before
+    assert deployment.server.request_count == requests_before, "every text is in the cache"
+    with deployment.connect() as connection:
+        duplicates = connection.execute(
+            "SELECT count(*) - count(DISTINCT (collection_name, text, "
+            "vmetadata->>'file_id', vmetadata->>'start_index')) FROM document_chunk"
+        ).fetchone()[0]
+    assert duplicates == 0
+
+
+def test_partial_collection_is_redone_and_others_left_alone(deployment, tmp_path):
+    run(tmp_path)
+    before = deployment.rows()
+    with deployment.connect() as connection:
+        connection.execute(
+            "DELETE FROM document_chunk WHERE id IN (SELECT id FROM document_chunk "
+            "WHERE collection_name = %s ORDER BY id LIMIT 2)",
+            (f"file-{GETTYSBURG}",),
+        )
+        untouched = connection.execute(
+            "SELECT collection_name, file_id, written_at FROM pgvector_migration.written_collection "
+            "WHERE collection_name <> %s ORDER BY 1, 2",
+            (f"file-{GETTYSBURG}",),
+        ).fetchall()
+
+    code, summary = run(tmp_path, "--knowledge-id", FOUNDING)
+
+    assert summary["files_processed"] == 1
+    assert deployment.rows() == before
+    with deployment.connect() as connection:
+        assert (
+            connection.execute(
+                "SELECT collection_name, file_id, written_at FROM "
+                "pgvector_migration.written_collection WHERE collection_name <> %s ORDER BY 1, 2",
+                (f"file-{GETTYSBURG}",),
+            ).fetchall()
+            == untouched
+        )
+
+
+def test_changed_model_makes_collections_stale(deployment, tmp_path, monkeypatch):
+    run(tmp_path, "--knowledge-id", LITERATURE)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "another-model")
+
+    code, summary = run(tmp_path, "--knowledge-id", LITERATURE)
+
+    assert code == cli.EXIT_OK
+    assert summary["files_processed"] == 5
+    with deployment.connect() as connection:
+        models = connection.execute(
+            "SELECT DISTINCT vmetadata->>'embedding_config' FROM document_chunk"
+        ).fetchall()
+    assert models == [(str({"engine": "openai", "model": "another-model"}),)]
+
+
+def test_dimension_mismatch_is_refused_before_any_write(deployment, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH", "16")
+
+    code, _ = run(tmp_path)
+
+    assert code == cli.EXIT_CONFIG
+    message = capsys.readouterr().err
+    assert "8-dimensional" in message and "16 dimensions" in message
+    with deployment.connect() as connection:
+        assert connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0] is None
+
+
+def test_dry_run_writes_no_vectors_and_source_is_untouched(deployment, tmp_path):
+    database = deployment.data_dir / "webui.db"
+    source_bytes = database.read_bytes()
+
+    code, summary = run(tmp_path, "--dry-run")
+
+    assert summary["files_to_process"] == 8
+    assert summary["chunks_written"] == 0
+    assert deployment.server.request_count == 0
+    with deployment.connect() as connection:
+        assert connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0] is None
+    run(tmp_path)
+    assert database.read_bytes() == source_bytes
+
+
+def test_file_id_selects_one_file_in_its_partitions(deployment, tmp_path):
+    code, summary = run(tmp_path, "--file-id", GETTYSBURG)
+
+    assert code == cli.EXIT_OK
+    assert summary["files_total"] == 1
+    assert set(deployment.counts()) == {f"file-{GETTYSBURG}", FOUNDING, LITERATURE}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--knowledge-id", "no-such-knowledge"], "unknown knowledge id"),
+        (["--file-id", "no-such-file"], "not found"),
+    ],
+)
+def test_bad_selection_is_a_usage_error(deployment, tmp_path, capsys, flags, message):
+    code, _ = run(tmp_path, *flags)
+    assert code == cli.EXIT_CONFIG
+    assert message in capsys.readouterr().err
+
+
+def test_failing_embedding_api_stops_before_writing_and_names_the_url(deployment, tmp_path, capsys):
+    deployment.server.fail_next(1000, status=400)
+
+    code, _ = run(tmp_path)
+
+    assert code == cli.EXIT_CONFIG
+    message = capsys.readouterr().err
+    assert deployment.server.base_url in message and "HTTP 400" in message
+    with deployment.connect() as connection:
+        assert connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0] is None
+
+
+def test_secrets_stay_out_of_the_summary(deployment, tmp_path, capsys):
+    code, summary = run(tmp_path)
+    assert "sk-test-secret" not in json.dumps(summary)
+    assert "sk-test-secret" not in capsys.readouterr().out
