@@ -58,7 +58,8 @@ def partition_outcomes(
                     file_id,
                     filename,
                     FAILED,
-                    f"not written to {', '.join(unwritten)}: the run stopped first (see run errors)",
+                    f"not written to {', '.join(unwritten)}: "
+                    "the run stopped first (see run errors)",
                 )
             )
         elif any(row["selected"] for row in rows):

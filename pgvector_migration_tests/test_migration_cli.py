@@ -128,8 +128,8 @@ def test_partial_collection_is_redone_and_others_left_alone(deployment, tmp_path
             (f"file-{GETTYSBURG}",),
         )
         untouched = connection.execute(
-            "SELECT collection_name, file_id, written_at FROM pgvector_migration.written_collection "
-            "WHERE collection_name <> %s ORDER BY 1, 2",
+            "SELECT collection_name, file_id, written_at FROM "
+            "pgvector_migration.written_collection WHERE collection_name <> %s ORDER BY 1, 2",
             (f"file-{GETTYSBURG}",),
         ).fetchall()
 

@@ -6,6 +6,7 @@ loader's text goes through the same `ftfy` clean-up Open WebUI applies.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Callable
 from pathlib import Path
@@ -170,10 +171,8 @@ def _pdf_document_metadata(reader, path: Path) -> dict:
         key = raw_key.removeprefix("/").lower()
         value = raw_value if type(raw_value) in (str, int) else str(raw_value)
         if key in ("creationdate", "moddate") and isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = dt.datetime.strptime(value.replace("'", ""), "D:%Y%m%d%H%M%S%z").isoformat()
-            except ValueError:
-                pass
         elif isinstance(value, str):
             value = value.strip()
         metadata[key] = value

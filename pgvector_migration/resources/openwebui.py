@@ -114,7 +114,7 @@ class OpenWebUIResource(ConfigurableResource):
     )
     upload_dir: str | None = Field(
         default=None,
-        description="Folder holding the uploaded files. Empty: UPLOAD_DIR, else {DATA_DIR}/uploads.",
+        description="Folder of the uploaded files. Empty: UPLOAD_DIR, else {DATA_DIR}/uploads.",
     )
     chunk_size: int | None = Field(
         default=None, description="Override CHUNK_SIZE (else config table, env, 1000)."

@@ -49,8 +49,8 @@ class IndexBuild:
 def display_url(url: str) -> str:
     """A connection URL without its password, safe for messages and logs."""
     info = psycopg.conninfo.conninfo_to_dict(url)
-    host = info.get("host", "")
-    return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+    user, host = info.get("user", ""), info.get("host", "")
+    return f"postgresql://{user}@{host}:{info.get('port', '5432')}/{info.get('dbname', '')}"
 
 
 class PgVectorResource(ConfigurableResource):
@@ -158,7 +158,8 @@ class PgVectorResource(ConfigurableResource):
                 )
             if table.text_type != "text":
                 raise TargetConfigurationError(
-                    "document_chunk.text is not text: PGVECTOR_PGCRYPTO tables are not supported yet"
+                    "document_chunk.text is not text: "
+                    "PGVECTOR_PGCRYPTO tables are not supported yet"
                 )
             dimension = table.dimension
             origin = "the existing document_chunk.vector column"
