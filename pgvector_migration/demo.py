@@ -65,7 +65,10 @@ def demo_environment(demo_dir: Path) -> dict[str, str]:
         "PGVECTOR_DB_URL": database_uri(server_uri, TARGET_DATABASE),
         "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": "384",
         "DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_PG_URL": database_uri(server_uri, DAGSTER_DATABASE),
+        # dagster-postgres speaks psycopg2; a bare postgresql:// would pick psycopg 3.
+        "DAGSTER_PG_URL": database_uri(server_uri, DAGSTER_DATABASE).replace(
+            "postgresql://", "postgresql+psycopg2://", 1
+        ),
         "HF_HUB_OFFLINE": "1",
     }
 

@@ -135,9 +135,9 @@ class RagSettings:
             raise SettingsError("RAG_OPENAI_API_BASE_URL is empty for RAG_EMBEDDING_ENGINE=openai")
 
 
-def _coerce(name: str, spec: SettingSpec, value: Any, origin: str) -> Any:
-    if value is None:
-        return None
+def _coerce(spec: SettingSpec, value: Any, where: str) -> Any:
+    """Convert a stored or environment value to the setting's type; `where` names its origin
+    (`config table rag.chunk_size`, `environment CHUNK_SIZE`) for the error message."""
     if spec.kind is bool:
         if isinstance(value, bool):
             return value
@@ -146,9 +146,7 @@ def _coerce(name: str, spec: SettingSpec, value: Any, origin: str) -> Any:
         try:
             return int(value)
         except (TypeError, ValueError) as error:
-            raise SettingsError(
-                f"{origin} {spec.config_key or spec.env_name} must be a whole number, got {value!r}"
-            ) from error
+            raise SettingsError(f"{where} must be a whole number, got {value!r}") from error
     return str(value)
 
 
@@ -161,14 +159,15 @@ def resolve_rag_settings(
     """
     resolved: dict[str, Any] = {}
     for name, spec in SETTING_SPECS.items():
-        if spec.config_key is not None and spec.config_key in config_values:
-            value = _coerce(name, spec, config_values[spec.config_key], "config table")
-        elif spec.env_name in environ and environ[spec.env_name] != "":
-            value = _coerce(name, spec, environ[spec.env_name], "environment")
+        stored = config_values.get(spec.config_key) if spec.config_key else None
+        if stored is not None:
+            value = _coerce(spec, stored, f"config table {spec.config_key}")
+        elif environ.get(spec.env_name, "") != "":
+            value = _coerce(spec, environ[spec.env_name], f"environment {spec.env_name}")
         else:
             value = spec.default
         resolved[name] = value
-    if resolved["embedding_batch_size"] is None or resolved["embedding_batch_size"] < 1:
+    if resolved["embedding_batch_size"] < 1:
         resolved["embedding_batch_size"] = 1
     return RagSettings(**resolved)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -59,10 +60,8 @@ def model_from_embedding_config(stored: str | None) -> str | None:
         return None
     try:
         parsed = ast.literal_eval(stored)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         try:
-            import json
-
             parsed = json.loads(stored)
         except ValueError:
             return None
@@ -83,9 +82,10 @@ def assess(
 ) -> Assessment:
     """Classify one (file, collection).
 
-    Our own record says how many chunks a complete write has. Rows we did not write (Open WebUI's
-    own, or an older tool's) carry their model and content hash in metadata; when those match,
-    the count the pipeline would produce now decides between complete and partial.
+    Rows of another embedding model are stale whoever wrote them. Our own record says how many
+    chunks a complete write has. Rows we did not write (Open WebUI's own, or an older tool's)
+    carry their content hash in metadata; when it matches, the count the pipeline would produce
+    now decides between complete and partial.
     """
     if record is not None and (
         record.content_hash != content_hash or record.settings_fingerprint != settings_fingerprint
@@ -101,6 +101,12 @@ def assess(
     if present.count == 0:
         expected = record.chunk_count if record else None
         return Assessment(UnitStatus.MISSING, expected, 0, "no rows in document_chunk")
+    foreign_models = present.embedding_models - {embedding_model}
+    if foreign_models:
+        names = ", ".join(sorted(str(m) for m in foreign_models))
+        return Assessment(
+            UnitStatus.STALE, None, present.count, f"embedded with {names}, now {embedding_model}"
+        )
     if record is not None:
         if present.count == record.chunk_count:
             return Assessment(UnitStatus.COMPLETE, record.chunk_count, present.count, "")
@@ -109,12 +115,6 @@ def assess(
             record.chunk_count,
             present.count,
             f"{present.count} of {record.chunk_count} chunks present",
-        )
-    foreign_models = present.embedding_models - {embedding_model}
-    if foreign_models:
-        names = ", ".join(sorted(str(m) for m in foreign_models))
-        return Assessment(
-            UnitStatus.STALE, None, present.count, f"embedded with {names}, now {embedding_model}"
         )
     if present.content_hashes != {content_hash}:
         return Assessment(
