@@ -8,6 +8,7 @@ from dagster import Failure, MetadataValue
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.settings import RagSettings, SettingsError
+from pgvector_migration.unit_writer import WriteReport
 
 PREVIEW_ROWS = 50
 
@@ -38,3 +39,18 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Me
     if not rows:
         lines.append("| " + " | ".join("" for _ in columns) + " |")
     return MetadataValue.md("\n".join(lines))
+
+
+def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, MetadataValue]:
+    """The metadata every writing asset shows: what was written, what embedding cost, failures."""
+    return {
+        "collections_written": MetadataValue.int(report.collections_written),
+        "chunks_written": MetadataValue.int(report.chunks_written),
+        "texts_embedded": MetadataValue.int(report.stats.embedded),
+        "texts_reused": MetadataValue.int(report.stats.reused),
+        "embedding_requests": MetadataValue.int(report.stats.requests),
+        "failures": markdown_table(list(report.failures.values()), ["id", "name", "error"]),
+        "embedding_model": MetadataValue.text(
+            f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"
+        ),
+    }

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 STANDALONE_PARTITION_KEY = "standalone-files"
+KNOWLEDGE_BASES_COLLECTION = "knowledge-bases"
+MEMORY_COLLECTION_PREFIX = "user-memory-"
 
 
 def file_collection_name(file_id: str) -> str:
@@ -66,8 +68,31 @@ class Chunk:
     position: int
     text: str
     metadata: dict[str, Any]
+    embed_verbatim: bool = False
 
     @property
     def embedding_input(self) -> str:
-        """The text Open WebUI sends to the embedding model: newlines become spaces."""
-        return self.text.replace("\n", " ")
+        """The text Open WebUI sends to the embedding model: for document chunks newlines
+        become spaces; knowledge-base and memory texts are sent as they are."""
+        return self.text if self.embed_verbatim else self.text.replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class WriteUnit:
+    """What one transaction replaces: the rows of one source (a file, a knowledge base, a
+    user's memories) in one collection."""
+
+    collection_name: str
+    source_id: str
+    label: str
+    content_hash: str
+    settings_fingerprint: str
+    chunks: list[Chunk]
+
+
+def owns_whole_collection(collection_name: str, source_id: str) -> bool:
+    """Whether one source owns every row of the collection (a file's own collection, a user's
+    memory collection), so replacing it replaces the whole collection."""
+    return collection_name == file_collection_name(source_id) or (
+        collection_name == f"{MEMORY_COLLECTION_PREFIX}{source_id}"
+    )

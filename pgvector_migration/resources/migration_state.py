@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
-from pgvector_migration.pipeline.records import Chunk, SourceFile
+from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
 
 SCHEMA = "pgvector_migration"
 
@@ -96,18 +95,6 @@ def ensure_state_schema(connection: psycopg.Connection) -> None:
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
         connection.execute(STATE_DDL)
-
-
-@dataclass(frozen=True)
-class StagedUnit:
-    """The staged chunks of one (file, collection), ready to embed and write."""
-
-    collection_name: str
-    file_id: str
-    filename: str
-    content_hash: str
-    settings_fingerprint: str
-    chunks: list[Chunk]
 
 
 Connector = Callable[..., AbstractContextManager[psycopg.Connection]]
@@ -303,7 +290,7 @@ class MigrationState:
                             )
                         )
 
-    def staged_units(self, partition_key: str) -> Iterator[StagedUnit]:
+    def staged_units(self, partition_key: str) -> Iterator[WriteUnit]:
         """Stream the staged chunks of this partition's selected, not failed units, one unit at
         a time, so memory is bounded by the largest file, not the partition."""
         with (
@@ -327,17 +314,17 @@ class MigrationState:
                 """,
                 (partition_key,),
             )
-            unit: StagedUnit | None = None
+            unit: WriteUnit | None = None
             for row in cursor:
                 collection_name, file_id, filename, content_hash, fingerprint = row[:5]
                 position, chunk_id, text, metadata = row[5:]
-                if unit is None or (unit.collection_name, unit.file_id) != (
+                if unit is None or (unit.collection_name, unit.source_id) != (
                     collection_name,
                     file_id,
                 ):
                     if unit is not None:
                         yield unit
-                    unit = StagedUnit(
+                    unit = WriteUnit(
                         collection_name, file_id, filename, content_hash, fingerprint, []
                     )
                 unit.chunks.append(

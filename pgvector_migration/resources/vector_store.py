@@ -16,7 +16,11 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from pgvector_migration.pipeline.completeness import PresentRows, WrittenRecord, models_of
-from pgvector_migration.pipeline.records import Chunk, file_collection_name
+from pgvector_migration.pipeline.records import (
+    KNOWLEDGE_BASES_COLLECTION,
+    WriteUnit,
+    owns_whole_collection,
+)
 from pgvector_migration.resources.migration_state import MigrationState, ensure_state_schema
 
 VECTOR_COLUMN_LIMIT = 2000
@@ -227,39 +231,43 @@ class PgVectorResource(ConfigurableResource):
     def replace_unit(
         self,
         connection: psycopg.Connection,
-        collection_name: str,
-        file_id: str,
-        chunks: Sequence[Chunk],
+        unit: WriteUnit,
         vectors: Sequence[np.ndarray],
         record: WrittenRecord,
     ) -> None:
-        """Replace one (file, collection) in a single transaction: delete its old rows, COPY the
-        new ones, record what was written. A crash leaves either the old rows or the new."""
+        """Replace one unit in a single transaction: delete its old rows, COPY the new ones,
+        record what was written. A crash leaves either the old rows or the new."""
+        collection_name, source_id = unit.collection_name, unit.source_id
         with connection.transaction(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"{collection_name}\x1f{file_id}",),
+                (f"{collection_name}\x1f{source_id}",),
             )
-            if collection_name == file_collection_name(file_id):
+            if owns_whole_collection(collection_name, source_id):
                 cursor.execute(
                     "DELETE FROM document_chunk WHERE collection_name = %s", (collection_name,)
+                )
+            elif collection_name == KNOWLEDGE_BASES_COLLECTION:
+                cursor.execute(
+                    "DELETE FROM document_chunk WHERE collection_name = %s AND id = %s",
+                    (collection_name, source_id),
                 )
             else:
                 cursor.execute(
                     "DELETE FROM document_chunk "
                     "WHERE collection_name = %s AND vmetadata->>'file_id' = %s",
-                    (collection_name, file_id),
+                    (collection_name, source_id),
                 )
             with cursor.copy(
                 "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
                 "FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["text", "vector", "text", "text", "jsonb"])
-                for chunk, vector in zip(chunks, vectors, strict=True):
+                for chunk, vector in zip(unit.chunks, vectors, strict=True):
                     copy.write_row(
                         (chunk.id, vector, collection_name, chunk.text, Jsonb(chunk.metadata))
                     )
-            MigrationState.record_written(cursor, collection_name, file_id, record)
+            MigrationState.record_written(cursor, collection_name, source_id, record)
 
     def rebuild_index(self) -> IndexBuild:
         """Drop and build `idx_document_chunk_vector` after loading, as pgvector recommends
