@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+KINDS = ("files", "knowledge-bases", "memories")
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--knowledge-only",
         action="store_true",
         help="only files in a knowledge base; leave files in no knowledge base alone",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=KINDS,
+        help="rebuild only this kind of collection (repeatable); default: all three, or only "
+        "files when --knowledge-id or --file-id is given",
+    )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete rows whose source is gone: deleted files, files removed from a knowledge "
+        "base, deleted knowledge bases and memories (--overwrite also prunes the "
+        "knowledge-bases and memory collections)",
     )
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
@@ -144,7 +160,7 @@ def _run_partition(job, instance, key: str, args, resources_state, summary, star
     from pgvector_migration.summary import partition_outcomes
 
     run_config = {
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        **QUIET_LOGS,
         "ops": {
             "file_inventory": {"config": {"file_ids": list(args.file_id)}},
             "completeness_report": {
@@ -176,6 +192,43 @@ def _run_partition(job, instance, key: str, args, resources_state, summary, star
             resources_state.completeness_rows(key), resources_state.failures(key), args.dry_run
         )
     )
+
+
+def _run_system_collections(defs, instance, kinds: set[str], args, state, summary) -> None:
+    from dagster import AssetKey
+
+    from pgvector_migration.summary import KindSummary
+
+    assets = {"knowledge-bases": "knowledge_base_collection", "memories": "memory_collections"}
+    selected = [assets[kind] for kind in KINDS if kind in kinds and kind in assets]
+    if not selected:
+        return
+    config = {"overwrite": args.overwrite, "prune": args.prune, "dry_run": args.dry_run}
+    result = defs.resolve_job_def("rebuild_system_collections").execute_in_process(
+        run_config={**QUIET_LOGS, "ops": {name: {"config": config} for name in selected}},
+        instance=instance,
+        asset_selection=[AssetKey(name) for name in selected],
+        raise_on_error=False,
+    )
+    if not result.success:
+        summary.run_errors.append(f"system collections: {_failure_message(result)}")
+    for kind, name in assets.items():
+        for materialization in result.asset_materializations_for_node(name):
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            summary.kinds[kind] = KindSummary.from_metadata(metadata, state.failures(kind))
+            summary.chunks_written += metadata["chunks_written"]
+            summary.texts_embedded += metadata["texts_embedded"]
+            summary.texts_reused += metadata["texts_reused"]
+
+
+def _prune(defs, instance, summary) -> None:
+    result = defs.resolve_job_def("prune_orphaned_rows").execute_in_process(
+        run_config=QUIET_LOGS, instance=instance, raise_on_error=False
+    )
+    if not result.success:
+        summary.run_errors.append(f"pruning: {_failure_message(result)}")
+    for materialization in result.asset_materializations_for_node("pruned_file_rows"):
+        summary.rows_pruned += materialization.metadata["rows_deleted"].value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,11 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = vector_store.state()
     summary = RunSummary(dry_run=args.dry_run)
     started_at = datetime.now(UTC)
-    for key in keys:
-        _run_partition(job, instance, key, args, state, summary, started_at)
+    narrowed = bool(args.knowledge_id or args.file_id)
+    kinds = set(args.only or (["files"] if narrowed else KINDS))
+    if "files" in kinds:
+        for key in keys:
+            _run_partition(job, instance, key, args, state, summary, started_at)
+        if args.prune and not args.dry_run and not narrowed:
+            _prune(defs, instance, summary)
+    _run_system_collections(defs, instance, kinds, args, state, summary)
     if not args.dry_run and not args.no_index and not summary.run_errors:
         index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=QUIET_LOGS,
             instance=instance,
             raise_on_error=False,
         )

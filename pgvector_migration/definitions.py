@@ -7,10 +7,14 @@ import warnings
 from dagster import Definitions, PreviewWarning
 
 from pgvector_migration.assets.index import vector_index
+from pgvector_migration.assets.pruning import pruned_file_rows
 from pgvector_migration.jobs import (
     MIGRATION_ASSETS,
+    SYSTEM_COLLECTION_ASSETS,
     assess_knowledge_base,
     migrate_knowledge_base,
+    prune_orphaned_rows,
+    rebuild_system_collections,
     rebuild_vector_index,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
@@ -23,9 +27,15 @@ with warnings.catch_warnings():
     from pgvector_migration.checks import all_files_processed
 
 defs = Definitions(
-    assets=[*MIGRATION_ASSETS, vector_index],
+    assets=[*MIGRATION_ASSETS, *SYSTEM_COLLECTION_ASSETS, pruned_file_rows, vector_index],
     asset_checks=[all_files_processed],
-    jobs=[migrate_knowledge_base, assess_knowledge_base, rebuild_vector_index],
+    jobs=[
+        migrate_knowledge_base,
+        assess_knowledge_base,
+        rebuild_system_collections,
+        prune_orphaned_rows,
+        rebuild_vector_index,
+    ],
     sensors=[knowledge_partitions_sensor],
     resources={
         "openwebui": OpenWebUIResource(),

@@ -7,8 +7,14 @@ from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.assets.embedding import embedded_collections
 from pgvector_migration.assets.index import vector_index
 from pgvector_migration.assets.inventory import file_inventory
+from pgvector_migration.assets.pruning import pruned_file_rows
+from pgvector_migration.assets.system_collections import (
+    knowledge_base_collection,
+    memory_collections,
+)
 
 MIGRATION_ASSETS = [file_inventory, completeness_report, chunked_documents, embedded_collections]
+SYSTEM_COLLECTION_ASSETS = [knowledge_base_collection, memory_collections]
 
 migrate_knowledge_base = define_asset_job(
     name="migrate_knowledge_base",
@@ -27,4 +33,16 @@ rebuild_vector_index = define_asset_job(
     name="rebuild_vector_index",
     selection=AssetSelection.assets(vector_index),
     description="Rebuild the ANN index of document_chunk after loading.",
+)
+
+rebuild_system_collections = define_asset_job(
+    name="rebuild_system_collections",
+    selection=AssetSelection.assets(*SYSTEM_COLLECTION_ASSETS),
+    description="Rebuild the knowledge-bases and user-memory-* collections.",
+)
+
+prune_orphaned_rows = define_asset_job(
+    name="prune_orphaned_rows",
+    selection=AssetSelection.assets(pruned_file_rows),
+    description="Delete rows of deleted files and knowledge bases from document_chunk.",
 )

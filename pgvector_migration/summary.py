@@ -70,6 +70,32 @@ def partition_outcomes(
 
 
 @dataclass
+class KindSummary:
+    """The outcome for the knowledge-bases or the memory collections."""
+
+    units: int = 0
+    selected: int = 0
+    written: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    rows_pruned: int = 0
+
+    @classmethod
+    def from_metadata(
+        cls, metadata: Mapping[str, Any], failures: Sequence[Mapping[str, Any]]
+    ) -> KindSummary:
+        return cls(
+            units=metadata["units"],
+            selected=metadata["units_selected"],
+            written=metadata["collections_written"],
+            failed=[{"id": f["file_id"], "error": f["error"]} for f in failures],
+            rows_pruned=metadata["rows_pruned"],
+        )
+
+
+KIND_LABELS = {"knowledge-bases": "knowledge-base rows", "memories": "memory collections"}
+
+
+@dataclass
 class RunSummary:
     """What a migration did, for the terminal and `--summary-json`."""
 
@@ -79,6 +105,8 @@ class RunSummary:
     texts_reused: int = 0
     run_errors: list[str] = field(default_factory=list)
     dry_run: bool = False
+    kinds: dict[str, KindSummary] = field(default_factory=dict)
+    rows_pruned: int = 0
 
     def add(self, outcomes: Iterable[FileOutcome]) -> None:
         for outcome in outcomes:
@@ -91,7 +119,11 @@ class RunSummary:
 
     @property
     def has_failures(self) -> bool:
-        return bool(self._with(FAILED) or self.run_errors)
+        return bool(
+            self._with(FAILED)
+            or self.run_errors
+            or any(kind.failed for kind in self.kinds.values())
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +140,17 @@ class RunSummary:
             "chunks_written": self.chunks_written,
             "texts_embedded": self.texts_embedded,
             "texts_reused": self.texts_reused,
+            "rows_pruned": self.rows_pruned,
+            **{
+                kind.replace("-", "_"): {
+                    "total": summary.units,
+                    "written": summary.written,
+                    "skipped_complete": summary.units - summary.selected,
+                    "failed": summary.failed,
+                    "rows_pruned": summary.rows_pruned,
+                }
+                for kind, summary in self.kinds.items()
+            },
             "run_errors": self.run_errors,
         }
 
@@ -126,9 +169,21 @@ class RunSummary:
             f"texts embedded: {self.texts_embedded} "
             f"(reused from the cache or another collection: {self.texts_reused})",
         ]
+        for kind, summary in self.kinds.items():
+            lines.append(
+                f"{KIND_LABELS[kind]}: {summary.units} total, {summary.written} written, "
+                f"{summary.units - summary.selected} skipped (complete), "
+                f"{len(summary.failed)} failed, {summary.rows_pruned} rows pruned"
+            )
+        if self.rows_pruned:
+            lines.append(f"file rows pruned: {self.rows_pruned}")
         for outcome in sorted(self._with(FAILED), key=lambda o: o.filename):
             lines.append(f"  failed: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
         for outcome in sorted(self._with(SKIPPED_UNSUPPORTED), key=lambda o: o.filename):
             lines.append(f"  unsupported: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
+        for kind, summary in self.kinds.items():
+            lines.extend(
+                f"  failed: {KIND_LABELS[kind]} {f['id']}: {f['error']}" for f in summary.failed
+            )
         lines.extend(f"  run error: {error}" for error in self.run_errors)
         return "\n".join(lines)

@@ -66,7 +66,7 @@ def test_full_migration_writes_every_collection_then_skips_everything(deployment
 def test_rows_match_open_webui_format_and_vectors(deployment, tmp_path, monkeypatch):
     # Without the markdown-header pass, start_index is an offset into the stored content.
     monkeypatch.setenv("ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER", "false")
-    run(tmp_path)
+    run(tmp_path, "--only", "files")
     with deployment.connect() as connection:
         from pgvector.psycopg import register_vector
 

@@ -84,7 +84,11 @@ def copy_sqlite_to_postgres(database: Path, url: str) -> None:
             "file_id text, created_at bigint, updated_at bigint)"
         )
         target.execute("CREATE TABLE config (key text PRIMARY KEY, value json, updated_at bigint)")
-        for table in ("file", "knowledge", "knowledge_file", "config"):
+        target.execute(
+            "CREATE TABLE memory (id text PRIMARY KEY, user_id text, type text, path text, "
+            "content text, meta json, updated_at bigint, created_at bigint)"
+        )
+        for table in ("file", "knowledge", "knowledge_file", "config", "memory"):
             rows = source.execute(f"SELECT * FROM {table}").fetchall()
             if table == "config":  # SQLite's JSON affinity turned numbers into integers
                 rows = [(key, json.dumps(value), at) for key, value, at in rows]
@@ -100,7 +104,7 @@ def table_checksums(url: str) -> dict[str, str]:
             table: connection.execute(
                 f"SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
             ).fetchone()[0]
-            for table in ("file", "knowledge", "knowledge_file", "config")
+            for table in ("file", "knowledge", "knowledge_file", "config", "memory")
         }
 
 

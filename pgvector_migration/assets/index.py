@@ -3,12 +3,16 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from pgvector_migration.assets.embedding import embedded_collections
+from pgvector_migration.assets.system_collections import (
+    knowledge_base_collection,
+    memory_collections,
+)
 from pgvector_migration.resources.vector_store import PgVectorResource
 
 
 @asset(
     group_name="index",
-    deps=[embedded_collections],
+    deps=[embedded_collections, knowledge_base_collection, memory_collections],
     description="idx_document_chunk_vector (ivfflat or hnsw, cosine) and the text-search "
     "index, rebuilt after loading so the index reflects the whole table.",
 )

@@ -72,6 +72,62 @@ def models_of(embedding_configs: Iterable[str | None]) -> frozenset[str | None]:
     return frozenset(model_from_embedding_config(config) for config in embedding_configs)
 
 
+def _outdated_record(
+    present_count: int,
+    record: WrittenRecord | None,
+    content_hash: str,
+    settings_fingerprint: str,
+    embedding_model: str,
+) -> Assessment | None:
+    """The assessment of a unit whose record no longer matches the source or settings."""
+    if record is None or (
+        record.content_hash == content_hash and record.settings_fingerprint == settings_fingerprint
+    ):
+        return None
+    if record.content_hash != content_hash:
+        reason = "the source content changed since it was written"
+    elif record.embedding_model != embedding_model:
+        reason = f"written with model {record.embedding_model}, now {embedding_model}"
+    else:
+        reason = "splitter or embedding settings changed since it was written"
+    status = UnitStatus.STALE if present_count else UnitStatus.MISSING
+    return Assessment(status, None, present_count, reason)
+
+
+def assess_recorded(
+    present_count: int,
+    record: WrittenRecord | None,
+    content_hash: str,
+    settings_fingerprint: str,
+    embedding_model: str,
+    expected_count: int,
+) -> Assessment:
+    """Classify a unit whose rows carry no model or content hash (knowledge-base and memory
+    rows): only our own record can vouch for them, so rows without one are rewritten once."""
+    outdated = _outdated_record(
+        present_count, record, content_hash, settings_fingerprint, embedding_model
+    )
+    if outdated:
+        return outdated
+    if present_count == 0:
+        return Assessment(UnitStatus.MISSING, expected_count, 0, "no rows in document_chunk")
+    if record is None:
+        return Assessment(
+            UnitStatus.STALE,
+            expected_count,
+            present_count,
+            "rows not written by pgvector-migration: their model is unknown",
+        )
+    if present_count != expected_count:
+        return Assessment(
+            UnitStatus.PARTIAL,
+            expected_count,
+            present_count,
+            f"{present_count} of {expected_count} rows present",
+        )
+    return Assessment(UnitStatus.COMPLETE, expected_count, present_count, "")
+
+
 def assess(
     present: PresentRows,
     record: WrittenRecord | None,
@@ -87,17 +143,11 @@ def assess(
     carry their content hash in metadata; when it matches, the count the pipeline would produce
     now decides between complete and partial.
     """
-    if record is not None and (
-        record.content_hash != content_hash or record.settings_fingerprint != settings_fingerprint
-    ):
-        if record.content_hash != content_hash:
-            reason = "the file's content changed since it was written"
-        elif record.embedding_model != embedding_model:
-            reason = f"written with model {record.embedding_model}, now {embedding_model}"
-        else:
-            reason = "splitter or embedding settings changed since it was written"
-        status = UnitStatus.STALE if present.count else UnitStatus.MISSING
-        return Assessment(status, None, present.count, reason)
+    outdated = _outdated_record(
+        present.count, record, content_hash, settings_fingerprint, embedding_model
+    )
+    if outdated:
+        return outdated
     if present.count == 0:
         expected = record.chunk_count if record else None
         return Assessment(UnitStatus.MISSING, expected, 0, "no rows in document_chunk")

@@ -164,6 +164,30 @@ class MigrationState:
             ).fetchall()
         return {(row[0], row[1]) for row in rows}
 
+    def collections_written(self) -> set[str]:
+        """Every collection we have written rows to."""
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT DISTINCT collection_name FROM {SCHEMA}.written_collection"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def forget_written(
+        connection: psycopg.Connection, collection_name: str, source_ids: Sequence[str] | None
+    ) -> None:
+        if source_ids is None:
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.written_collection WHERE collection_name = %s",
+                (collection_name,),
+            )
+        else:
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.written_collection "
+                "WHERE collection_name = %s AND file_id = ANY(%s)",
+                (collection_name, list(source_ids)),
+            )
+
     @staticmethod
     def record_written(
         cursor: psycopg.Cursor, collection_name: str, file_id: str, record: WrittenRecord

@@ -14,6 +14,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, SourceFile
+from pgvector_migration.pipeline.system_collections import KnowledgeBase, Memory
 from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
 
 DEFAULT_DATA_DIR = "/app/backend/data"
@@ -205,6 +206,27 @@ class OpenWebUIResource(ConfigurableResource):
             enable_markdown_header_text_splitter=self.enable_markdown_header_text_splitter,
         )
 
+    def knowledge_bases(self) -> list[KnowledgeBase]:
+        """Every knowledge base with the name and description Open WebUI embeds."""
+        rows = self._query("SELECT id, name, description FROM knowledge ORDER BY created_at, id")
+        return [KnowledgeBase(row[0], row[1] or "", row[2]) for row in rows]
+
+    def memories(self) -> list[Memory]:
+        """Every user memory; `type` and `path` exist from Open WebUI 0.9 on and are None
+        before (no `memory` table at all: no memories)."""
+        if "memory" not in self._tables():
+            return []
+        columns = {c["name"] for c in sa.inspect(self.engine()).get_columns("memory")}
+        optional = [name if name in columns else f"NULL AS {name}" for name in ("type", "path")]
+        rows = self._query(
+            f"SELECT id, user_id, content, {', '.join(optional)}, created_at, updated_at "
+            "FROM memory ORDER BY user_id, created_at, id"
+        )
+        return [Memory(*row) for row in rows]
+
+    def file_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT id FROM file ORDER BY created_at, id")]
+
     def knowledge_ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT id FROM knowledge ORDER BY created_at, id")]
 
@@ -244,8 +266,7 @@ class OpenWebUIResource(ConfigurableResource):
             in_knowledge = {
                 file_id for ids in membership.files_by_knowledge.values() for file_id in ids
             }
-            rows = self._query("SELECT id FROM file ORDER BY created_at, id")
-            return [row[0] for row in rows if row[0] not in in_knowledge], []
+            return [file_id for file_id in self.file_ids() if file_id not in in_knowledge], []
         if partition_key not in self.knowledge_ids():
             raise SourceDatabaseError(
                 f"knowledge base {partition_key!r} does not exist in {self.display_url()}"

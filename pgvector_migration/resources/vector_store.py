@@ -228,6 +228,79 @@ class PgVectorResource(ConfigurableResource):
             for collection, file_id, count, hashes, configs in rows
         }
 
+    def row_counts(self, collection_names: Sequence[str]) -> dict[str, int]:
+        """Rows per collection now in `document_chunk`."""
+        if not self.describe_table().exists:
+            return {}
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                "SELECT collection_name, count(*) FROM document_chunk "
+                "WHERE collection_name = ANY(%s) GROUP BY 1",
+                (list(collection_names),),
+            ).fetchall()
+        return dict(rows)
+
+    def row_ids(self, collection_name: str) -> list[str]:
+        if not self.describe_table().exists:
+            return []
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                "SELECT id FROM document_chunk WHERE collection_name = %s ORDER BY id",
+                (collection_name,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def collections_with_prefix(self, prefix: str) -> list[str]:
+        if not self.describe_table().exists:
+            return []
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                "SELECT DISTINCT collection_name FROM document_chunk "
+                "WHERE starts_with(collection_name, %s) ORDER BY 1",
+                (prefix,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def delete_rows(self, collection_name: str, ids: Sequence[str] | None = None) -> int:
+        """Delete a whole collection, or the rows with these ids (rows whose id is their source
+        id, as in `knowledge-bases`), and forget what we recorded for them; returns the number
+        of rows deleted."""
+        with self.connect(with_vectors=False) as connection, connection.transaction():
+            if ids is None:
+                deleted = connection.execute(
+                    "DELETE FROM document_chunk WHERE collection_name = %s", (collection_name,)
+                ).rowcount
+            else:
+                deleted = connection.execute(
+                    "DELETE FROM document_chunk WHERE collection_name = %s AND id = ANY(%s)",
+                    (collection_name, list(ids)),
+                ).rowcount
+            MigrationState.forget_written(connection, collection_name, ids)
+        return deleted
+
+    def delete_file_rows(self, collection_name: str, file_id: str) -> int:
+        """Delete one file's rows from a shared collection and forget our record of them."""
+        with self.connect(with_vectors=False) as connection, connection.transaction():
+            deleted = connection.execute(
+                "DELETE FROM document_chunk "
+                "WHERE collection_name = %s AND vmetadata->>'file_id' = %s",
+                (collection_name, file_id),
+            ).rowcount
+            MigrationState.forget_written(connection, collection_name, [file_id])
+        return deleted
+
+    def file_row_owners(self, collection_names: Sequence[str]) -> list[tuple[str, str | None, int]]:
+        """(collection, file id, rows) for every file collection and the named collections."""
+        if not self.describe_table().exists:
+            return []
+        with self.connect(with_vectors=False) as connection:
+            return connection.execute(
+                "SELECT collection_name, vmetadata->>'file_id', count(*) FROM document_chunk "
+                "WHERE starts_with(collection_name, 'file-') OR collection_name = ANY(%s) "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
+                (list(collection_names),),
+            ).fetchall()
+
     def replace_unit(
         self,
         connection: psycopg.Connection,

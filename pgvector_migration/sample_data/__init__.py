@@ -41,7 +41,19 @@ CREATE TABLE knowledge_file (
     UNIQUE (knowledge_id, file_id)
 );
 CREATE TABLE config (key TEXT PRIMARY KEY, value JSON NOT NULL, updated_at BIGINT);
+CREATE TABLE memory (
+    id TEXT PRIMARY KEY, user_id TEXT, type TEXT DEFAULT 'context', path TEXT, content TEXT,
+    meta JSON, updated_at BIGINT, created_at BIGINT
+);
 """
+
+OTHER_USER_ID = "9f1e6d2c-0000-4000-8000-00000000ad02"
+# (user, path, content): memories with and without a path, for two users.
+MEMORIES = (
+    (USER_ID, None, "Prefers answers with citations to the original documents."),
+    (USER_ID, "projects/reading-group", "Leads a reading group on nineteenth-century novels."),
+    (OTHER_USER_ID, "profile", "Is a history teacher preparing a unit on the Constitution."),
+)
 
 CONTENT_TYPES = {
     "txt": "text/plain",
@@ -180,6 +192,18 @@ def build_sample_deployment(data_dir: Path) -> Path:
                         created_at,
                     ),
                 )
+        for offset, (user_id, path, content) in enumerate(MEMORIES):
+            connection.execute(
+                "INSERT INTO memory VALUES (?, ?, 'context', ?, ?, NULL, ?, ?)",
+                (
+                    str(uuid.uuid5(SAMPLE_NAMESPACE, f"memory:{content}")),
+                    user_id,
+                    path,
+                    content,
+                    created_at + offset,
+                    created_at + offset,
+                ),
+            )
         connection.execute(
             "INSERT INTO config VALUES ('rag.chunk_size', '1000', ?), "
             "('rag.chunk_overlap', '100', ?)",

@@ -1,0 +1,183 @@
+"""knowledge_base_collection and memory_collections: the `knowledge-bases` and
+`user-memory-{user_id}` collections, rebuilt with the same skipping, cache, atomic replacement
+and failure reporting as the file collections."""
+
+from collections.abc import Callable, Sequence
+
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from pgvector_migration.assets.common import effective_settings, markdown_table, write_metadata
+from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
+from pgvector_migration.pipeline.records import (
+    KNOWLEDGE_BASES_COLLECTION,
+    MEMORY_COLLECTION_PREFIX,
+    WriteUnit,
+)
+from pgvector_migration.pipeline.system_collections import knowledge_base_unit, memory_units
+from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.settings import RagSettings
+from pgvector_migration.unit_writer import UnitWriter, WriteReport
+
+
+class SystemCollectionConfig(Config):
+    overwrite: bool = Field(
+        default=False, description="Rewrite every row, complete or not; also prunes."
+    )
+    prune: bool = Field(
+        default=False,
+        description="Delete rows whose knowledge base or memories were deleted in Open WebUI.",
+    )
+    dry_run: bool = Field(default=False, description="Assess only: write and delete nothing.")
+
+
+def rebuild(
+    context: AssetExecutionContext,
+    kind: str,
+    units: Sequence[WriteUnit],
+    present_count: Callable[[WriteUnit], int],
+    settings: RagSettings,
+    config: SystemCollectionConfig,
+    vector_store: PgVectorResource,
+    embeddings: EmbeddingResource,
+) -> dict[str, MetadataValue]:
+    """Assess every unit, write the selected ones, and describe both for the UI."""
+    state = vector_store.state()
+    records = state.written_records(sorted({unit.collection_name for unit in units}))
+    fingerprint = settings.splitting_fingerprint()
+    assessed: list[tuple[WriteUnit, Assessment]] = [
+        (
+            unit,
+            assess_recorded(
+                present_count(unit),
+                records.get((unit.collection_name, unit.source_id)),
+                unit.content_hash,
+                fingerprint,
+                settings.embedding_model,
+                len(unit.chunks),
+            ),
+        )
+        for unit in units
+    ]
+    selected = [unit for unit, a in assessed if config.overwrite or a.status.needs_work]
+    state.clear_failures(kind, [unit.source_id for unit in units])
+    report = WriteReport()
+    if selected and not config.dry_run:
+        try:
+            writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
+        except (TargetConfigurationError, EmbeddingError, ValueError) as error:
+            raise Failure(description=str(error)) from error
+
+        def record_failure(unit: WriteUnit, message: str) -> None:
+            state.record_failure(kind, unit.source_id, unit.label, "embedding", message)
+            context.log.warning(f"{unit.label}: {message}")
+
+        report = writer.write(selected, record_failure)
+    preview = [
+        {
+            "collection": unit.collection_name,
+            "source": unit.label,
+            "status": str(assessment.status),
+            "rows": len(unit.chunks),
+            "present": assessment.present_chunks,
+            "reason": assessment.reason,
+        }
+        for unit, assessment in assessed
+    ]
+    return {
+        "units": MetadataValue.int(len(units)),
+        "units_complete_before": MetadataValue.int(
+            sum(1 for _, a in assessed if a.status == UnitStatus.COMPLETE)
+        ),
+        "units_selected": MetadataValue.int(len(selected)),
+        "units_failed": MetadataValue.int(len(report.failures)),
+        **write_metadata(report, settings),
+        "report": markdown_table(
+            preview, ["collection", "source", "status", "rows", "present", "reason"]
+        ),
+    }
+
+
+@asset(
+    group_name="system_collections",
+    description="The `knowledge-bases` collection: one row per knowledge base (id = knowledge "
+    "id, text = name and description), which Open WebUI searches to pick knowledge bases.",
+)
+def knowledge_base_collection(
+    context: AssetExecutionContext,
+    config: SystemCollectionConfig,
+    openwebui: OpenWebUIResource,
+    vector_store: PgVectorResource,
+    embeddings: EmbeddingResource,
+) -> MaterializeResult:
+    settings = effective_settings(openwebui, embeddings)
+    knowledge_bases = openwebui.knowledge_bases()
+    fingerprint = settings.splitting_fingerprint()
+    units = [knowledge_base_unit(knowledge, fingerprint) for knowledge in knowledge_bases]
+    present = set(vector_store.row_ids(KNOWLEDGE_BASES_COLLECTION))
+    metadata = rebuild(
+        context,
+        "knowledge-bases",
+        units,
+        lambda unit: int(unit.source_id in present),
+        settings,
+        config,
+        vector_store,
+        embeddings,
+    )
+    orphans = sorted(present - {knowledge.id for knowledge in knowledge_bases})
+    pruned = 0
+    if orphans and (config.prune or config.overwrite) and not config.dry_run:
+        pruned = vector_store.delete_rows(KNOWLEDGE_BASES_COLLECTION, orphans)
+    return MaterializeResult(
+        metadata={
+            **metadata,
+            "rows_of_deleted_knowledge_bases": MetadataValue.int(len(orphans)),
+            "rows_pruned": MetadataValue.int(pruned),
+        }
+    )
+
+
+@asset(
+    group_name="system_collections",
+    description="The `user-memory-{user_id}` collections: one row per memory (id = memory id, "
+    "text = path and content), which Open WebUI searches to recall a user's memories.",
+)
+def memory_collections(
+    context: AssetExecutionContext,
+    config: SystemCollectionConfig,
+    openwebui: OpenWebUIResource,
+    vector_store: PgVectorResource,
+    embeddings: EmbeddingResource,
+) -> MaterializeResult:
+    settings = effective_settings(openwebui, embeddings)
+    units = memory_units(openwebui.memories(), settings.splitting_fingerprint())
+    counts = vector_store.row_counts([unit.collection_name for unit in units])
+    metadata = rebuild(
+        context,
+        "memories",
+        units,
+        lambda unit: counts.get(unit.collection_name, 0),
+        settings,
+        config,
+        vector_store,
+        embeddings,
+    )
+    wanted = {unit.collection_name for unit in units}
+    orphans = [
+        name
+        for name in vector_store.collections_with_prefix(MEMORY_COLLECTION_PREFIX)
+        if name not in wanted
+    ]
+    pruned = 0
+    if (config.prune or config.overwrite) and not config.dry_run:
+        pruned = sum(vector_store.delete_rows(name) for name in orphans)
+    return MaterializeResult(
+        metadata={
+            **metadata,
+            "collections_of_users_without_memories": MetadataValue.json(orphans),
+            "rows_pruned": MetadataValue.int(pruned),
+        }
+    )
