@@ -8,9 +8,11 @@ Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configur
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,15 +101,21 @@ def select_partitions(args: argparse.Namespace, openwebui) -> list[str]:
 
 
 def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
-    """Every configuration error, found before anything is written (exit code 2)."""
+    """Every configuration error, found before anything is written (exit code 2). The model's
+    dimension comes from the embedding cache when it knows it, so a re-run loads no model and
+    sends no request just to check."""
+    from pgvector_migration.resources.embeddings import model_key_for
+
     openwebui.check_schema()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
     state = vector_store.state()
     if not dry_run:
-        embedder = embeddings.embedder(settings)
-        cached = state.cached_dimension(embedder.model_key)
-        vector_store.check_compatible(cached or embedder.dimension())
+        model_key = model_key_for(
+            settings.embedding_engine, settings.embedding_model, settings.embedding_content_prefix
+        )
+        dimension = state.cached_dimension(model_key) or embeddings.embedder(settings).dimension()
+        vector_store.check_compatible(dimension)
 
 
 class ProgressBar:
@@ -233,6 +241,9 @@ def _prune(defs, instance, summary) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import defs
