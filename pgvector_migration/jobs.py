@@ -5,7 +5,7 @@ from dagster import AssetSelection, define_asset_job
 from pgvector_migration.assets.chunking import chunked_documents
 from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.assets.embedding import embedded_collections
-from pgvector_migration.assets.index import vector_index
+from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.assets.pruning import pruned_file_rows
 from pgvector_migration.assets.system_collections import (
@@ -31,8 +31,8 @@ assess_knowledge_base = define_asset_job(
 
 rebuild_vector_index = define_asset_job(
     name="rebuild_vector_index",
-    selection=AssetSelection.assets(vector_index),
-    description="Rebuild the ANN index of document_chunk after loading.",
+    selection=AssetSelection.assets(document_chunk_table, vector_index),
+    description="Check document_chunk as a whole, then rebuild its ANN index.",
 )
 
 rebuild_system_collections = define_asset_job(

@@ -1,7 +1,21 @@
 """Keep the knowledge partitions in step with Open WebUI's `knowledge` table."""
 
-from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
+from pgvector_migration.jobs import rebuild_vector_index
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.resources.openwebui import OpenWebUIResource, SourceDatabaseError
 
@@ -38,3 +52,48 @@ def knowledge_partitions_sensor(
     if deleted:
         requests.append(knowledge_partitions.build_delete_request(deleted))
     return SensorResult(dynamic_partitions_requests=requests)
+
+
+nightly_migration = AutomationConditionSensorDefinition(
+    name="nightly_migration",
+    target=AssetSelection.groups("migration", "system_collections"),
+    default_status=DefaultSensorStatus.RUNNING,
+    emit_backfills=True,
+    description="Every night (PGVECTOR_MIGRATION_CRON, default 02:00 UTC) one backfill over "
+    "every knowledge partition, and new knowledge bases as soon as they appear. Complete "
+    "partitions finish in seconds; a failed one can be re-executed from failure in the UI.",
+)
+
+LOADING_ASSETS = ("embedded_collections", "knowledge_base_collection", "memory_collections")
+ACTIVE_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def latest_materialization_time(instance, asset_name: str) -> float:
+    records = instance.fetch_materializations(AssetKey(asset_name), limit=1).records
+    return records[0].timestamp if records else 0.0
+
+
+@sensor(
+    name="vector_index_after_loading",
+    job=rebuild_vector_index,
+    minimum_interval_seconds=120,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Rebuilds the vector index once loading is over: when something was loaded "
+    "after the last index build and no migration run or backfill is still going.",
+)
+def vector_index_after_loading(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+    instance = context.instance
+    loaded = max(latest_materialization_time(instance, name) for name in LOADING_ASSETS)
+    indexed = latest_materialization_time(instance, "vector_index")
+    if loaded <= indexed:
+        return SkipReason("nothing was loaded since the last index build")
+    if instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
+        return SkipReason("migration runs are still going; the index waits for all of them")
+    if instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+        return SkipReason("a backfill is still going")
+    return RunRequest(run_key=f"loaded-{loaded}")

@@ -2,7 +2,11 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from pgvector_migration.assets.common import effective_settings, markdown_table
+from pgvector_migration.assets.common import (
+    downstream_automation,
+    effective_settings,
+    markdown_table,
+)
 from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.planning import plan_file
@@ -15,6 +19,7 @@ from pgvector_migration.resources.vector_store import PgVectorResource
     partitions_def=knowledge_partitions,
     group_name="migration",
     deps=[completeness_report],
+    automation_condition=downstream_automation(),
     description="Chunks of every (file, collection) the completeness report selected, made "
     "with Open WebUI's loader, splitter and metadata, staged in pgvector_migration.staged_chunk. "
     "A file that fails is recorded with its reason and never stops the others.",

@@ -1,9 +1,10 @@
 """What every migration asset needs: the effective settings and metadata helpers."""
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import Failure, MetadataValue
+from dagster import AutomationCondition, Failure, MetadataValue
 
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -11,6 +12,24 @@ from pgvector_migration.settings import RagSettings, SettingsError
 from pgvector_migration.unit_writer import WriteReport
 
 PREVIEW_ROWS = 50
+EMBEDDING_POOL = "embedding_api"
+NIGHTLY_CRON_ENV = "PGVECTOR_MIGRATION_CRON"
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+
+
+def nightly_automation() -> AutomationCondition:
+    """Root assets: every partition on the nightly cron (complete ones finish in seconds, with
+    nothing to embed), and a new knowledge base as soon as its partition appears.
+
+    The cron comes from PGVECTOR_MIGRATION_CRON; the automation sensor can be switched off in the
+    UI."""
+    cron = os.environ.get(NIGHTLY_CRON_ENV, DEFAULT_NIGHTLY_CRON)
+    return AutomationCondition.on_cron(cron) | AutomationCondition.on_missing()
+
+
+def downstream_automation() -> AutomationCondition:
+    """Downstream assets follow their parent in the same backfill."""
+    return AutomationCondition.eager()
 
 
 def effective_settings(openwebui: OpenWebUIResource, embeddings: EmbeddingResource) -> RagSettings:

@@ -14,7 +14,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from pgvector_migration.assets.common import effective_settings, markdown_table
+from pgvector_migration.assets.common import (
+    downstream_automation,
+    effective_settings,
+    markdown_table,
+)
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.completeness import (
@@ -99,6 +103,7 @@ def assess_file(
     partitions_def=knowledge_partitions,
     group_name="migration",
     deps=[file_inventory],
+    automation_condition=downstream_automation(),
     description="Per (file, collection): complete, partial, stale, missing, unsupported or "
     "unreadable, with expected and present chunk counts; selects what this run rewrites.",
 )

@@ -6,7 +6,12 @@ import itertools
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from pgvector_migration.assets.chunking import chunked_documents
-from pgvector_migration.assets.common import effective_settings, write_metadata
+from pgvector_migration.assets.common import (
+    EMBEDDING_POOL,
+    downstream_automation,
+    effective_settings,
+    write_metadata,
+)
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.records import WriteUnit
 from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
@@ -19,6 +24,8 @@ from pgvector_migration.unit_writer import UnitWriter, WriteReport
     partitions_def=knowledge_partitions,
     group_name="migration",
     deps=[chunked_documents],
+    pool=EMBEDDING_POOL,
+    automation_condition=downstream_automation(),
     description="Vectors for the staged chunks (each distinct text embedded once, cached by "
     "model and text hash) written to document_chunk: one transaction per (file, collection) "
     "deletes its old rows and COPYs the new ones.",

@@ -1,33 +1,60 @@
-"""vector_index: the ANN index of document_chunk, rebuilt once loading is done."""
+"""document_chunk_table and vector_index: the loaded table as a whole, checked, then indexed."""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from pgvector_migration.assets.common import markdown_table
 from pgvector_migration.assets.embedding import embedded_collections
 from pgvector_migration.assets.system_collections import (
     knowledge_base_collection,
     memory_collections,
 )
+from pgvector_migration.resources.vector_index import rebuild_vector_index
 from pgvector_migration.resources.vector_store import PgVectorResource
 
 
 @asset(
     group_name="index",
     deps=[embedded_collections, knowledge_base_collection, memory_collections],
+    description="document_chunk as a whole once loading is done: rows per kind of collection. "
+    "Its blocking checks (no duplicate chunks, every vector of the column's dimension) keep a "
+    "broken load from being indexed.",
+)
+def document_chunk_table(vector_store: PgVectorResource) -> MaterializeResult:
+    kinds = vector_store.rows_by_kind()
+    return MaterializeResult(
+        metadata={
+            "rows": MetadataValue.int(sum(kinds.values())),
+            "by_kind": markdown_table(
+                [{"kind": kind, "rows": rows} for kind, rows in sorted(kinds.items())],
+                ["kind", "rows"],
+            ),
+        }
+    )
+
+
+@asset(
+    group_name="index",
+    deps=[document_chunk_table],
     description="idx_document_chunk_vector (ivfflat or hnsw, cosine) and the text-search "
     "index, rebuilt after loading so the index reflects the whole table.",
 )
 def vector_index(
     context: AssetExecutionContext, vector_store: PgVectorResource
 ) -> MaterializeResult:
-    build = vector_store.rebuild_index()
-    context.log.info(
-        f"built {build.method} {build.options} over {build.rows} rows in {build.seconds:.1f}s"
-    )
+    build = rebuild_vector_index(vector_store)
+    if build.skipped_reason:
+        context.log.info(f"index not built: {build.skipped_reason}")
+    else:
+        context.log.info(
+            f"built {build.method} {build.options} over {build.rows} rows in {build.seconds:.1f}s"
+        )
     return MaterializeResult(
         metadata={
             "method": MetadataValue.text(build.method),
             "options": MetadataValue.text(build.options),
             "rows": MetadataValue.int(build.rows),
             "build_seconds": MetadataValue.float(round(build.seconds, 3)),
+            "concurrently": MetadataValue.bool(build.concurrently),
+            "skipped": MetadataValue.text(build.skipped_reason or "no"),
         }
     )

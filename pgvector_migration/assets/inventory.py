@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from pgvector_migration.assets.common import markdown_table
+from pgvector_migration.assets.common import markdown_table, nightly_automation
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -19,6 +19,7 @@ class InventoryConfig(Config):
 @asset(
     partitions_def=knowledge_partitions,
     group_name="migration",
+    automation_condition=nightly_automation(),
     description="Every file of the knowledge base (or of no knowledge base), where its upload "
     "is, and the collections it must be in. Dangling file ids are reported, not fatal.",
 )

@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from pgvector_migration.assets.common import effective_settings, markdown_table, write_metadata
+from pgvector_migration.assets.common import (
+    EMBEDDING_POOL,
+    effective_settings,
+    markdown_table,
+    nightly_automation,
+    write_metadata,
+)
 from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
 from pgvector_migration.pipeline.records import (
     KNOWLEDGE_BASES_COLLECTION,
@@ -102,6 +108,8 @@ def rebuild(
 
 @asset(
     group_name="system_collections",
+    pool=EMBEDDING_POOL,
+    automation_condition=nightly_automation(),
     description="The `knowledge-bases` collection: one row per knowledge base (id = knowledge "
     "id, text = name and description), which Open WebUI searches to pick knowledge bases.",
 )
@@ -142,6 +150,8 @@ def knowledge_base_collection(
 
 @asset(
     group_name="system_collections",
+    pool=EMBEDDING_POOL,
+    automation_condition=nightly_automation(),
     description="The `user-memory-{user_id}` collections: one row per memory (id = memory id, "
     "text = path and content), which Open WebUI searches to recall a user's memories.",
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,16 +39,6 @@ class TargetTable:
     text_type: str | None = None
 
 
-@dataclass(frozen=True)
-class IndexBuild:
-    """What the index rebuild did, for the asset's metadata."""
-
-    method: str
-    options: str
-    rows: int
-    seconds: float
-
-
 def display_url(url: str) -> str:
     """A connection URL without its password, safe for messages and logs."""
     info = psycopg.conninfo.conninfo_to_dict(url)
@@ -74,7 +63,9 @@ class PgVectorResource(ConfigurableResource):
         "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH, else 1536. An existing table keeps its own.",
     )
     ivfflat_lists: int | None = Field(
-        default=None, description="ivfflat lists. Empty: PGVECTOR_IVFFLAT_LISTS, else 100."
+        default=None,
+        description="ivfflat lists. Empty: PGVECTOR_IVFFLAT_LISTS, else sized to the table as "
+        "pgvector recommends (rows / 1000 up to 1M rows, sqrt(rows) above).",
     )
     index_method: str | None = Field(
         default=None, description="ivfflat or hnsw. Empty: PGVECTOR_INDEX_METHOD, else ivfflat."
@@ -83,6 +74,17 @@ class PgVectorResource(ConfigurableResource):
     hnsw_ef_construction: int | None = Field(
         default=None,
         description="hnsw ef_construction. Empty: PGVECTOR_HNSW_EF_CONSTRUCTION, else 64.",
+    )
+    maintenance_work_mem: str = Field(
+        default="1GB", description="maintenance_work_mem of the index build's session."
+    )
+    max_parallel_maintenance_workers: int = Field(
+        default=2, description="Parallel workers of the index build (PostgreSQL caps it)."
+    )
+    build_index_concurrently: bool = Field(
+        default=True,
+        description="Build the new index CONCURRENTLY and swap it in, so Open WebUI keeps "
+        "searching while it is built.",
     )
 
     def resolved_url(self) -> str:
@@ -301,6 +303,68 @@ class PgVectorResource(ConfigurableResource):
                 (list(collection_names),),
             ).fetchall()
 
+    def rows_by_kind(self) -> dict[str, int]:
+        """Rows per kind of collection: files, knowledge, knowledge-bases, memories, other."""
+        if not self.describe_table().exists:
+            return {}
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                """
+                SELECT CASE
+                    WHEN starts_with(collection_name, 'file-') THEN 'file collections'
+                    WHEN collection_name = 'knowledge-bases' THEN 'knowledge-bases'
+                    WHEN starts_with(collection_name, 'user-memory-') THEN 'memories'
+                    WHEN starts_with(collection_name, 'web-search-') THEN 'web search'
+                    ELSE 'knowledge and other collections' END,
+                    count(*)
+                FROM document_chunk GROUP BY 1
+                """
+            ).fetchall()
+        return dict(rows)
+
+    def duplicate_chunks(
+        self, collection_names: Sequence[str] | None = None
+    ) -> list[tuple[str, str | None, str | None, int]]:
+        """Chunks stored more than once under different ids (same collection, file, position
+        and text): (collection, file id, start index, copies). None: the whole table."""
+        if not self.describe_table().exists:
+            return []
+        scope = "" if collection_names is None else "WHERE collection_name = ANY(%s)"
+        with self.connect(with_vectors=False) as connection:
+            return connection.execute(
+                f"""
+                SELECT collection_name, vmetadata->>'file_id', vmetadata->>'start_index', count(*)
+                FROM document_chunk {scope}
+                GROUP BY collection_name, vmetadata->>'file_id', vmetadata->>'start_index',
+                         md5(coalesce(text, ''))
+                HAVING count(*) > 1
+                ORDER BY 1, 2, 3
+                LIMIT 1000
+                """,
+                () if collection_names is None else (list(collection_names),),
+            ).fetchall()
+
+    def dimension_mismatches(
+        self, collection_names: Sequence[str] | None = None
+    ) -> tuple[int | None, list[tuple[str, int, int]]]:
+        """The column's dimension and the (collection, dimension, rows) groups whose vectors
+        have another one. None: the whole table."""
+        table = self.describe_table()
+        if not table.exists:
+            return None, []
+        scope = "AND collection_name = ANY(%s)" if collection_names is not None else ""
+        with self.connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"""
+                SELECT collection_name, vector_dims(vector), count(*) FROM document_chunk
+                WHERE vector IS NOT NULL AND vector_dims(vector) <> %s {scope}
+                GROUP BY 1, 2 ORDER BY 1, 2
+                """,
+                (table.dimension or -1,)
+                + (() if collection_names is None else (list(collection_names),)),
+            ).fetchall()
+        return table.dimension, rows
+
     def replace_unit(
         self,
         connection: psycopg.Connection,
@@ -341,37 +405,3 @@ class PgVectorResource(ConfigurableResource):
                         (chunk.id, vector, collection_name, chunk.text, Jsonb(chunk.metadata))
                     )
             MigrationState.record_written(cursor, collection_name, source_id, record)
-
-    def rebuild_index(self) -> IndexBuild:
-        """Drop and build `idx_document_chunk_vector` after loading, as pgvector recommends
-        (an ivfflat index built on an almost empty table has poor recall)."""
-        method = (self.index_method or os.environ.get("PGVECTOR_INDEX_METHOD") or "ivfflat").lower()
-        if method == "hnsw":
-            m = self.hnsw_m or int(os.environ.get("PGVECTOR_HNSW_M", "16"))
-            ef = self.hnsw_ef_construction or int(
-                os.environ.get("PGVECTOR_HNSW_EF_CONSTRUCTION", "64")
-            )
-            options = f"WITH (m = {m}, ef_construction = {ef})"
-        elif method == "ivfflat":
-            lists = self.ivfflat_lists or int(os.environ.get("PGVECTOR_IVFFLAT_LISTS", "100"))
-            options = f"WITH (lists = {lists})"
-        else:
-            raise TargetConfigurationError(
-                f"PGVECTOR_INDEX_METHOD={method!r} is not supported; use ivfflat or hnsw"
-            )
-        if not self.describe_table().exists:
-            return IndexBuild(method, options, 0, 0.0)
-        started = time.monotonic()
-        with self.connect(with_vectors=False) as connection, connection.transaction():
-            rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
-            connection.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            connection.execute("DROP INDEX IF EXISTS idx_document_chunk_vector")
-            connection.execute(
-                f"CREATE INDEX idx_document_chunk_vector ON document_chunk "
-                f"USING {method} (vector vector_cosine_ops) {options}"
-            )
-            connection.execute(
-                "CREATE INDEX IF NOT EXISTS idx_document_chunk_text_search ON document_chunk "
-                "USING GIN (to_tsvector('simple', coalesce(text, '')))"
-            )
-        return IndexBuild(method, options, rows, time.monotonic() - started)
