@@ -29,7 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
         "configured by Open WebUI's own environment variables.",
     )
     parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["migrate", "status"],
+        default="migrate",
+        help="migrate (the default) or status: per knowledge base completeness from the database",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="report what would be done; write no vectors"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-run only the files recorded as failed by earlier runs",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="rewrite collections that are already complete"
@@ -77,8 +89,9 @@ def _instance():
     return DagsterInstance.ephemeral()
 
 
-def select_partitions(args: argparse.Namespace, openwebui) -> list[str]:
-    """The partitions the flags ask for, in a stable order; unknown ids are a usage error."""
+def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, list[str]]:
+    """The partitions the flags ask for, in a stable order, each with the file ids to limit it
+    to (empty: every file); unknown ids are a usage error."""
     from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
 
     knowledge_ids = openwebui.knowledge_ids()
@@ -88,16 +101,25 @@ def select_partitions(args: argparse.Namespace, openwebui) -> list[str]:
     keys = args.knowledge_id or list(knowledge_ids)
     if not args.knowledge_id and not args.knowledge_only:
         keys.append(STANDALONE_PARTITION_KEY)
-    if args.file_id:
-        wanted = set(args.file_id)
-        holding = [key for key in keys if wanted & set(openwebui.partition_file_ids(key)[0])]
-        found = {f for key in holding for f in openwebui.partition_file_ids(key)[0]} & wanted
-        if wanted - found:
-            raise ValueError(
-                f"file id(s) not found in the selected partitions: {', '.join(wanted - found)}"
-            )
-        keys = holding
-    return keys
+    wanted = set(args.file_id)
+    if args.retry_failed:
+        failed = state.failed_files()
+        wanted |= {file_id for key in keys for file_id in failed.get(key, [])}
+        if not wanted:
+            return {}
+    if not wanted:
+        return {key: [] for key in keys}
+    selected = {}
+    for key in keys:
+        files = [f for f in openwebui.partition_file_ids(key)[0] if f in wanted]
+        if files:
+            selected[key] = files
+    missing = wanted - {f for files in selected.values() for f in files}
+    if missing and not args.retry_failed:
+        raise ValueError(
+            f"file id(s) not found in the selected partitions: {', '.join(sorted(missing))}"
+        )
+    return selected
 
 
 def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
@@ -164,13 +186,15 @@ def _failure_message(result) -> str:
     return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
 
 
-def _run_partition(job, instance, key: str, args, resources_state, summary, started_at) -> None:
+def _run_partition(
+    job, instance, key: str, file_ids: list[str], args, resources_state, summary, started_at
+) -> None:
     from pgvector_migration.summary import partition_outcomes
 
     run_config = {
         **QUIET_LOGS,
         "ops": {
-            "file_inventory": {"config": {"file_ids": list(args.file_id)}},
+            "file_inventory": {"config": {"file_ids": file_ids}},
             "completeness_report": {
                 "config": {
                     "overwrite": args.overwrite,
@@ -239,6 +263,34 @@ def _prune(defs, instance, summary) -> None:
         summary.rows_pruned += materialization.metadata["rows_deleted"].value
 
 
+def print_status(openwebui, vector_store) -> int:
+    """Per knowledge base: files, collections complete, failed files, when last checked, from
+    the tables every run keeps up to date (no `ps | grep`, no `tail -f`)."""
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
+
+    try:
+        names = {knowledge.id: knowledge.name for knowledge in openwebui.knowledge_bases()}
+        rows = vector_store.state().status_rows()
+    except Exception as error:
+        print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    names[STANDALONE_PARTITION_KEY] = "(files in no knowledge base)"
+    header = f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7}  last checked"
+    print(header)
+    print("-" * len(header))
+    seen = set()
+    for row in rows:
+        seen.add(row["partition_key"])
+        name = names.get(row["partition_key"], f"{row['partition_key']} (deleted)")
+        complete = f"{row['complete']}/{row['units']}"
+        checked = row["checked_at"].strftime("%Y-%m-%d %H:%M")
+        print(f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7}  {checked}")
+    for key, name in names.items():
+        if key not in seen:
+            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
@@ -258,9 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         PgVectorResource(),
         EmbeddingResource(),
     )
+    if args.command == "status":
+        return print_status(openwebui, vector_store)
     try:
         preflight(openwebui, vector_store, embeddings, args.dry_run)
-        keys = select_partitions(args, openwebui)
+        keys = select_partitions(args, openwebui, vector_store.state())
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -274,11 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = vector_store.state()
     summary = RunSummary(dry_run=args.dry_run)
     started_at = datetime.now(UTC)
-    narrowed = bool(args.knowledge_id or args.file_id)
+    narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     if "files" in kinds:
-        for key in keys:
-            _run_partition(job, instance, key, args, state, summary, started_at)
+        for key, file_ids in keys.items():
+            _run_partition(job, instance, key, file_ids, args, state, summary, started_at)
         if args.prune and not args.dry_run and not narrowed:
             _prune(defs, instance, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)

@@ -136,7 +136,15 @@ def completeness_report(
     def assessed() -> Iterator:
         for file in openwebui.iter_files(file_ids):
             names = file.collection_names(partition_key)
-            for file_, name, assessment in assess_file(file, names, present, records, settings):
+            assessed_units = assess_file(file, names, present, records, settings)
+            unreadable = next(
+                (a for _, _, a in assessed_units if a.status == UnitStatus.UNREADABLE), None
+            )
+            if unreadable:
+                state.record_failure(
+                    partition_key, file.id, file.filename, "loading", unreadable.reason
+                )
+            for file_, name, assessment in assessed_units:
                 selected = assessment.status.needs_work or (
                     config.overwrite
                     and assessment.status not in (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)

@@ -390,6 +390,44 @@ class MigrationState:
             )
             return cursor.fetchall()
 
+    def failed_files(self) -> dict[str, list[str]]:
+        """File ids recorded as failed, per partition."""
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT partition_key, file_id FROM {SCHEMA}.file_failure ORDER BY 1, 2"
+            ).fetchall()
+        failed: dict[str, list[str]] = {}
+        for partition_key, file_id in rows:
+            failed.setdefault(partition_key, []).append(file_id)
+        return failed
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """Per partition: files, (file, collection) units, units complete now (complete when
+        checked, or written since), unsupported units, failed files, last check."""
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(
+                f"""
+                SELECT c.partition_key,
+                       count(DISTINCT c.file_id) AS files,
+                       count(*) AS units,
+                       count(*) FILTER (WHERE c.status = 'complete'
+                                        OR w.written_at >= c.checked_at) AS complete,
+                       count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
+                       (SELECT count(*) FROM {SCHEMA}.file_failure f
+                         WHERE f.partition_key = c.partition_key) AS failed,
+                       max(c.checked_at) AS checked_at
+                FROM {SCHEMA}.completeness c
+                LEFT JOIN {SCHEMA}.written_collection w
+                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+                GROUP BY c.partition_key
+                ORDER BY c.partition_key
+                """
+            )
+            return cursor.fetchall()
+
     def ensure_cache(self) -> None:
         with self._connect(with_vectors=False) as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")

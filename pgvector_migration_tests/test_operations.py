@@ -1,0 +1,272 @@
+"""Operating it in Dagster: automation, the index sensor, checks, re-execution from failure,
+parallel runs on one PostgreSQL-backed instance, `status` and `--retry-failed`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pgvector_migration import cli
+from pgvector_migration.definitions import defs
+from pgvector_migration.jobs import MIGRATION_ASSETS
+from pgvector_migration.partitions import STANDALONE_PARTITION_KEY, knowledge_partitions
+from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
+from pgvector_migration.sensors import vector_index_after_loading
+
+FOUNDING, LITERATURE = (knowledge.id for knowledge in KNOWLEDGE_BASES)
+T0 = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.UTC)
+
+
+def resources() -> dict:
+    return {
+        "openwebui": OpenWebUIResource(),
+        "vector_store": PgVectorResource(),
+        "embeddings": EmbeddingResource(),
+    }
+
+
+def migration_job():
+    return defs.resolve_job_def("migrate_knowledge_base")
+
+
+def test_automation_requests_new_partitions_once_and_all_of_them_nightly():
+    with dg.instance_for_test() as instance:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=T0)
+        keys = [FOUNDING, LITERATURE, STANDALONE_PARTITION_KEY]
+        instance.add_dynamic_partitions(knowledge_partitions.name, keys)
+
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            evaluation_time=T0 + datetime.timedelta(minutes=1),
+            cursor=result.cursor,
+        )
+        for asset in ("file_inventory", "completeness_report", "embedded_collections"):
+            assert result.get_requested_partitions(dg.AssetKey(asset)) == set(keys)
+
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            evaluation_time=T0 + datetime.timedelta(minutes=2),
+            cursor=result.cursor,
+        )
+        assert result.total_requested == 0, "nothing new, no cron tick: nothing requested"
+
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            evaluation_time=T0 + datetime.timedelta(hours=15),
+            cursor=result.cursor,
+        )
+        assert result.get_requested_partitions(dg.AssetKey("file_inventory")) == set(keys)
+        assert result.get_num_requested(dg.AssetKey("knowledge_base_collection")) == 1
+
+
+def test_index_sensor_waits_for_loading_then_requests_one_build(deployment):
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance) as context:
+            assert isinstance(vector_index_after_loading(context), dg.SkipReason)
+        instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING, LITERATURE])
+        for key in (FOUNDING, LITERATURE):
+            dg.materialize(
+                MIGRATION_ASSETS, resources=resources(), partition_key=key, instance=instance
+            )
+        with dg.build_sensor_context(instance=instance) as context:
+            request = vector_index_after_loading(context)
+        assert isinstance(request, dg.RunRequest)
+
+        defs.resolve_job_def("rebuild_vector_index").execute_in_process(instance=instance)
+        with dg.build_sensor_context(instance=instance) as context:
+            assert isinstance(vector_index_after_loading(context), dg.SkipReason)
+
+
+def check_results(result) -> dict[str, bool]:
+    return {
+        evaluation.check_name: evaluation.passed
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def test_checks_catch_a_duplicate_and_a_wrong_dimension_and_block_the_index(deployment):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING])
+        clean = migration_job().execute_in_process(instance=instance, partition_key=FOUNDING)
+        assert check_results(clean) == {
+            "all_collections_complete": True,
+            "no_duplicate_chunks": True,
+            "vector_dimensions_match": True,
+        }
+        with deployment.connect() as connection:
+            connection.execute(
+                "INSERT INTO document_chunk SELECT 'copy-1', vector, collection_name, text, "
+                "vmetadata FROM document_chunk WHERE collection_name = %s LIMIT 1",
+                (FOUNDING,),
+            )
+            connection.execute("ALTER TABLE document_chunk ALTER COLUMN vector TYPE vector")
+            connection.execute(
+                "INSERT INTO document_chunk (id, vector, collection_name, text, vmetadata) "
+                "VALUES ('short-1', '[1,2,3]', %s, 'odd', '{}')",
+                (FOUNDING,),
+            )
+        # Only the last step and its checks: nothing is staged, so nothing is rewritten.
+        dirty = migration_job().execute_in_process(
+            instance=instance,
+            partition_key=FOUNDING,
+            asset_selection=[dg.AssetKey("embedded_collections")],
+        )
+        results = check_results(dirty)
+        assert results["no_duplicate_chunks"] is False
+        assert results["vector_dimensions_match"] is False
+
+        index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert check_results(index_run)["table_has_no_duplicate_chunks"] is False
+        assert not index_run.asset_materializations_for_node("vector_index")
+
+
+def reconstructable_migration_job():
+    return migration_job()
+
+
+def test_failed_partition_is_reexecuted_from_failure_only(deployment, monkeypatch):
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "model-not-cached-yet")
+    monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", "http://127.0.0.1:9/v1")
+    job = dg.reconstructable(reconstructable_migration_job)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING])
+        no_retries = {"resources": {"embeddings": {"config": {"max_retries": 0}}}}
+        with dg.execute_job(
+            job,
+            instance=instance,
+            run_config=no_retries,
+            tags={"dagster/partition": FOUNDING},
+            raise_on_error=False,
+        ) as failed:
+            assert not failed.success
+            failed_steps = {e.step_key for e in failed.all_events if e.is_step_failure}
+            assert failed_steps == {"embedded_collections"}
+            run_id = failed.run_id
+
+        monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", deployment.server.base_url)
+        options = dg.ReexecutionOptions.from_failure(run_id, instance)
+        with dg.execute_job(
+            job,
+            instance=instance,
+            reexecution_options=options,
+            tags={"dagster/partition": FOUNDING},
+            raise_on_error=False,
+        ) as retried:
+            errors = [
+                e.event_specific_data.error.to_string()
+                for e in retried.all_events
+                if e.is_step_failure
+            ]
+            assert retried.success, errors
+            executed = {e.step_key for e in retried.all_events if e.is_step_success}
+        assert "file_inventory" not in executed and "chunked_documents" not in executed
+        assert "embedded_collections" in executed
+        assert FOUNDING in deployment.counts()
+
+
+def test_cli_rebuilds_the_index_once_after_all_partitions(deployment, tmp_path):
+    cli.main(["--no-progress"])
+    instance = dg.DagsterInstance.get()
+    migrations = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))
+    indexes = instance.get_runs(dg.RunsFilter(job_name="rebuild_vector_index"))
+    assert len(migrations) == 3
+    assert len(indexes) == 1
+    assert indexes[0].status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_two_partitions_run_in_parallel_processes_on_one_instance(
+    deployment, fresh_database, tmp_path
+):
+    home = tmp_path / "shared_home"
+    home.mkdir()
+    storage_url = fresh_database("dagster").replace("postgresql://", "postgresql+psycopg2://", 1)
+    dagster_yaml = (Path(__file__).parents[1] / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(dagster_yaml)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": storage_url}
+    setup = (
+        "import dagster as dg; from pgvector_migration.partitions import knowledge_partitions; "
+        f"dg.DagsterInstance.get().add_dynamic_partitions(knowledge_partitions.name, "
+        f"{[FOUNDING, LITERATURE]!r})"
+    )
+    subprocess.run([sys.executable, "-c", setup], env=env, check=True)
+    dagster = Path(sys.executable).parent / "dagster"
+    runs = [
+        subprocess.Popen(
+            [
+                str(dagster),
+                "job",
+                "execute",
+                "-m",
+                "pgvector_migration",
+                "-j",
+                "migrate_knowledge_base",
+                "--tags",
+                json.dumps({"dagster/partition": key}),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for key in (FOUNDING, LITERATURE)
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
+    counts = deployment.counts()
+    shared = sample_file_id("gettysburg_and_inaugural.txt")
+    assert {FOUNDING, LITERATURE, f"file-{shared}"} <= set(counts)
+    with deployment.connect() as connection:
+        duplicates = connection.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM document_chunk GROUP BY collection_name, "
+            "vmetadata->>'file_id', vmetadata->>'start_index', md5(text) "
+            "HAVING count(*) > 1) d"
+        ).fetchone()[0]
+    assert duplicates == 0
+    check = (
+        "import dagster as dg; print(len(dg.DagsterInstance.get().get_runs("
+        "dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True
+    )
+    assert finished.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_status_and_retry_failed(deployment, tmp_path, capsys):
+    cli.main(["--no-progress", "--only", "files"])
+    capsys.readouterr()
+
+    assert cli.main(["status"]) == cli.EXIT_OK
+    status = capsys.readouterr().out
+    assert "American founding documents" in status and "6/6" in status
+    assert "(files in no knowledge base)" in status
+
+    summary_path = tmp_path / "retry.json"
+    code = cli.main(["--no-progress", "--retry-failed", "--summary-json", str(summary_path)])
+    summary = json.loads(summary_path.read_text())
+    assert code == cli.EXIT_FAILED
+    assert summary["files_total"] == 1
+    assert [f["file_id"] for f in summary["files_failed"]] == [sample_file_id("broken_report.pdf")]
+
+
+@pytest.mark.parametrize("rows, lists", [(0, 1), (5_000, 5), (1_000_000, 1000), (4_000_000, 2000)])
+def test_ivfflat_lists_follow_pgvector_guidance(rows, lists):
+    from pgvector_migration.resources.vector_index import ivfflat_lists_for
+
+    assert ivfflat_lists_for(rows) == lists
