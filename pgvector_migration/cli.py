@@ -136,7 +136,7 @@ def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
         model_key = model_key_for(
             settings.embedding_engine, settings.embedding_model, settings.embedding_content_prefix
         )
-        dimension = state.cached_dimension(model_key) or embeddings.embedder(settings).dimension()
+        dimension = state.cached_dimension(model_key) or embeddings.dispatcher(settings).dimension()
         vector_store.check_compatible(dimension)
 
 

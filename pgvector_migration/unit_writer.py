@@ -6,15 +6,17 @@ cache, dimension check, atomic replacement and per-unit failure reporting.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
 
 from pgvector_migration.pipeline.completeness import WrittenRecord
 from pgvector_migration.pipeline.records import WriteUnit
+from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
 from pgvector_migration.resources.embeddings import (
-    Embedder,
     EmbeddingError,
     EmbeddingResource,
     EmbeddingStats,
@@ -33,6 +35,7 @@ class WriteReport:
 
     collections_written: int = 0
     chunks_written: int = 0
+    requests: int = 0
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
     failures: dict[str, dict] = field(default_factory=dict)
 
@@ -53,23 +56,27 @@ def waves(units: Iterable[WriteUnit], texts_per_wave: int) -> Iterator[list[Writ
 
 
 class UnitWriter:
-    """Writes units with one embedder into the target; construct with `prepare`."""
+    """Writes units with one engine into the target; construct with `prepare`.
+
+    Embedding and writing overlap: while one wave's rows are COPYed by a writer thread (its own
+    connection), the next wave is looked up in the cache and embedded. At most one wave waits
+    to be written, so memory stays bounded by two waves."""
 
     def __init__(
         self,
         vector_store: PgVectorResource,
         state: MigrationState,
-        embedder: Embedder,
+        dispatcher: EmbeddingDispatcher,
         dimension: int,
-        batch_size: int,
         embedding_model: str,
+        texts_per_wave: int,
     ) -> None:
         self._vector_store = vector_store
         self._state = state
-        self._embedder = embedder
+        self._dispatcher = dispatcher
         self._dimension = dimension
-        self._batch_size = batch_size
         self._embedding_model = embedding_model
+        self._texts_per_wave = texts_per_wave
 
     @classmethod
     def prepare(
@@ -81,17 +88,13 @@ class UnitWriter:
     ) -> UnitWriter:
         """Load the engine, learn its dimension (from the cache when it has one) and create or
         check `document_chunk`; raises before anything is written when they do not fit."""
-        embedder = embeddings.embedder(settings)
-        dimension = state.cached_dimension(embedder.model_key) or embedder.dimension()
+        dispatcher = embeddings.dispatcher(settings)
+        dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
         vector_store.ensure_table(dimension)
         state.ensure_cache()
+        texts_per_wave = max(embeddings.max_batch_size * embeddings.max_in_flight * 2, 512)
         return cls(
-            vector_store,
-            state,
-            embedder,
-            dimension,
-            embeddings.batch_size(settings),
-            settings.embedding_model,
+            vector_store, state, dispatcher, dimension, settings.embedding_model, texts_per_wave
         )
 
     def write(
@@ -101,21 +104,30 @@ class UnitWriter:
         per source id) and never stops the others. After repeated embedding failures in a row,
         the remaining units are failed without sending more requests."""
         report = WriteReport()
+        failures_lock = threading.Lock()
         failed_in_a_row = 0
         last_error = ""
+        requests_before = self._dispatcher.stats.requests
 
         def fail(unit: WriteUnit, message: str) -> None:
-            if unit.source_id not in report.failures:
+            with failures_lock:
+                if unit.source_id in report.failures:
+                    return
                 report.failures[unit.source_id] = {
                     "id": unit.source_id,
                     "name": unit.label,
                     "error": message,
                 }
-                on_failure(unit, message)
+            on_failure(unit, message)
 
-        with self._vector_store.connect() as connection:
-            model_key = self._embedder.model_key
-            for wave in waves(units, max(self._batch_size * 4, 256)):
+        with (
+            self._vector_store.connect() as cache_connection,
+            self._vector_store.connect() as write_connection,
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
+        ):
+            model_key = self._dispatcher.model_key
+            pending = None
+            for wave in waves(units, self._texts_per_wave):
                 wave = [unit for unit in wave if unit.source_id not in report.failures]
                 if failed_in_a_row >= CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP:
                     for unit in wave:
@@ -125,10 +137,13 @@ class UnitWriter:
                 try:
                     vectors = embed_with_cache(
                         texts,
-                        self._embedder,
-                        self._batch_size,
-                        lambda keys: self._state.cached_embeddings(connection, model_key, keys),
-                        lambda fresh: self._state.store_embeddings(connection, model_key, fresh),
+                        self._dispatcher.embed,
+                        lambda keys: self._state.cached_embeddings(
+                            cache_connection, model_key, keys
+                        ),
+                        lambda fresh: self._state.store_embeddings(
+                            cache_connection, model_key, fresh
+                        ),
                         report.stats,
                     )
                 except EmbeddingError as error:
@@ -138,29 +153,46 @@ class UnitWriter:
                         fail(unit, last_error)
                     continue
                 failed_in_a_row = 0
-                offset = 0
-                for unit in wave:
-                    unit_vectors = vectors[offset : offset + len(unit.chunks)]
-                    offset += len(unit.chunks)
-                    wrong = [len(v) for v in unit_vectors if len(v) != self._dimension]
-                    if wrong:
-                        fail(
-                            unit,
-                            f"the model returned {wrong[0]}-dimensional vectors but "
-                            f"document_chunk.vector has {self._dimension} dimensions",
-                        )
-                        continue
-                    record = WrittenRecord(
-                        unit.content_hash,
-                        unit.settings_fingerprint,
-                        self._embedding_model,
-                        len(unit.chunks),
-                    )
-                    try:
-                        self._vector_store.replace_unit(connection, unit, unit_vectors, record)
-                    except psycopg.DataError as error:
-                        fail(unit, f"{unit.collection_name}: {error}")
-                        continue
-                    report.collections_written += 1
-                    report.chunks_written += len(unit.chunks)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(
+                    self._write_wave, write_connection, wave, vectors, report, fail
+                )
+            if pending is not None:
+                pending.result()
+        report.requests = self._dispatcher.stats.requests - requests_before
         return report
+
+    def _write_wave(
+        self,
+        connection,
+        wave: list[WriteUnit],
+        vectors: list,
+        report: WriteReport,
+        fail: Callable[[WriteUnit, str], None],
+    ) -> None:
+        offset = 0
+        for unit in wave:
+            unit_vectors = vectors[offset : offset + len(unit.chunks)]
+            offset += len(unit.chunks)
+            wrong = [len(v) for v in unit_vectors if len(v) != self._dimension]
+            if wrong:
+                fail(
+                    unit,
+                    f"the model returned {wrong[0]}-dimensional vectors but "
+                    f"document_chunk.vector has {self._dimension} dimensions",
+                )
+                continue
+            record = WrittenRecord(
+                unit.content_hash,
+                unit.settings_fingerprint,
+                self._embedding_model,
+                len(unit.chunks),
+            )
+            try:
+                self._vector_store.replace_unit(connection, unit, unit_vectors, record)
+            except psycopg.DataError as error:
+                fail(unit, f"{unit.collection_name}: {error}")
+                continue
+            report.collections_written += 1
+            report.chunks_written += len(unit.chunks)

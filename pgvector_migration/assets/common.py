@@ -67,7 +67,7 @@ def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, Meta
         "chunks_written": MetadataValue.int(report.chunks_written),
         "texts_embedded": MetadataValue.int(report.stats.embedded),
         "texts_reused": MetadataValue.int(report.stats.reused),
-        "embedding_requests": MetadataValue.int(report.stats.requests),
+        "embedding_requests": MetadataValue.int(report.requests),
         "failures": markdown_table(list(report.failures.values()), ["id", "name", "error"]),
         "embedding_model": MetadataValue.text(
             f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from dagster import ConfigurableResource
@@ -16,23 +16,14 @@ from pydantic import Field, PrivateAttr
 
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
 
+if TYPE_CHECKING:
+    from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
+
 PACKAGED_MODEL_NAMES = {DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL.split("/")[-1]}
 
 
 class EmbeddingError(RuntimeError):
     """The embedding engine failed; the message names the engine, URL or model."""
-
-
-class Embedder(Protocol):
-    """One configured engine + model."""
-
-    engine: str
-    model: str
-    model_key: str
-
-    def dimension(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
 
 def model_key_for(engine: str, model: str, prefix: str | None) -> str:
@@ -124,59 +115,94 @@ class LocalEmbedder:
         return [np.asarray(vector, dtype=np.float32) for vector in vectors]
 
 
+@dataclass(frozen=True)
+class EmbeddingResponse:
+    """One successful request: vectors in input order, the tokens the provider counted, and
+    the response headers (rate-limit budget)."""
+
+    vectors: list[np.ndarray]
+    prompt_tokens: int
+    headers: dict[str, str]
+
+
+class TransientEmbeddingError(EmbeddingError):
+    """Worth retrying: 429, 408, 409, 5xx, timeouts, connection errors."""
+
+    def __init__(self, message: str, status: int | None, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RequestTooLargeError(EmbeddingError):
+    """The provider refused the request for its size; a smaller batch may pass."""
+
+
+TOO_LARGE_HINTS = ("maximum", "too many", "too long", "too large", "context length", "limit")
+
+
+def retry_after_seconds(headers) -> float | None:
+    """`retry-after-ms` or `retry-after` (seconds), as OpenAI sends them."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
 class OpenAIEmbedder:
-    """Any OpenAI-compatible `/embeddings` endpoint through the `openai` SDK, which retries
-    429s, 5xx and connection errors with exponential backoff and honours `retry-after`."""
+    """Any OpenAI-compatible `/embeddings` endpoint through the `openai` SDK. One call is one
+    attempt: pacing, retries and batch splitting are the dispatcher's, which sees every 429."""
 
     def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        prefix: str | None,
-        timeout: float,
-        max_retries: int,
+        self, model: str, base_url: str, api_key: str, prefix: str | None, timeout: float
     ) -> None:
         import openai
 
         self.engine = "openai"
         self.model = model
         self.model_key = model_key_for("openai", model, prefix)
-        self._base_url = base_url
+        self.base_url = base_url
         self._prefix = prefix
-        self._dimension: int | None = None
         self._client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=max_retries
+            base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0
         )
 
-    def dimension(self) -> int:
-        if self._dimension is None:
-            self._dimension = len(self.embed(["dimension probe"])[0])
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def request(self, texts: Sequence[str]) -> EmbeddingResponse:
         import openai
 
         inputs = [f"{self._prefix}{text}" for text in texts] if self._prefix else list(texts)
+        where = f"embedding request to {self.base_url}"
         try:
-            response = self._client.embeddings.create(
+            raw = self._client.embeddings.with_raw_response.create(
                 model=self.model, input=inputs, encoding_format="float"
             )
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            raise TransientEmbeddingError(f"{where} failed: {error}", None, None) from error
         except openai.APIStatusError as error:
-            raise EmbeddingError(
-                f"embedding request to {self._base_url} failed with HTTP {error.status_code}: "
-                f"{error.message}"
-            ) from error
-        except openai.APIError as error:
-            raise EmbeddingError(
-                f"embedding request to {self._base_url} failed: {error}"
-            ) from error
+            message = f"{where} failed with HTTP {error.status_code}: {error.message}"
+            status = error.status_code
+            if status in (408, 409, 429) or status >= 500:
+                retry_after = retry_after_seconds(error.response.headers)
+                raise TransientEmbeddingError(message, status, retry_after) from error
+            if status in (400, 413) and any(h in error.message.lower() for h in TOO_LARGE_HINTS):
+                raise RequestTooLargeError(message) from error
+            raise EmbeddingError(message) from error
+        response = raw.parse()
         ordered = sorted(response.data, key=lambda item: item.index)
         if len(ordered) != len(inputs):
             raise EmbeddingError(
-                f"{self._base_url} returned {len(ordered)} embeddings for {len(inputs)} inputs"
+                f"{self.base_url} returned {len(ordered)} embeddings for {len(inputs)} inputs"
             )
-        return [np.asarray(item.embedding, dtype=np.float32) for item in ordered]
+        usage = getattr(response, "usage", None)
+        return EmbeddingResponse(
+            [np.asarray(item.embedding, dtype=np.float32) for item in ordered],
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+            {key.lower(): value for key, value in raw.headers.items()},
+        )
 
 
 class EmbeddingResource(ConfigurableResource):
@@ -198,16 +224,34 @@ class EmbeddingResource(ConfigurableResource):
         default=None, description="Folder of a sentence-transformers model for the local engine."
     )
     max_batch_size: int = Field(
-        default=128,
-        description="Texts per request or per encode call; Open WebUI's "
-        "RAG_EMBEDDING_BATCH_SIZE is used when larger.",
+        default=512,
+        description="Texts per API request (also bounded by the provider's 2048 inputs and "
+        "300,000 tokens per request).",
+    )
+    local_batch_size: int = Field(
+        default=64, description="Texts per encode batch of the local model."
+    )
+    max_in_flight: int = Field(
+        default=4, description="API requests in flight at once (each still waits for the pacer)."
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        description="Ceiling on requests per minute, for providers that send no rate-limit "
+        "headers; the provider's own x-ratelimit-limit-requests is used when lower.",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        description="Ceiling on tokens per minute, for providers that send no rate-limit "
+        "headers; the provider's own x-ratelimit-limit-tokens is used when lower.",
     )
     request_timeout_seconds: float = Field(default=120.0, description="Timeout of one request.")
     max_retries: int = Field(
-        default=6, description="Retries of a failed request (429, 5xx, timeouts) with backoff."
+        default=8,
+        description="Retries of a request that failed transiently (429, 5xx, timeouts, "
+        "connection errors), with backoff; a retry-after from the provider wins.",
     )
 
-    _embedders: dict[str, Embedder] = PrivateAttr(default_factory=dict)
+    _dispatchers: dict[str, EmbeddingDispatcher] = PrivateAttr(default_factory=dict)
 
     def effective_settings(self, settings: RagSettings) -> RagSettings:
         """Open WebUI's settings with this resource's overrides."""
@@ -218,33 +262,43 @@ class EmbeddingResource(ConfigurableResource):
             openai_api_key=self.openai_api_key,
         )
 
-    def batch_size(self, settings: RagSettings) -> int:
-        return max(self.max_batch_size, settings.embedding_batch_size)
+    def dispatcher(self, settings: RagSettings) -> EmbeddingDispatcher:
+        """The engine for these (already effective) settings with its request pacing, built
+        once per process."""
+        from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
+        from pgvector_migration.resources.rate_limits import RequestPacer
 
-    def embedder(self, settings: RagSettings) -> Embedder:
-        """The engine for these (already effective) settings, built once per process."""
         prefix = settings.embedding_content_prefix
         key = model_key_for(settings.embedding_engine, settings.embedding_model, prefix)
-        if key not in self._embedders:
+        if key not in self._dispatchers:
             if settings.embedding_engine == "":
                 path = find_local_model(settings.embedding_model, self.local_model_path)
-                self._embedders[key] = LocalEmbedder(
-                    settings.embedding_model, path, prefix, self.batch_size(settings)
-                )
+                batch = max(self.local_batch_size, settings.embedding_batch_size)
+                engine = LocalEmbedder(settings.embedding_model, path, prefix, batch)
             elif settings.embedding_engine == "openai":
-                self._embedders[key] = OpenAIEmbedder(
+                engine = OpenAIEmbedder(
                     settings.embedding_model,
                     settings.openai_api_base_url.rstrip("/"),
                     settings.openai_api_key,
                     prefix,
                     self.request_timeout_seconds,
-                    self.max_retries,
                 )
             else:
                 raise SettingsError(
                     f"RAG_EMBEDDING_ENGINE={settings.embedding_engine!r} is not supported yet"
                 )
-        return self._embedders[key]
+            self._dispatchers[key] = EmbeddingDispatcher(
+                engine,
+                max_batch_inputs=max(self.max_batch_size, settings.embedding_batch_size),
+                max_in_flight=self.max_in_flight,
+                max_retries=self.max_retries,
+                pacer=RequestPacer(self.requests_per_minute, self.tokens_per_minute),
+            )
+        return self._dispatchers[key]
+
+    def teardown_after_execution(self, context) -> None:
+        for dispatcher in self._dispatchers.values():
+            dispatcher.close()
 
 
 @dataclass
@@ -255,8 +309,6 @@ class EmbeddingStats:
     texts: int = 0
     reused: int = 0
     embedded: int = 0
-    requests: int = 0
-    dimensions: set[int] = field(default_factory=set)
 
 
 def text_key(text: str) -> bytes:
@@ -265,31 +317,24 @@ def text_key(text: str) -> bytes:
 
 def embed_with_cache(
     texts: Sequence[str],
-    embedder: Embedder,
-    batch_size: int,
+    embed: Callable[[list[str]], list[np.ndarray]],
     lookup: Callable[[list[bytes]], dict[bytes, np.ndarray]],
     store: Callable[[dict[bytes, np.ndarray]], None],
     stats: EmbeddingStats,
 ) -> list[np.ndarray]:
     """Vectors for `texts`: each distinct text is looked up in the cache and only the misses
-    are sent to the engine, in batches; new vectors are stored before they are used."""
+    are embedded; new vectors are stored before they are used."""
     keys = [text_key(text) for text in texts]
     found = lookup(sorted(set(keys)))
-    stats.texts += len(texts)
     missing: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in found and key not in missing:
             missing[key] = text
-    pending = list(missing.items())
-    for start in range(0, len(pending), batch_size):
-        batch = pending[start : start + batch_size]
-        vectors = embedder.embed([text for _, text in batch])
-        stats.requests += 1
-        stats.embedded += len(batch)
-        fresh = {key: vector for (key, _), vector in zip(batch, vectors, strict=True)}
+    if missing:
+        fresh = dict(zip(missing, embed(list(missing.values())), strict=True))
         store(fresh)
         found.update(fresh)
+    stats.texts += len(texts)
+    stats.embedded += len(missing)
     stats.reused += len(texts) - len(missing)
-    vectors = [found[key] for key in keys]
-    stats.dimensions.update(len(vector) for vector in vectors)
-    return vectors
+    return [found[key] for key in keys]
