@@ -8,6 +8,7 @@ the migration has to find each upload by its stored name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -114,8 +115,15 @@ def _file_row(source: Path, stored_name: str, created_at: int) -> tuple:
     content_hash = None
     try:
         text = joined_text(load_documents(source, source.name, content_type))
-    except (UnsupportedFileType, LoaderError) as error:
-        data = {"status": "failed", "error": str(error)}
+    except UnsupportedFileType:
+        # Open WebUI's own wording for an upload it refuses.
+        data = {
+            "status": "failed",
+            "error": f"File type {content_type} is not supported for processing",
+        }
+    except LoaderError as error:
+        # Open WebUI stores the loader's own exception text.
+        data = {"status": "failed", "error": str(error.__cause__ or error)}
     else:
         content_hash = text_sha256(text)
         if source.name not in WITHOUT_STORED_CONTENT:
@@ -126,6 +134,7 @@ def _file_row(source: Path, stored_name: str, created_at: int) -> tuple:
         "size": source.stat().st_size,
         "data": {},
         "collection_name": f"file-{file_id}",
+        "file_hash": hashlib.sha256(source.read_bytes()).hexdigest(),
     }
     return (
         file_id,
