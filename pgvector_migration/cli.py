@@ -219,6 +219,7 @@ def _run_partition(
         summary.chunks_written += metadata["chunks_written"].value
         summary.texts_embedded += metadata["texts_embedded"].value
         summary.texts_reused += metadata["texts_reused"].value
+        summary.tokens_spent += metadata["tokens_spent"].value
     summary.add(
         partition_outcomes(
             resources_state.completeness_rows(key), resources_state.failures(key), args.dry_run
@@ -251,6 +252,7 @@ def _run_system_collections(defs, instance, kinds: set[str], args, state, summar
             summary.chunks_written += metadata["chunks_written"]
             summary.texts_embedded += metadata["texts_embedded"]
             summary.texts_reused += metadata["texts_reused"]
+            summary.tokens_spent += metadata["tokens_spent"]
 
 
 def _prune(defs, instance, summary) -> None:

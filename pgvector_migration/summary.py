@@ -103,6 +103,7 @@ class RunSummary:
     chunks_written: int = 0
     texts_embedded: int = 0
     texts_reused: int = 0
+    tokens_spent: int = 0
     run_errors: list[str] = field(default_factory=list)
     dry_run: bool = False
     kinds: dict[str, KindSummary] = field(default_factory=dict)
@@ -140,6 +141,7 @@ class RunSummary:
             "chunks_written": self.chunks_written,
             "texts_embedded": self.texts_embedded,
             "texts_reused": self.texts_reused,
+            "tokens_spent": self.tokens_spent,
             "rows_pruned": self.rows_pruned,
             **{
                 kind.replace("-", "_"): {
@@ -168,6 +170,7 @@ class RunSummary:
             f"chunks written: {self.chunks_written}",
             f"texts embedded: {self.texts_embedded} "
             f"(reused from the cache or another collection: {self.texts_reused})",
+            f"tokens spent: {self.tokens_spent}",
         ]
         for kind, summary in self.kinds.items():
             lines.append(

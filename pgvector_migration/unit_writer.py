@@ -36,6 +36,9 @@ class WriteReport:
     collections_written: int = 0
     chunks_written: int = 0
     requests: int = 0
+    tokens: int = 0
+    rate_limited: int = 0
+    retries: int = 0
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
     failures: dict[str, dict] = field(default_factory=dict)
 
@@ -107,7 +110,8 @@ class UnitWriter:
         failures_lock = threading.Lock()
         failed_in_a_row = 0
         last_error = ""
-        requests_before = self._dispatcher.stats.requests
+        stats = self._dispatcher.stats
+        before = (stats.requests, stats.tokens, stats.rate_limited, stats.retries)
 
         def fail(unit: WriteUnit, message: str) -> None:
             with failures_lock:
@@ -160,7 +164,10 @@ class UnitWriter:
                 )
             if pending is not None:
                 pending.result()
-        report.requests = self._dispatcher.stats.requests - requests_before
+        report.requests = stats.requests - before[0]
+        report.tokens = stats.tokens - before[1]
+        report.rate_limited = stats.rate_limited - before[2]
+        report.retries = stats.retries - before[3]
         return report
 
     def _write_wave(

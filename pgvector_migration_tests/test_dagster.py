@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from pgvector_migration.assets.index import vector_index
@@ -28,6 +33,19 @@ def resources() -> dict:
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     assert {job.name for job in defs.jobs} >= {"migrate_knowledge_base", "rebuild_vector_index"}
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path):
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "pgvector_migration"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "passed validation" in result.stderr + result.stdout
 
 
 def test_materialize_one_partition_then_index(deployment):

@@ -68,6 +68,9 @@ def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, Meta
         "texts_embedded": MetadataValue.int(report.stats.embedded),
         "texts_reused": MetadataValue.int(report.stats.reused),
         "embedding_requests": MetadataValue.int(report.requests),
+        "tokens_spent": MetadataValue.int(report.tokens),
+        "rate_limited_responses": MetadataValue.int(report.rate_limited),
+        "request_retries": MetadataValue.int(report.retries),
         "failures": markdown_table(list(report.failures.values()), ["id", "name", "error"]),
         "embedding_model": MetadataValue.text(
             f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"
