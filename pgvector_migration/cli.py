@@ -187,7 +187,15 @@ def _failure_message(result) -> str:
 
 
 def _run_partition(
-    job, instance, key: str, file_ids: list[str], args, resources_state, summary, started_at
+    job,
+    instance,
+    key: str,
+    file_ids: list[str],
+    args,
+    vector_store,
+    resources_state,
+    summary,
+    started_at,
 ) -> None:
     from pgvector_migration.summary import partition_outcomes
 
@@ -204,7 +212,7 @@ def _run_partition(
         },
     }
     progress = sys.stderr.isatty() and not args.no_progress
-    with ProgressBar(resources_state, key, progress):
+    with vector_store.partition_lock(key), ProgressBar(resources_state, key, progress):
         result = job.execute_in_process(
             run_config=run_config,
             instance=instance,
@@ -265,6 +273,22 @@ def _prune(defs, instance, summary) -> None:
         summary.rows_pruned += materialization.metadata["rows_deleted"].value
 
 
+def ensure_partitions(instance, keys: list[str]) -> None:
+    """Add the partitions the run needs; another process adding the same key at the same
+    moment is fine."""
+    from pgvector_migration.partitions import knowledge_partitions
+
+    name = knowledge_partitions.name
+    for key in keys:
+        if instance.has_dynamic_partition(name, key):
+            continue
+        try:
+            instance.add_dynamic_partitions(name, [key])
+        except Exception:
+            if not instance.has_dynamic_partition(name, key):
+                raise
+
+
 def print_status(openwebui, vector_store) -> int:
     """Per knowledge base: files, collections complete, failed files, when last checked, from
     the tables every run keeps up to date (no `ps | grep`, no `tail -f`)."""
@@ -301,7 +325,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import defs
-    from pgvector_migration.partitions import knowledge_partitions
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
     from pgvector_migration.resources.vector_store import PgVectorResource
@@ -321,10 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     instance: DagsterInstance = _instance()
-    existing = set(instance.get_dynamic_partitions(knowledge_partitions.name))
-    missing = [key for key in keys if key not in existing]
-    if missing:
-        instance.add_dynamic_partitions(knowledge_partitions.name, missing)
+    ensure_partitions(instance, list(keys))
     job_name = "assess_knowledge_base" if args.dry_run else "migrate_knowledge_base"
     job = defs.resolve_job_def(job_name)
     state = vector_store.state()
@@ -334,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     if "files" in kinds:
         for key, file_ids in keys.items():
-            _run_partition(job, instance, key, file_ids, args, state, summary, started_at)
+            _run_partition(
+                job, instance, key, file_ids, args, vector_store, state, summary, started_at
+            )
         if args.prune and not args.dry_run and not narrowed:
             _prune(defs, instance, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)

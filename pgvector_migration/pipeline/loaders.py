@@ -125,8 +125,27 @@ def detect_text_encoding(raw: bytes) -> str:
     return "latin-1"
 
 
+BINARY_SAMPLE_BYTES = 8192
+BINARY_CONTROL_RATIO = 0.3
+_TEXT_CONTROLS = {9, 10, 12, 13, 27}
+
+
+def looks_binary(raw: bytes) -> bool:
+    """NUL bytes, or mostly control bytes, in the first 8 KiB: not a text file whatever its
+    name says."""
+    sample = raw[:BINARY_SAMPLE_BYTES]
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for byte in sample if byte < 32 and byte not in _TEXT_CONTROLS)
+    return controls / len(sample) > BINARY_CONTROL_RATIO
+
+
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()
+    if looks_binary(raw):
+        raise UnsupportedFileType(f"{path.name} holds binary data, not text")
     return raw.decode(detect_text_encoding(raw))
 
 

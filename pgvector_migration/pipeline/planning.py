@@ -46,6 +46,8 @@ def source_documents(file: SourceFile, reextract: bool = False) -> tuple[list[Te
     Stored content is what Open WebUI's own knowledge path re-indexes from, so it is preferred;
     the upload is read only when no content was stored (or `reextract` asks for it).
     """
+    if file.oversize:
+        raise UnsupportedFileType(file.oversize)
     content = file.stored_content
     if content is not None and not reextract:
         return stored_content_documents(file, content), content

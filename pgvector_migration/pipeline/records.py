@@ -21,7 +21,8 @@ class SourceFile:
     """One row of Open WebUI's `file` table, with where its bytes are on this machine.
 
     `upload_path` is the resolved local path (None when no readable upload exists) and
-    `upload_problem` says why not, when it matters.
+    `upload_problem` says why not, when it matters; `oversize` says why the file is over the
+    configured size limit, if it is.
     """
 
     id: str
@@ -35,6 +36,7 @@ class SourceFile:
     knowledge_ids: tuple[str, ...] = ()
     upload_path: Path | None = None
     upload_problem: str | None = None
+    oversize: str | None = None
 
     @property
     def stored_content(self) -> str | None:

@@ -20,6 +20,7 @@ from pgvector_migration.settings import RagSettings, flatten_legacy_config, reso
 DEFAULT_DATA_DIR = "/app/backend/data"
 REMOTE_STORAGE_PREFIXES = {"s3://": "s3", "gs://": "gcs"}
 FILE_BATCH = 50
+DEFAULT_MAX_FILE_MB = 100.0
 
 
 class SourceDatabaseError(RuntimeError):
@@ -116,6 +117,11 @@ class OpenWebUIResource(ConfigurableResource):
     upload_dir: str | None = Field(
         default=None,
         description="Folder of the uploaded files. Empty: UPLOAD_DIR, else {DATA_DIR}/uploads.",
+    )
+    max_file_mb: float | None = Field(
+        default=None,
+        description="Files (upload bytes or stored text) larger than this many MB are skipped "
+        "with a reason. Empty: RAG_FILE_MAX_SIZE (Open WebUI's own limit), else 100.",
     )
     chunk_size: int | None = Field(
         default=None, description="Override CHUNK_SIZE (else config table, env, 1000)."
@@ -300,6 +306,7 @@ class OpenWebUIResource(ConfigurableResource):
                     continue
                 _, user_id, filename, path, meta, data, content_hash = rows.pop(file_id)
                 meta_dict = _json_object(meta)
+                data_dict = _json_object(data)
                 upload_path, problem = resolve_upload(path, upload_dir)
                 yield SourceFile(
                     id=file_id,
@@ -308,12 +315,31 @@ class OpenWebUIResource(ConfigurableResource):
                     stored_path=path,
                     content_type=meta_dict.get("content_type"),
                     meta=meta_dict,
-                    data=_json_object(data),
+                    data=data_dict,
                     content_hash_column=content_hash,
                     knowledge_ids=tuple(knowledge_of.get(file_id, ())),
                     upload_path=upload_path,
                     upload_problem=problem,
+                    oversize=self._oversize(upload_path, data_dict.get("content")),
                 )
+
+    def size_limit_mb(self) -> float:
+        configured = self.max_file_mb or os.environ.get("RAG_FILE_MAX_SIZE")
+        return float(configured) if configured else DEFAULT_MAX_FILE_MB
+
+    def _oversize(self, upload_path: Path | None, content: Any) -> str | None:
+        limit = self.size_limit_mb()
+        limit_bytes = limit * 1024 * 1024
+        if upload_path is not None and upload_path.stat().st_size > limit_bytes:
+            size = upload_path.stat().st_size / 1024 / 1024
+            return f"the upload is {size:.1f} MB, over the {limit:g} MB limit (RAG_FILE_MAX_SIZE)"
+        if isinstance(content, str) and len(content) > limit_bytes:
+            size = len(content) / 1024 / 1024
+            return (
+                f"the stored text is {size:.1f} M characters, over the {limit:g} MB limit "
+                "(RAG_FILE_MAX_SIZE)"
+            )
+        return None
 
     def partition_keys(self) -> list[str]:
         """Every partition the source calls for: each knowledge base and the standalone key."""

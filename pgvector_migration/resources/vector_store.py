@@ -128,6 +128,18 @@ class PgVectorResource(ConfigurableResource):
         finally:
             connection.close()
 
+    @contextmanager
+    def partition_lock(self, partition_key: str) -> Iterator[None]:
+        """Hold a session advisory lock on one partition: a second run of the same partition
+        (a CLI started twice) waits for the first, then finds its work done."""
+        with self.connect(with_vectors=False) as connection:
+            key = f"pgvector_migration.partition\x1f{partition_key}"
+            connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
     def state(self) -> MigrationState:
         """Our bookkeeping tables, created on first use."""
         with self.connect(with_vectors=False) as connection:
