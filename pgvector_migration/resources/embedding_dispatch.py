@@ -32,6 +32,7 @@ from pgvector_migration.resources.embeddings import (
 from pgvector_migration.resources.rate_limits import RequestPacer
 
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
+PROBE_RETRIES = 2
 
 
 def _wait(state: RetryCallState) -> float:
@@ -124,11 +125,14 @@ class EmbeddingDispatcher:
             middle = len(batch) // 2
             return self._send(batch[:middle]) + self._send(batch[middle:])
 
-    def _send_with_retries(self, texts: list[str]) -> list[np.ndarray]:
+    def _send_with_retries(
+        self, texts: list[str], max_retries: int | None = None
+    ) -> list[np.ndarray]:
         assert isinstance(self.embedder, OpenAIEmbedder)
         estimated = sum(self._estimator.estimate(text) for text in texts)
+        retries = self._max_retries if max_retries is None else max_retries
         attempts = Retrying(
-            stop=stop_after_attempt(self._max_retries + 1),
+            stop=stop_after_attempt(retries + 1),
             wait=_wait,
             retry=retry_if_exception_type(TransientEmbeddingError),
             reraise=True,
@@ -152,7 +156,8 @@ class EmbeddingDispatcher:
         return response.vectors
 
     def dimension(self) -> int:
-        """The engine's vector length; API engines are asked with one short text."""
+        """The engine's vector length; API engines are asked with one short text, retried
+        only twice, so an unreachable provider is reported within seconds."""
         if isinstance(self.embedder, LocalEmbedder):
             return self.embedder.dimension()
-        return len(self.embed(["dimension probe"])[0])
+        return len(self._send_with_retries(["dimension probe"], max_retries=PROBE_RETRIES)[0])
