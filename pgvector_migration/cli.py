@@ -322,12 +322,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    import psycopg
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import defs
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
-    from pgvector_migration.resources.vector_store import PgVectorResource
+    from pgvector_migration.resources.vector_store import (
+        PgVectorResource,
+        TargetConfigurationError,
+    )
     from pgvector_migration.summary import RunSummary
 
     openwebui, vector_store, embeddings = (
@@ -354,9 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     if "files" in kinds:
         for key, file_ids in keys.items():
-            _run_partition(
-                job, instance, key, file_ids, args, vector_store, state, summary, started_at
-            )
+            try:
+                _run_partition(
+                    job, instance, key, file_ids, args, vector_store, state, summary, started_at
+                )
+            except (psycopg.Error, TargetConfigurationError) as error:
+                summary.run_errors.append(f"partition {key}: target database lost: {error}")
         if args.prune and not args.dry_run and not narrowed:
             _prune(defs, instance, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)

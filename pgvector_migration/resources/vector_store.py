@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -138,7 +139,9 @@ class PgVectorResource(ConfigurableResource):
             try:
                 yield
             finally:
-                connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                # A lost connection has released the lock already.
+                with contextlib.suppress(psycopg.Error):
+                    connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
     def state(self) -> MigrationState:
         """Our bookkeeping tables, created on first use."""
