@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="report what would be done; write no vectors"
     )
     parser.add_argument(
+        "--reextract",
+        action="store_true",
+        help="read every upload again with Open WebUI's loaders instead of reusing the text "
+        "Open WebUI stored (file.data.content)",
+    )
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="re-run only the files recorded as failed by earlier runs",
@@ -206,11 +212,14 @@ def _run_partition(
             "completeness_report": {
                 "config": {
                     "overwrite": args.overwrite,
+                    "reextract": args.reextract,
                     "overwrite_unless_written_after": started_at.isoformat(),
                 }
             },
         },
     }
+    if not args.dry_run:
+        run_config["ops"]["chunked_documents"] = {"config": {"reextract": args.reextract}}
     progress = sys.stderr.isatty() and not args.no_progress
     with vector_store.partition_lock(key), ProgressBar(resources_state, key, progress):
         result = job.execute_in_process(

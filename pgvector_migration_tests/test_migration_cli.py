@@ -227,3 +227,28 @@ def test_secrets_stay_out_of_the_summary(deployment, tmp_path, capsys):
     code, summary = run(tmp_path)
     assert "sk-test-secret" not in json.dumps(summary)
     assert "sk-test-secret" not in capsys.readouterr().out
+
+
+def test_reextract_reads_the_uploads_and_makes_stored_content_collections_stale(
+    deployment, tmp_path
+):
+    run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+    with deployment.connect() as connection:
+        pages_before = connection.execute(
+            "SELECT count(*) FROM document_chunk WHERE vmetadata ? 'page'"
+        ).fetchone()[0]
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
+
+    assert code == cli.EXIT_OK
+    assert summary["files_processed"] == 3, "the mode changed, so every collection is stale"
+    with deployment.connect() as connection:
+        pages_after = connection.execute(
+            "SELECT count(*) FROM document_chunk WHERE vmetadata->>'page' IS NOT NULL "
+            "AND vmetadata->>'total_pages' = '4'"
+        ).fetchone()[0]
+    assert pages_before == 0, "stored content carries no page metadata"
+    assert pages_after > 0, "the PDF loader's per-page metadata comes from re-extraction"
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
+    assert summary["files_skipped_complete"] == 3

@@ -1,11 +1,13 @@
 """chunked_documents: load, split and stage the chunks of every selected (file, collection)."""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from pgvector_migration.assets.common import (
     downstream_automation,
     effective_settings,
     markdown_table,
+    unit_fingerprint,
 )
 from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.partitions import knowledge_partitions
@@ -13,6 +15,14 @@ from pgvector_migration.pipeline.planning import plan_file
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
+
+
+class ChunkingConfig(Config):
+    reextract: bool = Field(
+        default=False,
+        description="Read every upload again with Open WebUI's loaders instead of reusing "
+        "file.data.content; must match completeness_report's setting (the CLI sets both).",
+    )
 
 
 @asset(
@@ -26,20 +36,21 @@ from pgvector_migration.resources.vector_store import PgVectorResource
 )
 def chunked_documents(
     context: AssetExecutionContext,
+    config: ChunkingConfig,
     openwebui: OpenWebUIResource,
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
     partition_key = context.partition_key
     settings = effective_settings(openwebui, embeddings)
-    fingerprint = settings.splitting_fingerprint()
+    fingerprint = unit_fingerprint(settings, config.reextract)
     state = vector_store.state()
     selected = state.selected_units(partition_key)
     staged_files = staged_chunks = 0
     failures: list[dict] = []
     for file in openwebui.iter_files(list(selected)):
         try:
-            plan = plan_file(file, settings, selected[file.id])
+            plan = plan_file(file, settings, selected[file.id], config.reextract)
         except Exception as error:  # one file's failure never stops the partition
             message = f"{type(error).__name__}: {error}"
             state.record_failure(partition_key, file.id, file.filename, "chunking", message)

@@ -32,6 +32,14 @@ def downstream_automation() -> AutomationCondition:
     return AutomationCondition.eager()
 
 
+def unit_fingerprint(settings: RagSettings, reextract: bool) -> str:
+    """What a written unit is checked against: the splitter and embedding settings, and
+    whether its text came from the stored content or a fresh extraction (different documents,
+    so different chunks)."""
+    fingerprint = settings.splitting_fingerprint()
+    return f"{fingerprint}+reextract" if reextract else fingerprint
+
+
 def effective_settings(openwebui: OpenWebUIResource, embeddings: EmbeddingResource) -> RagSettings:
     """Open WebUI's settings with every resource override applied, validated; a bad setting
     fails the step before anything is written."""

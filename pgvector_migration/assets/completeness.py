@@ -18,6 +18,7 @@ from pgvector_migration.assets.common import (
     downstream_automation,
     effective_settings,
     markdown_table,
+    unit_fingerprint,
 )
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.partitions import knowledge_partitions
@@ -46,6 +47,11 @@ class CompletenessConfig(Config):
         default=False,
         description="Rewrite every (file, collection), complete or not (the CLI's --overwrite).",
     )
+    reextract: bool = Field(
+        default=False,
+        description="Read every upload again with Open WebUI's loaders instead of reusing the "
+        "text Open WebUI stored in file.data.content (the CLI's --reextract).",
+    )
     overwrite_unless_written_after: str | None = Field(
         default=None,
         description="With overwrite: leave alone what was already rewritten after this ISO "
@@ -64,20 +70,24 @@ def assess_file(
     present,
     records,
     settings: RagSettings,
+    reextract: bool = False,
 ) -> list[tuple[SourceFile, str, Assessment]]:
-    """Assess every collection of one file; plan its chunks only when a count is needed."""
+    """Assess every collection of one file; plan its chunks only when a count is needed (or
+    when the text must be extracted again to know its hash)."""
     plan: FilePlan | None = None
 
     def planned() -> FilePlan:
         nonlocal plan
         if plan is None:
-            plan = plan_file(file, settings, collection_names)
+            plan = plan_file(file, settings, collection_names, reextract)
         return plan
 
     try:
-        content = file.stored_content
+        if file.oversize:
+            raise UnsupportedFileType(file.oversize)
+        content = None if reextract else file.stored_content
         content_hash = content_hash_of(content) if content is not None else planned().content_hash
-        fingerprint = settings.splitting_fingerprint()
+        fingerprint = unit_fingerprint(settings, reextract)
         return [
             (
                 file,
@@ -136,7 +146,7 @@ def completeness_report(
     def assessed() -> Iterator:
         for file in openwebui.iter_files(file_ids):
             names = file.collection_names(partition_key)
-            assessed_units = assess_file(file, names, present, records, settings)
+            assessed_units = assess_file(file, names, present, records, settings, config.reextract)
             unreadable = next(
                 (a for _, _, a in assessed_units if a.status == UnitStatus.UNREADABLE), None
             )

@@ -56,6 +56,8 @@ def source_documents(file: SourceFile, reextract: bool = False) -> tuple[list[Te
         raise UnsupportedFileType(reason)
     if file.upload_path is None:
         problem = file.upload_problem or "the file has no upload path"
+        if reextract and content is not None:
+            raise LoaderError(f"re-extraction needs the upload: {problem}")
         raise LoaderError(f"{problem}, and Open WebUI stored no extracted content for it")
     documents = loaded_documents(
         file, load_documents(file.upload_path, file.filename, file.content_type)
