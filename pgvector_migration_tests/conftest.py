@@ -82,6 +82,15 @@ class Deployment:
                 "ORDER BY collection_name, id"
             ).fetchall()
 
+    def duplicate_groups(self) -> int:
+        """Chunks stored more than once under different ids."""
+        with self.connect() as connection:
+            return connection.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM document_chunk GROUP BY collection_name, "
+                "vmetadata->>'file_id', vmetadata->>'start_index', md5(text) "
+                "HAVING count(*) > 1) d"
+            ).fetchone()[0]
+
     def counts(self) -> dict[str, int]:
         with self.connect() as connection:
             return dict(

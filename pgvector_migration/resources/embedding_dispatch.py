@@ -32,7 +32,7 @@ from pgvector_migration.resources.embeddings import (
 from pgvector_migration.resources.rate_limits import RequestPacer
 
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
-PROBE_RETRIES = 2
+PROBE_RETRIES = 4
 
 
 def _wait(state: RetryCallState) -> float:
@@ -156,8 +156,8 @@ class EmbeddingDispatcher:
         return response.vectors
 
     def dimension(self) -> int:
-        """The engine's vector length; API engines are asked with one short text, retried
-        only twice, so an unreachable provider is reported within seconds."""
+        """The engine's vector length; API engines are asked with one short text, retried a
+        few times only, so an unreachable provider is reported within seconds."""
         if isinstance(self.embedder, LocalEmbedder):
             return self.embedder.dimension()
         return len(self._send_with_retries(["dimension probe"], max_retries=PROBE_RETRIES)[0])
