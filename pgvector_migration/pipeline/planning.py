@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from pgvector_migration.pipeline.loaders import (
@@ -92,3 +96,43 @@ def plan_file(
             split_documents(stored_chunks, settings), name, file, content_hash, settings
         )
     return FilePlan(file.id, content_hash, planned)
+
+
+PlanOutcome = tuple[SourceFile, FilePlan | None, str | None]
+
+
+def _plan_or_error(
+    file: SourceFile, settings: RagSettings, collection_names: list[str], reextract: bool
+) -> PlanOutcome:
+    try:
+        return file, plan_file(file, settings, collection_names, reextract), None
+    except Exception as error:  # reported per file; one file never stops the others
+        return file, None, f"{type(error).__name__}: {error}"
+
+
+def plan_files(
+    files: Iterable[tuple[SourceFile, list[str]]],
+    settings: RagSettings,
+    reextract: bool,
+    workers: int,
+) -> Iterator[PlanOutcome]:
+    """Plan many files, in order, on `workers` processes when there is more than one (loading
+    PDFs and office documents is CPU-bound); at most two files per worker are in flight, so
+    memory stays bounded however many files there are."""
+    if workers <= 1:
+        for file, collection_names in files:
+            yield _plan_or_error(file, settings, collection_names, reextract)
+        return
+    window = workers * 2
+    # forkserver: forking a process that runs threads (Dagster's, the writer's) could copy a
+    # held lock into the child; the fork server is single-threaded and preloads this module.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: deque = deque()
+        for file, collection_names in files:
+            pending.append(pool.submit(_plan_or_error, file, settings, collection_names, reextract))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
