@@ -57,7 +57,10 @@ def chunked_documents(
     selected = state.selected_units(partition_key)
     staged_files = staged_chunks = 0
     failures: list[dict] = []
-    files = ((file, selected[file.id]) for file in openwebui.iter_files(list(selected)))
+    fetch = "always" if config.reextract else "missing-content"
+    files = (
+        (file, selected[file.id]) for file in openwebui.iter_files(list(selected), fetch_s3=fetch)
+    )
     workers = config.workers or os.cpu_count() or 1
     # Splitting stored text is cheaper than shipping its chunks between processes (measured:
     # 200 files, 2.1 s in one process, 2.7 s on two); parsing uploads again is what pays.

@@ -144,7 +144,8 @@ def completeness_report(
     preview: list[dict] = []
 
     def assessed() -> Iterator:
-        for file in openwebui.iter_files(file_ids):
+        fetch = "always" if config.reextract else "missing-content"
+        for file in openwebui.iter_files(file_ids, fetch_s3=fetch):
             names = file.collection_names(partition_key)
             assessed_units = assess_file(file, names, present, records, settings, config.reextract)
             unreadable = next(

@@ -37,7 +37,8 @@ def file_inventory(
     rows: list[dict] = []
 
     def listed_files():
-        for file in openwebui.iter_files(file_ids):
+        # Listing files downloads none of them; the steps that read bytes do.
+        for file in openwebui.iter_files(file_ids, fetch_s3="never"):
             rows.append(
                 {
                     "file_id": file.id,

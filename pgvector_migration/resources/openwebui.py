@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
@@ -15,10 +15,14 @@ from pydantic import Field, PrivateAttr
 
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, SourceFile
 from pgvector_migration.pipeline.system_collections import KnowledgeBase, Memory
+from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, is_s3_url
 from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
 
 DEFAULT_DATA_DIR = "/app/backend/data"
-REMOTE_STORAGE_PREFIXES = {"s3://": "s3", "gs://": "gcs"}
+UNSUPPORTED_STORAGE_PREFIXES = {"gs://": "gcs"}
+# Which `s3://` uploads `iter_files` downloads: only files without stored content (the only
+# ones whose bytes are read unless re-extraction is asked), every one, or none.
+S3Fetch = Literal["missing-content", "always", "never"]
 FILE_BATCH = 50
 DEFAULT_MAX_FILE_MB = 100.0
 
@@ -78,10 +82,19 @@ def resolve_upload(stored_path: str | None, upload_dir: Path) -> tuple[Path | No
     `file.path` is the path inside Open WebUI's container; outside it the folder differs, so a file
     is also looked up by its stored name (`{uuid}_{filename}`) in `upload_dir`. A path that
     resolves outside the uploads folder is never read.
+
+    An `s3://` upload is not fetched here (that would download every file at inventory time):
+    the note returned says so, and `OpenWebUIResource.iter_files` downloads the files whose
+    bytes are needed.
     """
     if not stored_path:
         return None, "file.path is empty"
-    for prefix, provider in REMOTE_STORAGE_PREFIXES.items():
+    if is_s3_url(stored_path):
+        return None, (
+            f"storage provider s3: {stored_path} is downloaded only for files without stored "
+            "content"
+        )
+    for prefix, provider in UNSUPPORTED_STORAGE_PREFIXES.items():
         if stored_path.startswith(prefix):
             return None, f"storage provider {provider} ({stored_path}) is not supported yet"
     if stored_path.startswith(("http://", "https://")):
@@ -118,6 +131,12 @@ class OpenWebUIResource(ConfigurableResource):
         default=None,
         description="Folder of the uploaded files. Empty: UPLOAD_DIR, else {DATA_DIR}/uploads.",
     )
+    download_dir: str | None = Field(
+        default=None,
+        description="Folder that uploads kept in S3 (STORAGE_PROVIDER=s3, S3_* variables) are "
+        "downloaded to and reused from on later runs. Empty: a temporary folder per process, "
+        "removed when it exits.",
+    )
     max_file_mb: float | None = Field(
         default=None,
         description="Files (upload bytes or stored text) larger than this many MB are skipped "
@@ -137,6 +156,7 @@ class OpenWebUIResource(ConfigurableResource):
     )
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
+    _s3_uploads: S3Uploads | None = PrivateAttr(default=None)
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
@@ -280,9 +300,22 @@ class OpenWebUIResource(ConfigurableResource):
         dangling = [pair for pair in membership.dangling if pair[0] == partition_key]
         return membership.files_by_knowledge.get(partition_key, []), dangling
 
-    def iter_files(self, file_ids: Sequence[str]) -> Iterator[SourceFile]:
+    def s3_uploads(self) -> S3Uploads:
+        """The downloader of `s3://` uploads, configured from Open WebUI's S3_* variables."""
+        if self._s3_uploads is None:
+            self._s3_uploads = S3Uploads(S3Settings.from_env(), cache_dir=self.download_dir)
+        return self._s3_uploads
+
+    def iter_files(
+        self, file_ids: Sequence[str], fetch_s3: S3Fetch = "missing-content"
+    ) -> Iterator[SourceFile]:
         """Stream the given files (with their stored content) one at a time, in `file_ids`
-        order, so a partition of thousands of files is never in memory at once."""
+        order, so a partition of thousands of files is never in memory at once.
+
+        Uploads kept in S3 are downloaded (once) as `fetch_s3` says: by default only for files
+        without stored content; pass "always" when the uploads will be re-extracted. A failed
+        download leaves `upload_path` None with the reason in `upload_problem`.
+        """
         membership = self.knowledge_membership()
         knowledge_of: dict[str, list[str]] = {}
         for knowledge_id, listed in membership.files_by_knowledge.items():
@@ -308,6 +341,16 @@ class OpenWebUIResource(ConfigurableResource):
                 meta_dict = _json_object(meta)
                 data_dict = _json_object(data)
                 upload_path, problem = resolve_upload(path, upload_dir)
+                content = data_dict.get("content")
+                oversize = None
+                if is_s3_url(path) and (
+                    fetch_s3 == "always"
+                    or (fetch_s3 == "missing-content" and not isinstance(content, str))
+                ):
+                    download = self.s3_uploads().fetch(path, max_bytes=self._limit_bytes())
+                    upload_path, problem = download.path, download.problem
+                    if download.over_limit and download.size is not None:
+                        oversize = self._upload_oversize(download.size)
                 yield SourceFile(
                     id=file_id,
                     user_id=user_id,
@@ -320,19 +363,30 @@ class OpenWebUIResource(ConfigurableResource):
                     knowledge_ids=tuple(knowledge_of.get(file_id, ())),
                     upload_path=upload_path,
                     upload_problem=problem,
-                    oversize=self._oversize(upload_path, data_dict.get("content")),
+                    oversize=oversize or self._oversize(upload_path, content),
                 )
 
     def size_limit_mb(self) -> float:
         configured = self.max_file_mb or os.environ.get("RAG_FILE_MAX_SIZE")
         return float(configured) if configured else DEFAULT_MAX_FILE_MB
 
+    def _limit_bytes(self) -> int:
+        return int(self.size_limit_mb() * 1024 * 1024)
+
+    def _upload_oversize(self, size: int) -> str | None:
+        limit = self.size_limit_mb()
+        if size <= limit * 1024 * 1024:
+            return None
+        megabytes = size / 1024 / 1024
+        return f"the upload is {megabytes:.1f} MB, over the {limit:g} MB limit (RAG_FILE_MAX_SIZE)"
+
     def _oversize(self, upload_path: Path | None, content: Any) -> str | None:
         limit = self.size_limit_mb()
         limit_bytes = limit * 1024 * 1024
-        if upload_path is not None and upload_path.stat().st_size > limit_bytes:
-            size = upload_path.stat().st_size / 1024 / 1024
-            return f"the upload is {size:.1f} MB, over the {limit:g} MB limit (RAG_FILE_MAX_SIZE)"
+        if upload_path is not None:
+            too_big = self._upload_oversize(upload_path.stat().st_size)
+            if too_big:
+                return too_big
         if isinstance(content, str) and len(content) > limit_bytes:
             size = len(content) / 1024 / 1024
             return (
