@@ -19,6 +19,12 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 KINDS = ("files", "knowledge-bases", "memories")
+NO_COMPUTE_LOG_CAPTURE = {
+    "compute_logs": {
+        "module": "dagster._core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+    }
+}
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -89,8 +95,15 @@ def _instance():
     from dagster import DagsterInstance
 
     if os.environ.get("DAGSTER_HOME"):
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-        return DagsterInstance.get()
+        from dagster._core.instance.ref import InstanceRef
+
+        home = Path(os.environ["DAGSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        # Capturing step output forks a process per step; a run killed with SIGKILL would leave
+        # those children behind, holding its database sockets. Runs started here log their
+        # events to the instance as usual, without that capture.
+        ref = InstanceRef.from_dir(str(home), overrides=NO_COMPUTE_LOG_CAPTURE)
+        return DagsterInstance.from_ref(ref)
     print("DAGSTER_HOME is not set: runs are not recorded for the Dagster UI", file=sys.stderr)
     return DagsterInstance.ephemeral()
 
@@ -132,17 +145,15 @@ def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
     """Every configuration error, found before anything is written (exit code 2). The model's
     dimension comes from the embedding cache when it knows it, so a re-run loads no model and
     sends no request just to check."""
-    from pgvector_migration.resources.embeddings import model_key_for
+    from pgvector_migration.resources.embeddings import model_key_of
 
     openwebui.check_schema()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
     state = vector_store.state()
     if not dry_run:
-        model_key = model_key_for(
-            settings.embedding_engine, settings.embedding_model, settings.embedding_content_prefix
-        )
-        dimension = state.cached_dimension(model_key) or embeddings.dispatcher(settings).dimension()
+        cached = state.cached_dimension(model_key_of(settings))
+        dimension = cached or embeddings.dispatcher(settings).dimension()
         vector_store.check_compatible(dimension)
 
 
@@ -221,7 +232,7 @@ def _run_partition(
     if not args.dry_run:
         run_config["ops"]["chunked_documents"] = {"config": {"reextract": args.reextract}}
     progress = sys.stderr.isatty() and not args.no_progress
-    with vector_store.partition_lock(key), ProgressBar(resources_state, key, progress):
+    with resources_state.partition_lease(key), ProgressBar(resources_state, key, progress):
         result = job.execute_in_process(
             run_config=run_config,
             instance=instance,

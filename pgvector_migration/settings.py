@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-SUPPORTED_EMBEDDING_ENGINES = ("", "openai")
+SUPPORTED_EMBEDDING_ENGINES = ("", "openai", "ollama", "azure_openai")
+API_EMBEDDING_ENGINES = ("openai", "ollama", "azure_openai")
 SUPPORTED_TEXT_SPLITTERS = ("", "character", "token")
 
 
@@ -25,12 +26,48 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class SettingSpec:
-    """Where one setting lives: its `config` key, its environment name and its default."""
+    """Where one setting lives: its `config` key, its environment name and its default.
+
+    `legacy_config_keys` are the paths the same setting had in the one-row JSON `config` of
+    Open WebUI up to 0.9 (its migration to per-key rows renames them); `default_from` computes
+    a default that Open WebUI derives from other environment variables; `blank_env_is_value`
+    marks a setting Open WebUI reads with `os.getenv(name, None)` and where an empty value
+    therefore means something else than an unset one.
+    """
 
     config_key: str | None
     env_name: str
     default: Any
     kind: type
+    legacy_config_keys: tuple[str, ...] = ()
+    default_from: Callable[[Mapping[str, str]], Any] | None = None
+    blank_env_is_value: bool = False
+
+
+def default_ollama_base_url(environ: Mapping[str, str]) -> str:
+    """`OLLAMA_BASE_URL` as Open WebUI 0.12.4 derives it (config.py, "OLLAMA_BASE_URL"), the
+    default of `RAG_OLLAMA_BASE_URL`.
+
+    Open WebUI additionally probes port 11434 at start-up and switches to 12434 when only that
+    one answers; a migration does not guess from the network, so that step is left out (set
+    `RAG_OLLAMA_BASE_URL` when Ollama listens on 12434).
+    """
+    url = environ.get("OLLAMA_BASE_URL", "")
+    if url.endswith("/"):
+        url = url[:-1]
+    api_url = environ.get("OLLAMA_API_BASE_URL", "http://localhost:11434/api")
+    if url == "" and api_url != "":
+        url = api_url[:-4] if api_url.endswith("/api") else api_url
+    if environ.get("ENV", "dev") == "prod":
+        k8s = environ.get("K8S_FLAG", "")
+        if url == "/ollama" and not k8s:
+            if environ.get("USE_OLLAMA_DOCKER", "false").lower() == "true":
+                url = "http://localhost:11434"
+            else:
+                url = "http://host.docker.internal:11434"
+        elif k8s:
+            url = "http://ollama-service.open-webui.svc.cluster.local:11434"
+    return url
 
 
 SETTING_SPECS: dict[str, SettingSpec] = {
@@ -42,10 +79,43 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         "rag.embedding_batch_size", "RAG_EMBEDDING_BATCH_SIZE", 1, int
     ),
     "openai_api_base_url": SettingSpec(
-        "rag.openai.api_base_url", "RAG_OPENAI_API_BASE_URL", "https://api.openai.com/v1", str
+        "rag.openai.api_base_url",
+        "RAG_OPENAI_API_BASE_URL",
+        "https://api.openai.com/v1",
+        str,
+        legacy_config_keys=("rag.openai_api_base_url",),
     ),
-    "openai_api_key": SettingSpec("rag.openai.api_key", "RAG_OPENAI_API_KEY", "", str),
+    "openai_api_key": SettingSpec(
+        "rag.openai.api_key",
+        "RAG_OPENAI_API_KEY",
+        "",
+        str,
+        legacy_config_keys=("rag.openai_api_key",),
+    ),
+    "ollama_base_url": SettingSpec(
+        "rag.ollama.base_url",
+        "RAG_OLLAMA_BASE_URL",
+        "http://localhost:11434",
+        str,
+        legacy_config_keys=("rag.ollama.url",),
+        default_from=default_ollama_base_url,
+    ),
+    "ollama_api_key": SettingSpec(
+        "rag.ollama.api_key", "RAG_OLLAMA_API_KEY", "", str, legacy_config_keys=("rag.ollama.key",)
+    ),
+    "azure_openai_base_url": SettingSpec(
+        "rag.azure_openai.base_url", "RAG_AZURE_OPENAI_BASE_URL", "", str
+    ),
+    "azure_openai_api_key": SettingSpec(
+        "rag.azure_openai.api_key", "RAG_AZURE_OPENAI_API_KEY", "", str
+    ),
+    "azure_openai_api_version": SettingSpec(
+        "rag.azure_openai.api_version", "RAG_AZURE_OPENAI_API_VERSION", "", str
+    ),
     "embedding_content_prefix": SettingSpec(None, "RAG_EMBEDDING_CONTENT_PREFIX", None, str),
+    "embedding_prefix_field_name": SettingSpec(
+        None, "RAG_EMBEDDING_PREFIX_FIELD_NAME", None, str, blank_env_is_value=True
+    ),
     "text_splitter": SettingSpec("rag.text_splitter", "RAG_TEXT_SPLITTER", "", str),
     "chunk_size": SettingSpec("rag.chunk_size", "CHUNK_SIZE", 1000, int),
     "chunk_overlap": SettingSpec("rag.chunk_overlap", "CHUNK_OVERLAP", 100, int),
@@ -77,7 +147,13 @@ class RagSettings:
     embedding_batch_size: int
     openai_api_base_url: str
     openai_api_key: str
+    ollama_base_url: str
+    ollama_api_key: str
+    azure_openai_base_url: str
+    azure_openai_api_key: str
+    azure_openai_api_version: str
     embedding_content_prefix: str | None
+    embedding_prefix_field_name: str | None
     text_splitter: str
     chunk_size: int
     chunk_overlap: int
@@ -100,19 +176,25 @@ class RagSettings:
         for secret_or_transport in (
             "openai_api_key",
             "openai_api_base_url",
+            "ollama_base_url",
+            "ollama_api_key",
+            "azure_openai_base_url",
+            "azure_openai_api_key",
+            "azure_openai_api_version",
             "embedding_batch_size",
         ):
             relevant.pop(secret_or_transport)
+        # How the prefix reaches the provider (a body field instead of prepended to each text)
+        # changes vectors, but only counts when set, so fingerprints made before the setting
+        # existed stay valid.
+        if self.embedding_prefix_field_name is None:
+            relevant.pop("embedding_prefix_field_name")
         encoded = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
     def validate(self) -> None:
         """Refuse settings this version cannot reproduce, naming the setting and its value."""
-        if self.embedding_engine not in SUPPORTED_EMBEDDING_ENGINES:
-            raise SettingsError(
-                f"RAG_EMBEDDING_ENGINE={self.embedding_engine!r} is not supported yet; "
-                f"supported: {', '.join(repr(e) for e in SUPPORTED_EMBEDDING_ENGINES)}"
-            )
+        self.validate_embedding()
         if self.text_splitter not in SUPPORTED_TEXT_SPLITTERS:
             raise SettingsError(
                 f"RAG_TEXT_SPLITTER={self.text_splitter!r} is not supported; "
@@ -131,8 +213,42 @@ class RagSettings:
                 "yet; files with stored content still migrate, re-extraction needs the default "
                 "engine"
             )
-        if self.embedding_engine == "openai" and not self.openai_api_base_url:
-            raise SettingsError("RAG_OPENAI_API_BASE_URL is empty for RAG_EMBEDDING_ENGINE=openai")
+
+    def validate_embedding(self) -> None:
+        """Refuse an embedding engine that lacks a setting it needs to send a request."""
+        engine = self.embedding_engine
+        if engine not in SUPPORTED_EMBEDDING_ENGINES:
+            raise SettingsError(
+                f"RAG_EMBEDDING_ENGINE={engine!r} is not supported yet; "
+                f"supported: {', '.join(repr(e) for e in SUPPORTED_EMBEDDING_ENGINES)}"
+            )
+        if engine in API_EMBEDDING_ENGINES and not self.embedding_model:
+            what = "the Azure deployment name" if engine == "azure_openai" else "the model"
+            raise SettingsError(
+                f"RAG_EMBEDDING_MODEL (config rag.embedding_model) is empty for "
+                f"RAG_EMBEDDING_ENGINE={engine}; it is {what} sent with every request"
+            )
+        required: tuple[tuple[str, str, str], ...] = ()
+        if engine == "openai":
+            required = (
+                ("openai_api_base_url", "RAG_OPENAI_API_BASE_URL", "rag.openai.api_base_url"),
+            )
+        elif engine == "ollama":
+            required = (("ollama_base_url", "RAG_OLLAMA_BASE_URL", "rag.ollama.base_url"),)
+        elif engine == "azure_openai":
+            required = (
+                ("azure_openai_base_url", "RAG_AZURE_OPENAI_BASE_URL", "rag.azure_openai.base_url"),
+                (
+                    "azure_openai_api_version",
+                    "RAG_AZURE_OPENAI_API_VERSION",
+                    "rag.azure_openai.api_version",
+                ),
+            )
+        for field_name, env_name, config_key in required:
+            if not getattr(self, field_name):
+                raise SettingsError(
+                    f"{env_name} (config {config_key}) is empty for RAG_EMBEDDING_ENGINE={engine}"
+                )
 
 
 def _coerce(spec: SettingSpec, value: Any, where: str) -> Any:
@@ -159,11 +275,18 @@ def resolve_rag_settings(
     """
     resolved: dict[str, Any] = {}
     for name, spec in SETTING_SPECS.items():
-        stored = config_values.get(spec.config_key) if spec.config_key else None
+        stored, stored_key = None, None
+        for key in (spec.config_key, *spec.legacy_config_keys) if spec.config_key else ():
+            if config_values.get(key) is not None:
+                stored, stored_key = config_values[key], key
+                break
+        in_environ = environ.get(spec.env_name)
         if stored is not None:
-            value = _coerce(spec, stored, f"config table {spec.config_key}")
-        elif environ.get(spec.env_name, "") != "":
-            value = _coerce(spec, environ[spec.env_name], f"environment {spec.env_name}")
+            value = _coerce(spec, stored, f"config table {stored_key}")
+        elif in_environ is not None and (in_environ != "" or spec.blank_env_is_value):
+            value = _coerce(spec, in_environ, f"environment {spec.env_name}")
+        elif spec.default_from is not None:
+            value = spec.default_from(environ)
         else:
             value = spec.default
         resolved[name] = value

@@ -177,10 +177,10 @@ def test_default_settings_validate():
 
 
 def test_unsupported_engine_is_named_in_the_error():
-    settings = resolve({"rag.embedding_engine": "ollama"})
+    settings = resolve({"rag.embedding_engine": "cohere"})
     with pytest.raises(SettingsError) as raised:
         settings.validate()
-    assert "'ollama'" in str(raised.value)
+    assert "'cohere'" in str(raised.value)
     assert "RAG_EMBEDDING_ENGINE" in str(raised.value)
 
 

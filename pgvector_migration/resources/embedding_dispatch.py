@@ -24,8 +24,8 @@ from tenacity import (
 
 from pgvector_migration.pipeline.batching import RequestLimits, TokenEstimator, shape_batches
 from pgvector_migration.resources.embeddings import (
+    APIEmbedder,
     LocalEmbedder,
-    OpenAIEmbedder,
     RequestTooLargeError,
     TransientEmbeddingError,
 )
@@ -63,11 +63,15 @@ class DispatchStats:
 
 
 class EmbeddingDispatcher:
-    """Embeds lists of texts with one engine, concurrently and paced for API engines."""
+    """Embeds lists of texts with one engine, concurrently and paced for API engines.
+
+    Any engine with `request()` (`APIEmbedder`: OpenAI, Ollama, Azure OpenAI) is an API engine
+    and gets pacing, retries and splitting; anything else (the local model) is called with the
+    whole list at once."""
 
     def __init__(
         self,
-        embedder: OpenAIEmbedder | LocalEmbedder,
+        embedder: APIEmbedder | LocalEmbedder,
         max_batch_inputs: int,
         max_in_flight: int,
         max_retries: int,
@@ -88,14 +92,21 @@ class EmbeddingDispatcher:
     def model_key(self) -> str:
         return self.embedder.model_key
 
+    @property
+    def is_api(self) -> bool:
+        return isinstance(self.embedder, APIEmbedder)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        close_engine = getattr(self.embedder, "close", None)
+        if self.is_api and callable(close_engine):
+            close_engine()
 
     def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Vectors for `texts`, in order."""
         if not texts:
             return []
-        if isinstance(self.embedder, LocalEmbedder):
+        if not self.is_api:
             # The model batches internally and uses every core; threads would only contend.
             vectors = self.embedder.embed(texts)
             self.stats.add(requests=1)
@@ -128,7 +139,7 @@ class EmbeddingDispatcher:
     def _send_with_retries(
         self, texts: list[str], max_retries: int | None = None
     ) -> list[np.ndarray]:
-        assert isinstance(self.embedder, OpenAIEmbedder)
+        assert isinstance(self.embedder, APIEmbedder)
         estimated = sum(self._estimator.estimate(text) for text in texts)
         retries = self._max_retries if max_retries is None else max_retries
         attempts = Retrying(
@@ -158,6 +169,6 @@ class EmbeddingDispatcher:
     def dimension(self) -> int:
         """The engine's vector length; API engines are asked with one short text, retried a
         few times only, so an unreachable provider is reported within seconds."""
-        if isinstance(self.embedder, LocalEmbedder):
+        if not self.is_api:
             return self.embedder.dimension()
         return len(self._send_with_retries(["dimension probe"], max_retries=PROBE_RETRIES)[0])

@@ -1,14 +1,15 @@
-"""Embedding engines (local sentence-transformers and OpenAI-compatible APIs) and the cache
-that makes every distinct text cost one embedding, ever."""
+"""Embedding engines (local sentence-transformers, OpenAI-compatible APIs, Ollama and Azure
+OpenAI) and the cache that makes every distinct text cost one embedding, ever."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from dagster import ConfigurableResource
@@ -26,9 +27,42 @@ class EmbeddingError(RuntimeError):
     """The embedding engine failed; the message names the engine, URL or model."""
 
 
-def model_key_for(engine: str, model: str, prefix: str | None) -> str:
-    """The cache namespace: vectors are reusable only for the same engine, model and prefix."""
-    return f"{engine or 'local'}|{model}|{prefix or ''}"
+def model_key_for(
+    engine: str, model: str, prefix: str | None, prefix_field: str | None = None
+) -> str:
+    """The cache namespace: vectors are reusable only for the same engine, model and prefix,
+    and, for API engines, the same way of sending the prefix (`RAG_EMBEDDING_PREFIX_FIELD_NAME`
+    puts it in a body field instead of in front of every text)."""
+    key = f"{engine or 'local'}|{model}|{prefix or ''}"
+    if engine and prefix is not None and prefix_field is not None:
+        key += f"|field={prefix_field}"
+    return key
+
+
+def model_key_of(settings: RagSettings) -> str:
+    """The cache namespace of the engine these settings describe."""
+    return model_key_for(
+        settings.embedding_engine,
+        settings.embedding_model,
+        settings.embedding_content_prefix,
+        settings.embedding_prefix_field_name,
+    )
+
+
+def apply_prefix(
+    texts: Sequence[str], prefix: str | None, prefix_field: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The inputs and extra body fields Open WebUI sends for an API engine.
+
+    Open WebUI's `generate_embeddings` prepends the prefix to every text only when
+    `RAG_EMBEDDING_PREFIX_FIELD_NAME` is unset; when it is set, the texts go as they are and
+    each engine's batch function adds `{field_name: prefix}` to the JSON body instead.
+    """
+    if prefix is None:
+        return list(texts), {}
+    if prefix_field is None:
+        return [f"{prefix}{text}" for text in texts], {}
+    return list(texts), {prefix_field: prefix}
 
 
 def _snapshot_in(cache_root: Path, model: str) -> Path | None:
@@ -125,6 +159,20 @@ class EmbeddingResponse:
     headers: dict[str, str]
 
 
+@runtime_checkable
+class APIEmbedder(Protocol):
+    """An engine behind an HTTP API. One `request()` is one attempt: it returns the vectors in
+    input order or raises `TransientEmbeddingError` (worth retrying), `RequestTooLargeError`
+    (a smaller batch may pass) or `EmbeddingError`, each message naming the URL and the HTTP
+    status. Pacing, retries and splitting are the dispatcher's."""
+
+    engine: str
+    model: str
+    model_key: str
+
+    def request(self, texts: Sequence[str]) -> EmbeddingResponse: ...
+
+
 class TransientEmbeddingError(EmbeddingError):
     """Worth retrying: 429, 408, 409, 5xx, timeouts, connection errors."""
 
@@ -158,15 +206,22 @@ class OpenAIEmbedder:
     attempt: pacing, retries and batch splitting are the dispatcher's, which sees every 429."""
 
     def __init__(
-        self, model: str, base_url: str, api_key: str, prefix: str | None, timeout: float
+        self,
+        model: str,
+        base_url: str,
+        api_key: str,
+        prefix: str | None,
+        timeout: float,
+        prefix_field: str | None = None,
     ) -> None:
         import openai
 
         self.engine = "openai"
         self.model = model
-        self.model_key = model_key_for("openai", model, prefix)
+        self.model_key = model_key_for("openai", model, prefix, prefix_field)
         self.base_url = base_url
         self._prefix = prefix
+        self._prefix_field = prefix_field
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0
         )
@@ -174,11 +229,14 @@ class OpenAIEmbedder:
     def request(self, texts: Sequence[str]) -> EmbeddingResponse:
         import openai
 
-        inputs = [f"{self._prefix}{text}" for text in texts] if self._prefix else list(texts)
+        inputs, extra_body = apply_prefix(texts, self._prefix, self._prefix_field)
         where = f"embedding request to {self.base_url}"
         try:
             raw = self._client.embeddings.with_raw_response.create(
-                model=self.model, input=inputs, encoding_format="float"
+                model=self.model,
+                input=inputs,
+                encoding_format="float",
+                **({"extra_body": extra_body} if extra_body else {}),
             )
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
             raise TransientEmbeddingError(f"{where} failed: {error}", None, None) from error
@@ -205,20 +263,232 @@ class OpenAIEmbedder:
         )
 
 
+def _is_transient(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+class _HTTPEmbedder:
+    """One JSON POST per `request()` through `httpx`, with the body serialised as Open WebUI's
+    aiohttp session serialises it (`json.dumps` with its defaults), redirects followed and
+    proxies taken from the environment as aiohttp's `trust_env=True` does."""
+
+    engine = ""
+
+    def __init__(
+        self,
+        model: str,
+        url: str,
+        prefix: str | None,
+        prefix_field: str | None,
+        timeout: float,
+    ) -> None:
+        import httpx
+
+        self.model = model
+        self.model_key = model_key_for(self.engine, model, prefix, prefix_field)
+        self.url = url
+        self._prefix = prefix
+        self._prefix_field = prefix_field
+        self._client = httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _body(self, inputs: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
+        """The raw vectors (in input order) and prompt tokens of a successful response."""
+        raise NotImplementedError
+
+    def _failed(self, status: int) -> bool:
+        return status >= 400
+
+    @staticmethod
+    def _error_detail(response) -> str:
+        try:
+            data = response.json()
+        except ValueError:
+            return response.text.strip()[:500] or response.reason_phrase
+        error = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(error, dict):
+            error = error.get("message") or error
+        return str(error)[:500]
+
+    def request(self, texts: Sequence[str]) -> EmbeddingResponse:
+        import httpx
+
+        inputs, extra = apply_prefix(texts, self._prefix, self._prefix_field)
+        body = {**self._body(inputs), **extra}
+        where = f"embedding request to {self.url}"
+        try:
+            response = self._client.post(
+                self.url, content=json.dumps(body).encode("utf-8"), headers=self._headers()
+            )
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as error:
+            raise EmbeddingError(f"{where} cannot be sent: {error}") from error
+        except (httpx.TimeoutException, httpx.TransportError) as error:
+            detail = str(error) or type(error).__name__
+            raise TransientEmbeddingError(f"{where} failed: {detail}", None, None) from error
+        status = response.status_code
+        headers = {key.lower(): value for key, value in response.headers.items()}
+        if self._failed(status):
+            detail = self._error_detail(response)
+            message = f"{where} failed with HTTP {status}: {detail}"
+            if _is_transient(status):
+                raise TransientEmbeddingError(message, status, retry_after_seconds(headers))
+            if status in (400, 413) and any(h in detail.lower() for h in TOO_LARGE_HINTS):
+                raise RequestTooLargeError(message)
+            raise EmbeddingError(message)
+        try:
+            data = response.json()
+        except ValueError as error:
+            raise EmbeddingError(
+                f"{where} returned HTTP {status} with a body that is not JSON"
+            ) from error
+        try:
+            raw_vectors, tokens = self._parse(data, len(inputs))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise EmbeddingError(
+                f"{where} returned HTTP {status} without embeddings: {error!r}"
+            ) from error
+        if len(raw_vectors) != len(inputs):
+            raise EmbeddingError(
+                f"{where} returned {len(raw_vectors)} embeddings for {len(inputs)} inputs "
+                f"(HTTP {status})"
+            )
+        vectors = [np.asarray(vector, dtype=np.float32) for vector in raw_vectors]
+        return EmbeddingResponse(vectors, tokens, headers)
+
+
+class OllamaEmbedder(_HTTPEmbedder):
+    """Ollama's `/api/embed`, called as Open WebUI 0.12.4 calls it
+    (`retrieval/utils.py: agenerate_ollama_batch_embeddings`): `POST {base_url}/api/embed`
+    with `{"input": texts, "model": model, "truncate": true}`, `Content-Type:
+    application/json` and `Authorization: Bearer {key}` only when a key is set; the vectors
+    are the response's `embeddings`."""
+
+    engine = "ollama"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key: str,
+        prefix: str | None,
+        timeout: float,
+        prefix_field: str | None = None,
+    ) -> None:
+        super().__init__(model, f"{base_url}/api/embed", prefix, prefix_field, timeout)
+        self.base_url = base_url
+        # Open WebUI's bearer_auth_header: the key stripped, no header when it is empty.
+        self._api_key = api_key.strip() if isinstance(api_key, str) else ""
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _body(self, inputs: list[str]) -> dict[str, Any]:
+        return {"input": inputs, "model": self.model, "truncate": True}
+
+    def _failed(self, status: int) -> bool:
+        return status != 200  # Open WebUI accepts nothing but 200 from Ollama
+
+    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
+        if "embeddings" not in data:
+            raise KeyError("embeddings")
+        return list(data["embeddings"]), int(data.get("prompt_eval_count") or 0)
+
+
+class AzureOpenAIEmbedder(_HTTPEmbedder):
+    """Azure OpenAI, called as Open WebUI 0.12.4 calls it
+    (`retrieval/utils.py: agenerate_azure_openai_batch_embeddings`): `POST
+    {base_url}/openai/deployments/{model}/embeddings?api-version={api_version}` (the model
+    setting is the deployment name) with `{"input": texts}` (no model field),
+    `Content-Type: application/json` and `api-key: {key}`; the vectors are the response's
+    `data[].embedding`."""
+
+    engine = "azure_openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key: str,
+        api_version: str,
+        prefix: str | None,
+        timeout: float,
+        prefix_field: str | None = None,
+    ) -> None:
+        url = f"{base_url}/openai/deployments/{model}/embeddings?api-version={api_version}"
+        super().__init__(model, url, prefix, prefix_field, timeout)
+        self.base_url = base_url
+        self.api_version = api_version
+        # Open WebUI sends the key as stored; surrounding blanks are not part of a header value
+        # on the wire, so the server sees the stripped key either way.
+        self._api_key = api_key.strip(" \t") if isinstance(api_key, str) else ""
+
+    def _headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "api-key": self._api_key}
+
+    def _body(self, inputs: list[str]) -> dict[str, Any]:
+        return {"input": inputs}
+
+    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
+        items: list[Mapping[str, Any]] = list(data["data"])
+        if all(isinstance(item.get("index"), int) for item in items):
+            items.sort(key=lambda item: item["index"])
+        usage = data.get("usage") or {}
+        return [item["embedding"] for item in items], int(usage.get("prompt_tokens") or 0)
+
+
 class EmbeddingResource(ConfigurableResource):
     """The embedding engine. Empty fields take Open WebUI's settings (config table, then
     environment, then defaults), so vectors match what the deployment itself would make."""
 
     engine: str | None = Field(
-        default=None, description="Override RAG_EMBEDDING_ENGINE: '' (local) or 'openai'."
+        default=None,
+        description="Override RAG_EMBEDDING_ENGINE: '' (local), 'openai', 'ollama' or "
+        "'azure_openai'.",
     )
-    model: str | None = Field(default=None, description="Override RAG_EMBEDDING_MODEL.")
+    model: str | None = Field(
+        default=None,
+        description="Override RAG_EMBEDDING_MODEL (for azure_openai: the deployment name).",
+    )
     openai_api_base_url: str | None = Field(
         default=None, description="Override RAG_OPENAI_API_BASE_URL."
     )
     openai_api_key: str | None = Field(
         default=None,
         description="Override RAG_OPENAI_API_KEY; set it with an EnvVar, never inline.",
+    )
+    ollama_base_url: str | None = Field(
+        default=None,
+        description="Override RAG_OLLAMA_BASE_URL (Ollama's root URL, without /api), e.g. "
+        "when the migration reaches Ollama under another address than Open WebUI does.",
+    )
+    ollama_api_key: str | None = Field(
+        default=None,
+        description="Override RAG_OLLAMA_API_KEY (sent as a bearer token); set it with an "
+        "EnvVar, never inline.",
+    )
+    azure_openai_base_url: str | None = Field(
+        default=None,
+        description="Override RAG_AZURE_OPENAI_BASE_URL, the resource endpoint "
+        "(https://NAME.openai.azure.com).",
+    )
+    azure_openai_api_key: str | None = Field(
+        default=None,
+        description="Override RAG_AZURE_OPENAI_API_KEY (sent as the api-key header); set it "
+        "with an EnvVar, never inline.",
+    )
+    azure_openai_api_version: str | None = Field(
+        default=None, description="Override RAG_AZURE_OPENAI_API_VERSION, e.g. 2024-10-21."
     )
     local_model_path: str | None = Field(
         default=None, description="Folder of a sentence-transformers model for the local engine."
@@ -260,6 +530,11 @@ class EmbeddingResource(ConfigurableResource):
             embedding_model=self.model,
             openai_api_base_url=self.openai_api_base_url,
             openai_api_key=self.openai_api_key,
+            ollama_base_url=self.ollama_base_url,
+            ollama_api_key=self.ollama_api_key,
+            azure_openai_base_url=self.azure_openai_base_url,
+            azure_openai_api_key=self.azure_openai_api_key,
+            azure_openai_api_version=self.azure_openai_api_version,
         )
 
     def dispatcher(self, settings: RagSettings) -> EmbeddingDispatcher:
@@ -269,8 +544,11 @@ class EmbeddingResource(ConfigurableResource):
         from pgvector_migration.resources.rate_limits import RequestPacer
 
         prefix = settings.embedding_content_prefix
-        key = model_key_for(settings.embedding_engine, settings.embedding_model, prefix)
+        field = settings.embedding_prefix_field_name
+        key = model_key_of(settings)
         if key not in self._dispatchers:
+            settings.validate_embedding()
+            engine: APIEmbedder | LocalEmbedder
             if settings.embedding_engine == "":
                 path = find_local_model(settings.embedding_model, self.local_model_path)
                 batch = max(self.local_batch_size, settings.embedding_batch_size)
@@ -282,6 +560,26 @@ class EmbeddingResource(ConfigurableResource):
                     settings.openai_api_key,
                     prefix,
                     self.request_timeout_seconds,
+                    prefix_field=field,
+                )
+            elif settings.embedding_engine == "ollama":
+                engine = OllamaEmbedder(
+                    settings.embedding_model,
+                    settings.ollama_base_url.rstrip("/"),
+                    settings.ollama_api_key,
+                    prefix,
+                    self.request_timeout_seconds,
+                    prefix_field=field,
+                )
+            elif settings.embedding_engine == "azure_openai":
+                engine = AzureOpenAIEmbedder(
+                    settings.embedding_model,
+                    settings.azure_openai_base_url.rstrip("/"),
+                    settings.azure_openai_api_key,
+                    settings.azure_openai_api_version,
+                    prefix,
+                    self.request_timeout_seconds,
+                    prefix_field=field,
                 )
             else:
                 raise SettingsError(

@@ -6,8 +6,14 @@ picks up from the tables; an admin can read the same tables with SQL.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +25,8 @@ from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
 
 SCHEMA = "pgvector_migration"
+STAGED_PAGE_ROWS = 2000
+LEASE_SECONDS = 30
 
 STATE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -68,6 +76,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.written_collection (
     chunk_count integer NOT NULL,
     written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (collection_name, file_id)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.partition_lease (
+    partition_key text PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {SCHEMA}.file_failure (
     partition_key text NOT NULL,
@@ -316,46 +329,49 @@ class MigrationState:
 
     def staged_units(self, partition_key: str) -> Iterator[WriteUnit]:
         """Stream the staged chunks of this partition's selected, not failed units, one unit at
-        a time, so memory is bounded by the largest file, not the partition."""
-        with (
-            self._connect(with_vectors=False) as connection,
-            connection.transaction(),
-            connection.cursor(name="staged_units") as cursor,
-        ):
-            cursor.itersize = 2000
-            cursor.execute(
-                f"""
-                SELECT s.collection_name, s.file_id, c.filename, s.content_hash,
-                       s.settings_fingerprint, s.position, s.id, s.text, s.vmetadata
-                FROM {SCHEMA}.completeness c
-                JOIN {SCHEMA}.staged_chunk s
-                  ON s.collection_name = c.collection_name AND s.file_id = c.file_id
-                WHERE c.partition_key = %s AND c.selected
-                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.file_failure f
-                                  WHERE f.partition_key = c.partition_key
-                                    AND f.file_id = c.file_id)
-                ORDER BY s.file_id, s.collection_name, s.position
-                """,
-                (partition_key,),
-            )
-            unit: WriteUnit | None = None
-            for row in cursor:
-                collection_name, file_id, filename, content_hash, fingerprint = row[:5]
-                position, chunk_id, text, metadata = row[5:]
-                if unit is None or (unit.collection_name, unit.source_id) != (
-                    collection_name,
-                    file_id,
-                ):
-                    if unit is not None:
-                        yield unit
-                    unit = WriteUnit(
-                        collection_name, file_id, filename, content_hash, fingerprint, []
+        a time, so memory is bounded by the largest file, not the partition.
+
+        Pages are read by key, each in its own short statement: no transaction stays open
+        while units are embedded, so nothing holds locks or old snapshots meanwhile."""
+        query = f"""
+            SELECT s.collection_name, s.file_id, c.filename, s.content_hash,
+                   s.settings_fingerprint, s.position, s.id, s.text, s.vmetadata
+            FROM {SCHEMA}.completeness c
+            JOIN {SCHEMA}.staged_chunk s
+              ON s.collection_name = c.collection_name AND s.file_id = c.file_id
+            WHERE c.partition_key = %s AND c.selected
+              AND (s.file_id, s.collection_name, s.position) > (%s, %s, %s)
+              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.file_failure f
+                              WHERE f.partition_key = c.partition_key
+                                AND f.file_id = c.file_id)
+            ORDER BY s.file_id, s.collection_name, s.position
+            LIMIT {STAGED_PAGE_ROWS}
+        """
+        unit: WriteUnit | None = None
+        after = ("", "", -1)
+        with self._connect(with_vectors=False) as connection:
+            while True:
+                rows = connection.execute(query, (partition_key, *after)).fetchall()
+                for row in rows:
+                    collection_name, file_id, filename, content_hash, fingerprint = row[:5]
+                    position, chunk_id, text, metadata = row[5:]
+                    if unit is None or (unit.collection_name, unit.source_id) != (
+                        collection_name,
+                        file_id,
+                    ):
+                        if unit is not None:
+                            yield unit
+                        unit = WriteUnit(
+                            collection_name, file_id, filename, content_hash, fingerprint, []
+                        )
+                    unit.chunks.append(
+                        Chunk(chunk_id, collection_name, file_id, position, text, metadata)
                     )
-                unit.chunks.append(
-                    Chunk(chunk_id, collection_name, file_id, position, text, metadata)
-                )
-            if unit is not None:
-                yield unit
+                if len(rows) < STAGED_PAGE_ROWS:
+                    break
+                after = (rows[-1][1], rows[-1][0], rows[-1][5])
+        if unit is not None:
+            yield unit
 
     def clear_failures(self, partition_key: str, file_ids: Sequence[str]) -> None:
         with self._connect(with_vectors=False) as connection:
@@ -389,6 +405,61 @@ class MigrationState:
                 (partition_key,),
             )
             return cursor.fetchall()
+
+    @contextmanager
+    def partition_lease(self, partition_key: str) -> Iterator[None]:
+        """Hold a partition for this process: a second run of the same partition (a CLI started
+        twice) waits until the first is done, then finds its work done.
+
+        A lease row that this process renews, not a lock on a held connection: a run killed
+        with SIGKILL (or a forked child it leaves behind) cannot keep the partition forever,
+        its lease simply expires."""
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        acquire = f"""
+            INSERT INTO {SCHEMA}.partition_lease (partition_key, holder, expires_at)
+            VALUES (%s, %s, now() + make_interval(secs => %s))
+            ON CONFLICT (partition_key) DO UPDATE
+               SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+             WHERE {SCHEMA}.partition_lease.expires_at < now()
+            RETURNING holder
+        """
+        while True:
+            with self._connect(with_vectors=False) as connection:
+                taken = connection.execute(acquire, (partition_key, holder, LEASE_SECONDS))
+                if taken.fetchone():
+                    break
+            time.sleep(1.0)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_SECONDS / 3):
+                with (
+                    contextlib.suppress(psycopg.Error),
+                    self._connect(with_vectors=False) as connection,
+                ):
+                    connection.execute(
+                        f"UPDATE {SCHEMA}.partition_lease "
+                        "SET expires_at = now() + make_interval(secs => %s) "
+                        "WHERE partition_key = %s AND holder = %s",
+                        (LEASE_SECONDS, partition_key, holder),
+                    )
+
+        renewer = threading.Thread(target=renew, daemon=True, name="partition-lease")
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with (
+                contextlib.suppress(psycopg.Error),
+                self._connect(with_vectors=False) as connection,
+            ):
+                connection.execute(
+                    f"DELETE FROM {SCHEMA}.partition_lease "
+                    "WHERE partition_key = %s AND holder = %s",
+                    (partition_key, holder),
+                )
 
     def failed_files(self) -> dict[str, list[str]]:
         """File ids recorded as failed, per partition."""

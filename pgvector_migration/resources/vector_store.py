@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,9 @@ from pgvector_migration.pipeline.records import (
 from pgvector_migration.resources.migration_state import MigrationState, ensure_state_schema
 
 VECTOR_COLUMN_LIMIT = 2000
+# No unit of work leaves a transaction idle; one that is (a killed run's forked child still
+# holding its socket) is ended by the server instead of blocking index builds forever.
+IDLE_IN_TRANSACTION_MS = 120_000
 
 
 class TargetConfigurationError(RuntimeError):
@@ -114,7 +116,11 @@ class PgVectorResource(ConfigurableResource):
         available; every multi-statement unit of work runs in an explicit `transaction()`."""
         url = self.resolved_url()
         try:
-            connection = psycopg.connect(url, autocommit=True)
+            connection = psycopg.connect(
+                url,
+                autocommit=True,
+                options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            )
         except psycopg.Error as error:
             raise TargetConfigurationError(
                 f"cannot connect to target {display_url(url)}: {error}".strip()
@@ -128,20 +134,6 @@ class PgVectorResource(ConfigurableResource):
             yield connection
         finally:
             connection.close()
-
-    @contextmanager
-    def partition_lock(self, partition_key: str) -> Iterator[None]:
-        """Hold a session advisory lock on one partition: a second run of the same partition
-        (a CLI started twice) waits for the first, then finds its work done."""
-        with self.connect(with_vectors=False) as connection:
-            key = f"pgvector_migration.partition\x1f{partition_key}"
-            connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-            try:
-                yield
-            finally:
-                # A lost connection has released the lock already.
-                with contextlib.suppress(psycopg.Error):
-                    connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
     def state(self) -> MigrationState:
         """Our bookkeeping tables, created on first use."""
