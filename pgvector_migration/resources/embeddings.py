@@ -3,6 +3,7 @@ OpenAI) and the cache that makes every distinct text cost one embedding, ever.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -115,23 +116,29 @@ def find_local_model(model: str, explicit_path: str | None = None) -> Path:
     )
 
 
+@functools.cache
+def load_sentence_transformer(path: str):
+    """One copy of a local model per process: every partition's run, the preflight check and
+    the system collections share it instead of loading it again (seconds each)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    return SentenceTransformer(path, device="cpu")
+
+
 class LocalEmbedder:
     """sentence-transformers on this machine, called as Open WebUI calls it."""
 
     def __init__(self, model: str, path: Path, prefix: str | None, batch_size: int) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-
         self.engine = ""
         self.model = model
         self.model_key = model_key_for("", model, prefix)
         self._prefix = prefix
         self._batch_size = batch_size
-        self._model = SentenceTransformer(str(path), device="cpu")
+        self._model = load_sentence_transformer(str(path))
 
     def dimension(self) -> int:
         measure = getattr(self._model, "get_embedding_dimension", None) or (

@@ -296,13 +296,16 @@ class MigrationState:
 
     def stage_chunks(
         self,
+        connection: psycopg.Connection,
         file_id: str,
         chunks_by_collection: dict[str, list[Chunk]],
         content_hash: str,
         settings_fingerprint: str,
     ) -> None:
-        """Replace the staged chunks of one file's selected collections in one transaction."""
-        with self._connect(with_vectors=False) as connection, connection.transaction():
+        """Replace the staged chunks of one file's selected collections in one transaction, on
+        the caller's connection (one for a whole partition: connecting per file costs more
+        than the COPY)."""
+        with connection.transaction():
             connection.execute(
                 f"DELETE FROM {SCHEMA}.staged_chunk WHERE file_id = %s "
                 "AND collection_name = ANY(%s)",
