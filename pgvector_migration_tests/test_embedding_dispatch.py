@@ -109,3 +109,14 @@ def test_pacer_pauses_everyone_after_a_429_and_steps_the_budget_down():
     before = time.monotonic()
     pacer.acquire(10)
     assert time.monotonic() - before >= 0.45
+
+
+def test_a_response_slower_than_the_timeout_is_retried_then_reported():
+    with EmbeddingServer(dimensions=8, latency_seconds=1.0) as server:
+        engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=0.2)
+        dispatcher = EmbeddingDispatcher(engine, max_batch_inputs=8, max_in_flight=1, max_retries=1)
+        with pytest.raises(EmbeddingError) as raised:
+            dispatcher.embed(["slow"])
+        assert server.base_url in str(raised.value) and "timed out" in str(raised.value).lower()
+        assert dispatcher.stats.retries == 1
+        dispatcher.close()

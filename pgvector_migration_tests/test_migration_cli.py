@@ -247,3 +247,26 @@ def test_reextract_reads_the_uploads_and_makes_stored_content_collections_stale(
 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
     assert summary["files_skipped_complete"] == 3
+
+
+def test_a_knowledge_base_sharing_all_its_files_costs_no_embeddings(deployment, tmp_path):
+    run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+    copy_id = "copy-of-founding-documents"
+    with sqlite3.connect(deployment.data_dir / "webui.db") as source:
+        source.execute(
+            "INSERT INTO knowledge SELECT ?, user_id, 'Copy', description, meta, created_at, "
+            "updated_at FROM knowledge WHERE id = ?",
+            (copy_id, FOUNDING),
+        )
+        source.execute(
+            "INSERT INTO knowledge_file SELECT id || '-copy', user_id, ?, file_id, created_at, "
+            "updated_at FROM knowledge_file WHERE knowledge_id = ?",
+            (copy_id, FOUNDING),
+        )
+    requests = deployment.server.request_count
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", copy_id)
+
+    assert code == cli.EXIT_OK
+    assert summary["chunks_written"] == deployment.counts()[copy_id] > 0
+    assert deployment.server.request_count == requests
