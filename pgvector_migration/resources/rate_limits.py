@@ -19,10 +19,14 @@ from collections.abc import Mapping
 
 from limits import RateLimitItemPerMinute, RateLimitItemPerSecond, storage, strategies
 
-HEADROOM = 0.95
+HEADROOM = 0.97
 SPREAD_SECONDS = 10
-DECREASE = 0.85
-INCREASE_PER_SUCCESS = 0.002
+# A request carries at most this many seconds of the token budget: small requests keep the
+# send rate smooth (measured: ~100k-token requests against a 1M TPM budget gave 429s and 87%
+# of the budget).
+REQUEST_SECONDS = 2
+DECREASE = 0.9
+INCREASE_PER_SUCCESS = 0.01
 MIN_FACTOR = 0.2
 
 
@@ -108,9 +112,10 @@ class RequestPacer:
         ]
 
     def max_request_tokens(self) -> int | None:
-        """The largest request the spread window admits, so batches are shaped to fit it."""
+        """The largest request to send: a couple of seconds of the token budget, so requests
+        flow evenly instead of in large lumps the provider's bucket cannot take at once."""
         tokens_budget = self.budgets()[1]
-        return max(1, tokens_budget * SPREAD_SECONDS // 60) if tokens_budget else None
+        return max(1, tokens_budget * REQUEST_SECONDS // 60) if tokens_budget else None
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn the budget from a response's headers and count a success."""
