@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from dagster import ConfigurableResource
+from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 from pydantic import Field
@@ -23,6 +25,8 @@ from pgvector_migration.pipeline.records import (
 from pgvector_migration.resources.migration_state import MigrationState, ensure_state_schema
 
 VECTOR_COLUMN_LIMIT = 2000
+# pgvector indexes halfvec columns of up to 4000 dimensions (ivfflat and hnsw alike).
+HALFVEC_COLUMN_LIMIT = 4000
 # No unit of work leaves a transaction idle; one that is (a killed run's forked child still
 # holding its socket) is ended by the server instead of blocking index builds forever.
 IDLE_IN_TRANSACTION_MS = 120_000
@@ -40,6 +44,37 @@ class TargetTable:
     vector_type: str | None = None
     dimension: int | None = None
     text_type: str | None = None
+    metadata_type: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether text and vmetadata hold pgcrypto ciphertext (Open WebUI's
+        PGVECTOR_PGCRYPTO tables)."""
+        return self.exists and "bytea" in (self.text_type, self.metadata_type)
+
+
+def env_flag(name: str) -> bool:
+    """An Open WebUI boolean setting: true only when the variable says `true`."""
+    return os.environ.get(name, "false").lower() == "true"
+
+
+@contextmanager
+def decryption_errors() -> Iterator[None]:
+    """pgcrypto refusing to decrypt (a wrong PGVECTOR_PGCRYPTO_KEY, or rows that are not its
+    ciphertext) as a configuration error; the message never holds the key."""
+    try:
+        yield
+    except psycopg.errors.ExternalRoutineInvocationException as error:
+        raise TargetConfigurationError(
+            "cannot decrypt document_chunk with the configured PGVECTOR_PGCRYPTO_KEY "
+            f"(pgcrypto: {error.diag.message_primary}): use the key Open WebUI encrypts with"
+        ) from error
+
+
+def has_extension(connection: psycopg.Connection, name: str) -> bool:
+    return bool(
+        connection.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (name,)).fetchone()
+    )
 
 
 def display_url(url: str) -> str:
@@ -89,6 +124,22 @@ class PgVectorResource(ConfigurableResource):
         description="Build the new index CONCURRENTLY and swap it in, so Open WebUI keeps "
         "searching while it is built.",
     )
+    use_halfvec: bool | None = Field(
+        default=None,
+        description="Store vectors as halfvec(N), as Open WebUI does with PGVECTOR_USE_HALFVEC "
+        f"(required above {VECTOR_COLUMN_LIMIT} dimensions, up to {HALFVEC_COLUMN_LIMIT}; the "
+        "index then defaults to hnsw). Empty: PGVECTOR_USE_HALFVEC, else false.",
+    )
+    pgcrypto: bool | None = Field(
+        default=None,
+        description="Store text and vmetadata encrypted with pgcrypto's pgp_sym_encrypt, as Open "
+        "WebUI does with PGVECTOR_PGCRYPTO. Empty: PGVECTOR_PGCRYPTO, else false.",
+    )
+    pgcrypto_key: str | None = Field(
+        default=None,
+        description="The pgcrypto key (Open WebUI's PGVECTOR_PGCRYPTO_KEY); set it with an "
+        "EnvVar, never inline. Empty: PGVECTOR_PGCRYPTO_KEY.",
+    )
 
     def resolved_url(self) -> str:
         url = self.database_url or os.environ.get("PGVECTOR_DB_URL")
@@ -108,6 +159,41 @@ class PgVectorResource(ConfigurableResource):
     def resolved_vector_length(self) -> int:
         return self.vector_length or int(
             os.environ.get("PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH", "1536")
+        )
+
+    def resolved_use_halfvec(self) -> bool:
+        if self.use_halfvec is not None:
+            return self.use_halfvec
+        return env_flag("PGVECTOR_USE_HALFVEC")
+
+    def resolved_pgcrypto(self) -> bool:
+        if self.pgcrypto is not None:
+            return self.pgcrypto
+        return env_flag("PGVECTOR_PGCRYPTO")
+
+    def resolved_pgcrypto_key(self) -> str:
+        """The pgcrypto key; never put it in a message or a log."""
+        key = self.pgcrypto_key or os.environ.get("PGVECTOR_PGCRYPTO_KEY")
+        if not key:
+            raise TargetConfigurationError(
+                "PGVECTOR_PGCRYPTO_KEY is not set: it is needed to write with "
+                "PGVECTOR_PGCRYPTO=true and to read an encrypted document_chunk table"
+            )
+        return key
+
+    def vector_column_type(self) -> str:
+        return "halfvec" if self.resolved_use_halfvec() else "vector"
+
+    def chunk_columns(self, encrypted: bool) -> tuple[str, str, dict[str, str]]:
+        """SQL for a row's text and its metadata as jsonb, with the parameters they need: the
+        columns themselves, or on a PGVECTOR_PGCRYPTO table their decryption, the key bound as
+        the `key` parameter (never written into the SQL)."""
+        if not encrypted:
+            return "text", "vmetadata", {}
+        return (
+            "pgp_sym_decrypt(text, %(key)s)",
+            "pgp_sym_decrypt(vmetadata, %(key)s)::jsonb",
+            {"key": self.resolved_pgcrypto_key()},
         )
 
     @contextmanager
@@ -147,7 +233,9 @@ class PgVectorResource(ConfigurableResource):
                 """
                 SELECT format_type(a.atttypid, a.atttypmod),
                        (SELECT format_type(t.atttypid, t.atttypmod) FROM pg_attribute t
-                         WHERE t.attrelid = c.oid AND t.attname = 'text')
+                         WHERE t.attrelid = c.oid AND t.attname = 'text'),
+                       (SELECT format_type(m.atttypid, m.atttypmod) FROM pg_attribute m
+                         WHERE m.attrelid = c.oid AND m.attname = 'vmetadata')
                 FROM pg_class c
                 JOIN pg_namespace n ON n.oid = c.relnamespace
                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'vector'
@@ -156,27 +244,26 @@ class PgVectorResource(ConfigurableResource):
             ).fetchone()
         if row is None:
             return TargetTable(exists=False)
-        vector_type, text_type = row
+        vector_type, text_type, metadata_type = row
         base, _, rest = vector_type.partition("(")
-        return TargetTable(True, base, int(rest.rstrip(")")) if rest else None, text_type)
+        dimension = int(rest.rstrip(")")) if rest else None
+        return TargetTable(True, base, dimension, text_type, metadata_type)
 
     def check_compatible(self, model_dimension: int) -> TargetTable:
-        """Refuse, before anything is written, a target our vectors do not fit exactly."""
+        """Refuse, before anything is written, a target our vectors do not fit exactly: the
+        column type (vector or halfvec) and the text/vmetadata types (plain or pgcrypto) must be
+        what Open WebUI's settings make of them, and the dimension the model's."""
+        halfvec = self.resolved_use_halfvec()
+        pgcrypto = self.resolved_pgcrypto()
+        if pgcrypto:
+            self.resolved_pgcrypto_key()
         table = self.describe_table()
         if table.exists:
-            if table.vector_type != "vector":
-                raise TargetConfigurationError(
-                    f"document_chunk.vector is {table.vector_type}; only vector columns are "
-                    "supported yet (PGVECTOR_USE_HALFVEC is not)"
-                )
-            if table.text_type != "text":
-                raise TargetConfigurationError(
-                    "document_chunk.text is not text: "
-                    "PGVECTOR_PGCRYPTO tables are not supported yet"
-                )
+            self._check_column_types(table, halfvec, pgcrypto)
             dimension = table.dimension
-            origin = "the existing document_chunk.vector column"
+            origin = f"the existing document_chunk.vector column ({table.vector_type})"
         else:
+            self._check_dimension_limit(model_dimension, halfvec)
             dimension = self.resolved_vector_length()
             origin = "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH"
         if dimension != model_dimension:
@@ -186,27 +273,91 @@ class PgVectorResource(ConfigurableResource):
                 f"use a matching model or a table created with "
                 f"PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={model_dimension}"
             )
-        if dimension > VECTOR_COLUMN_LIMIT:
-            raise TargetConfigurationError(
-                f"{dimension} dimensions exceed pgvector's vector limit of {VECTOR_COLUMN_LIMIT}; "
-                "halfvec (PGVECTOR_USE_HALFVEC) is not supported yet"
-            )
+        self._check_dimension_limit(dimension, halfvec)
+        if pgcrypto and table.exists:
+            self._check_key_decrypts(table)
         return table
 
+    @staticmethod
+    def _check_column_types(table: TargetTable, halfvec: bool, pgcrypto: bool) -> None:
+        expected = "halfvec" if halfvec else "vector"
+        if table.vector_type not in ("vector", "halfvec"):
+            raise TargetConfigurationError(
+                f"document_chunk.vector is {table.vector_type}; Open WebUI stores vector or "
+                "halfvec columns"
+            )
+        if table.vector_type != expected:
+            setting = "true" if halfvec else "false"
+            raise TargetConfigurationError(
+                f"document_chunk.vector is {table.vector_type}({table.dimension}) but "
+                f"PGVECTOR_USE_HALFVEC={setting} writes {expected} columns: set "
+                f"PGVECTOR_USE_HALFVEC={'false' if halfvec else 'true'} as the Open WebUI that "
+                "created the table has it, or use another target"
+            )
+        columns = f"document_chunk.text is {table.text_type} and vmetadata is {table.metadata_type}"
+        if pgcrypto and (table.text_type, table.metadata_type) != ("bytea", "bytea"):
+            raise TargetConfigurationError(
+                f"PGVECTOR_PGCRYPTO=true stores text and vmetadata encrypted as bytea but "
+                f"{columns}: the table was created without encryption; set "
+                "PGVECTOR_PGCRYPTO=false as that Open WebUI has it, or use another target"
+            )
+        if not pgcrypto and (table.text_type, table.metadata_type) != ("text", "jsonb"):
+            kind = " (an encrypted PGVECTOR_PGCRYPTO table)" if table.encrypted else ""
+            raise TargetConfigurationError(
+                f"{columns}{kind} but PGVECTOR_PGCRYPTO is not enabled, which writes text and "
+                "jsonb: set PGVECTOR_PGCRYPTO=true and PGVECTOR_PGCRYPTO_KEY as that Open WebUI "
+                "has them, or use another target"
+            )
+
+    @staticmethod
+    def _check_dimension_limit(dimension: int, halfvec: bool) -> None:
+        if not halfvec and dimension > VECTOR_COLUMN_LIMIT:
+            raise TargetConfigurationError(
+                f"{dimension}-dimensional vectors exceed the {VECTOR_COLUMN_LIMIT} dimensions of "
+                "pgvector's vector type: set PGVECTOR_USE_HALFVEC=true (halfvec columns, up to "
+                f"{HALFVEC_COLUMN_LIMIT} dimensions), as Open WebUI requires above "
+                f"{VECTOR_COLUMN_LIMIT}"
+            )
+        if halfvec and dimension > HALFVEC_COLUMN_LIMIT:
+            raise TargetConfigurationError(
+                f"{dimension}-dimensional vectors exceed the {HALFVEC_COLUMN_LIMIT} dimensions "
+                "pgvector can index as halfvec (PGVECTOR_USE_HALFVEC); use a model with fewer "
+                "dimensions"
+            )
+
+    def _check_key_decrypts(self, table: TargetTable) -> None:
+        """Decrypt one existing row, so a wrong key is refused before anything is written
+        rather than mixing rows Open WebUI could not read with its own."""
+        with self.connect(with_vectors=False) as connection:
+            if not has_extension(connection, "pgcrypto"):
+                return
+            _, metadata, params = self.chunk_columns(table.encrypted)
+            with decryption_errors():
+                connection.execute(
+                    f"SELECT {metadata} FROM document_chunk WHERE vmetadata IS NOT NULL LIMIT 1",
+                    params,
+                ).fetchall()
+
     def ensure_table(self, model_dimension: int) -> None:
-        """Create the extension, `document_chunk` and its collection index as Open WebUI does,
+        """Create the extensions, `document_chunk` and its collection index as Open WebUI does,
         after checking that the model's vectors fit."""
         self.check_compatible(model_dimension)
+        pgcrypto = self.resolved_pgcrypto()
+        text_type, metadata_type = ("bytea", "bytea") if pgcrypto else ("text", "jsonb")
         with self.connect(with_vectors=False) as connection, connection.transaction():
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            # As Open WebUI: create pgcrypto only when it is missing, so a role that may not
+            # create extensions still works where an administrator installed it.
+            if pgcrypto and not has_extension(connection, "pgcrypto"):
+                connection.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
             connection.execute(
                 f"""
                 CREATE TABLE IF NOT EXISTS document_chunk (
                     id text PRIMARY KEY,
-                    vector vector({model_dimension}),
+                    vector {self.vector_column_type()}({model_dimension}),
                     collection_name text NOT NULL,
-                    text text,
-                    vmetadata jsonb
+                    text {text_type},
+                    vmetadata {metadata_type}
                 )
                 """
             )
@@ -215,22 +366,35 @@ class PgVectorResource(ConfigurableResource):
                 "ON document_chunk (collection_name)"
             )
 
+    def _readable_rows(self, table: TargetTable, where: str) -> tuple[str, dict[str, str]]:
+        """A FROM item of document_chunk's rows with `collection_name`, plain `text` and
+        `metadata` (jsonb), decrypted on a PGVECTOR_PGCRYPTO table, and its parameters.
+        OFFSET 0 keeps the subquery whole, so each row is decrypted once however often the
+        outer query uses its metadata."""
+        text, metadata, params = self.chunk_columns(table.encrypted)
+        rows = (
+            f"(SELECT collection_name, {text} AS text, {metadata} AS metadata "
+            f"FROM document_chunk {where} OFFSET 0) AS chunk"
+        )
+        return rows, dict(params)
+
     def present_rows(self, collection_names: Sequence[str]) -> dict[tuple[str, str], PresentRows]:
         """Rows per (collection, file id) now in `document_chunk`, with their content hashes and
         embedding models, for the completeness report."""
-        if not self.describe_table().exists:
+        table = self.describe_table()
+        if not table.exists:
             return {}
-        with self.connect(with_vectors=False) as connection:
+        rows_sql, params = self._readable_rows(table, "WHERE collection_name = ANY(%(names)s)")
+        with self.connect(with_vectors=False) as connection, decryption_errors():
             rows = connection.execute(
-                """
-                SELECT collection_name, vmetadata->>'file_id', count(*),
-                       array_agg(DISTINCT vmetadata->>'hash'),
-                       array_agg(DISTINCT vmetadata->>'embedding_config')
-                FROM document_chunk
-                WHERE collection_name = ANY(%s)
+                f"""
+                SELECT collection_name, metadata->>'file_id', count(*),
+                       array_agg(DISTINCT metadata->>'hash'),
+                       array_agg(DISTINCT metadata->>'embedding_config')
+                FROM {rows_sql}
                 GROUP BY 1, 2
                 """,
-                (list(collection_names),),
+                {**params, "names": list(collection_names)},
             ).fetchall()
         return {
             (collection, file_id): PresentRows(count, frozenset(hashes), models_of(configs))
@@ -289,25 +453,42 @@ class PgVectorResource(ConfigurableResource):
 
     def delete_file_rows(self, collection_name: str, file_id: str) -> int:
         """Delete one file's rows from a shared collection and forget our record of them."""
-        with self.connect(with_vectors=False) as connection, connection.transaction():
-            deleted = connection.execute(
-                "DELETE FROM document_chunk "
-                "WHERE collection_name = %s AND vmetadata->>'file_id' = %s",
-                (collection_name, file_id),
-            ).rowcount
+        encrypted = self.describe_table().encrypted
+        with (
+            self.connect(with_vectors=False) as connection,
+            decryption_errors(),
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            deleted = self._delete_file_rows(cursor, collection_name, file_id, encrypted)
             MigrationState.forget_written(connection, collection_name, [file_id])
         return deleted
 
+    def _delete_file_rows(
+        self, cursor: psycopg.Cursor, collection_name: str, file_id: str, encrypted: bool
+    ) -> int:
+        _, metadata, params = self.chunk_columns(encrypted)
+        cursor.execute(
+            "DELETE FROM document_chunk WHERE collection_name = %(collection)s "
+            f"AND ({metadata})->>'file_id' = %(file_id)s",
+            {**params, "collection": collection_name, "file_id": file_id},
+        )
+        return cursor.rowcount
+
     def file_row_owners(self, collection_names: Sequence[str]) -> list[tuple[str, str | None, int]]:
         """(collection, file id, rows) for every file collection and the named collections."""
-        if not self.describe_table().exists:
+        table = self.describe_table()
+        if not table.exists:
             return []
-        with self.connect(with_vectors=False) as connection:
+        rows_sql, params = self._readable_rows(
+            table,
+            "WHERE starts_with(collection_name, 'file-') OR collection_name = ANY(%(names)s)",
+        )
+        with self.connect(with_vectors=False) as connection, decryption_errors():
             return connection.execute(
-                "SELECT collection_name, vmetadata->>'file_id', count(*) FROM document_chunk "
-                "WHERE starts_with(collection_name, 'file-') OR collection_name = ANY(%s) "
+                f"SELECT collection_name, metadata->>'file_id', count(*) FROM {rows_sql} "
                 "GROUP BY 1, 2 ORDER BY 1, 2",
-                (list(collection_names),),
+                {**params, "names": list(collection_names)},
             ).fetchall()
 
     def rows_by_kind(self) -> dict[str, int]:
@@ -334,21 +515,25 @@ class PgVectorResource(ConfigurableResource):
     ) -> list[tuple[str, str | None, str | None, int]]:
         """Chunks stored more than once under different ids (same collection, file, position
         and text): (collection, file id, start index, copies). None: the whole table."""
-        if not self.describe_table().exists:
+        table = self.describe_table()
+        if not table.exists:
             return []
-        scope = "" if collection_names is None else "WHERE collection_name = ANY(%s)"
-        with self.connect(with_vectors=False) as connection:
+        scope = "" if collection_names is None else "WHERE collection_name = ANY(%(names)s)"
+        rows_sql, params = self._readable_rows(table, scope)
+        if collection_names is not None:
+            params["names"] = list(collection_names)
+        with self.connect(with_vectors=False) as connection, decryption_errors():
             return connection.execute(
                 f"""
-                SELECT collection_name, vmetadata->>'file_id', vmetadata->>'start_index', count(*)
-                FROM document_chunk {scope}
-                GROUP BY collection_name, vmetadata->>'file_id', vmetadata->>'start_index',
+                SELECT collection_name, metadata->>'file_id', metadata->>'start_index', count(*)
+                FROM {rows_sql}
+                GROUP BY collection_name, metadata->>'file_id', metadata->>'start_index',
                          md5(coalesce(text, ''))
                 HAVING count(*) > 1
                 ORDER BY 1, 2, 3
                 LIMIT 1000
                 """,
-                () if collection_names is None else (list(collection_names),),
+                params,
             ).fetchall()
 
     def dimension_mismatches(
@@ -380,9 +565,15 @@ class PgVectorResource(ConfigurableResource):
         record: WrittenRecord,
     ) -> None:
         """Replace one unit in a single transaction: delete its old rows, COPY the new ones,
-        record what was written. A crash leaves either the old rows or the new."""
+        record what was written. A crash leaves either the old rows or the new.
+
+        With PGVECTOR_USE_HALFVEC the vectors are sent as halfvec; with PGVECTOR_PGCRYPTO the
+        rows are COPYed into a temporary table and encrypted from there by the server, as
+        Open WebUI's own inserts do, with the key bound as a parameter."""
         collection_name, source_id = unit.collection_name, unit.source_id
-        with connection.transaction(), connection.cursor() as cursor:
+        vector_type = self.vector_column_type()
+        encrypted = self.resolved_pgcrypto()
+        with decryption_errors(), connection.transaction(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"{collection_name}\x1f{source_id}",),
@@ -397,18 +588,66 @@ class PgVectorResource(ConfigurableResource):
                     (collection_name, source_id),
                 )
             else:
-                cursor.execute(
-                    "DELETE FROM document_chunk "
-                    "WHERE collection_name = %s AND vmetadata->>'file_id' = %s",
-                    (collection_name, source_id),
-                )
-            with cursor.copy(
-                "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["text", "vector", "text", "text", "jsonb"])
-                for chunk, vector in zip(unit.chunks, vectors, strict=True):
-                    copy.write_row(
-                        (chunk.id, vector, collection_name, chunk.text, Jsonb(chunk.metadata))
-                    )
+                self._delete_file_rows(cursor, collection_name, source_id, encrypted)
+            rows = (
+                (chunk.id, self._vector_value(vector, vector_type), chunk.text, chunk.metadata)
+                for chunk, vector in zip(unit.chunks, vectors, strict=True)
+            )
+            if encrypted:
+                self._copy_encrypted(cursor, collection_name, vector_type, rows)
+            else:
+                with cursor.copy(
+                    "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
+                    "FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["text", vector_type, "text", "text", "jsonb"])
+                    for chunk_id, vector, text, metadata in rows:
+                        copy.write_row((chunk_id, vector, collection_name, text, Jsonb(metadata)))
             MigrationState.record_written(cursor, collection_name, source_id, record)
+
+    @staticmethod
+    def _vector_value(vector: np.ndarray, vector_type: str) -> np.ndarray | HalfVector:
+        """What pgvector's dumper for the column type takes. halfvec: rounded from float32 to
+        half precision, as PostgreSQL rounds the float4 values Open WebUI sends."""
+        if vector_type == "halfvec":
+            return HalfVector(np.asarray(vector, dtype=np.float32))
+        return vector
+
+    def _copy_encrypted(
+        self,
+        cursor: psycopg.Cursor,
+        collection_name: str,
+        vector_type: str,
+        rows: Iterator[tuple[str, object, str, Mapping]],
+    ) -> None:
+        """COPY plain rows into a temporary table dropped at commit, then insert them with text
+        and metadata encrypted by pgp_sym_encrypt. The metadata is encrypted as the JSON text
+        Open WebUI's pgcrypto insert writes (`json.dumps` of the metadata), which it decrypts
+        and reads back as jsonb; the CHECK refuses, as a jsonb column would, what it could not
+        read back (NaN, a NUL escape)."""
+        cursor.execute(
+            f"""
+            CREATE TEMPORARY TABLE incoming_chunk (
+                id text,
+                vector {vector_type},
+                text text,
+                metadata text CHECK (metadata::jsonb IS NOT NULL)
+            ) ON COMMIT DROP
+            """
+        )
+        with cursor.copy(
+            "COPY pg_temp.incoming_chunk (id, vector, text, metadata) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["text", vector_type, "text", "text"])
+            for chunk_id, vector, text, metadata in rows:
+                copy.write_row((chunk_id, vector, text, json.dumps(metadata)))
+        cursor.execute(
+            """
+            INSERT INTO document_chunk (id, vector, collection_name, text, vmetadata)
+            SELECT id, vector, %(collection)s,
+                   pgp_sym_encrypt(text, %(key)s), pgp_sym_encrypt(metadata, %(key)s)
+            FROM pg_temp.incoming_chunk
+            """,
+            {"collection": collection_name, "key": self.resolved_pgcrypto_key()},
+        )
