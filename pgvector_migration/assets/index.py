@@ -56,5 +56,6 @@ def vector_index(
             "build_seconds": MetadataValue.float(round(build.seconds, 3)),
             "concurrently": MetadataValue.bool(build.concurrently),
             "skipped": MetadataValue.text(build.skipped_reason or "no"),
+            "text_search_index": MetadataValue.text(build.text_search_skipped_reason or "built"),
         }
     )
