@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
 
@@ -114,6 +115,11 @@ def find_local_model(model: str, explicit_path: str | None = None) -> Path:
         f"RAG_EMBEDDING_MODEL={model!r} was not found in {', '.join(map(str, caches))}; models "
         "are never downloaded at run time: copy it there or set a local model path"
     )
+
+
+# Engines with their pacing, shared by every resource instance of a process (see `dispatcher`).
+_DISPATCHERS: dict[str, EmbeddingDispatcher] = {}
+_DISPATCHERS_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -528,8 +534,6 @@ class EmbeddingResource(ConfigurableResource):
         "connection errors), with backoff; a retry-after from the provider wins.",
     )
 
-    _dispatchers: dict[str, EmbeddingDispatcher] = PrivateAttr(default_factory=dict)
-
     def effective_settings(self, settings: RagSettings) -> RagSettings:
         """Open WebUI's settings with this resource's overrides."""
         return settings.with_overrides(
@@ -545,65 +549,71 @@ class EmbeddingResource(ConfigurableResource):
         )
 
     def dispatcher(self, settings: RagSettings) -> EmbeddingDispatcher:
-        """The engine for these (already effective) settings with its request pacing, built
-        once per process."""
+        """The engine for these (already effective) settings with its request pacing, one per
+        process: every partition's run in a process shares the same pacer and what it learned
+        of the provider's budget, instead of each starting unpaced and bursting into 429s."""
+        prefix = settings.embedding_content_prefix
+        field = settings.embedding_prefix_field_name
+        resource_fields = {name: getattr(self, name) for name in type(self).model_fields}
+        key = hashlib.sha256(
+            repr((sorted(vars(settings).items()), sorted(resource_fields.items()))).encode()
+        ).hexdigest()
+        with _DISPATCHERS_LOCK:
+            if key not in _DISPATCHERS:
+                _DISPATCHERS[key] = self._build_dispatcher(settings, prefix, field)
+            return _DISPATCHERS[key]
+
+    def _build_dispatcher(
+        self, settings: RagSettings, prefix: str | None, field: str | None
+    ) -> EmbeddingDispatcher:
         from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
         from pgvector_migration.resources.rate_limits import RequestPacer
 
-        prefix = settings.embedding_content_prefix
-        field = settings.embedding_prefix_field_name
-        key = model_key_of(settings)
-        if key not in self._dispatchers:
-            settings.validate_embedding()
-            engine: APIEmbedder | LocalEmbedder
-            if settings.embedding_engine == "":
-                path = find_local_model(settings.embedding_model, self.local_model_path)
-                batch = max(self.local_batch_size, settings.embedding_batch_size)
-                engine = LocalEmbedder(settings.embedding_model, path, prefix, batch)
-            elif settings.embedding_engine == "openai":
-                engine = OpenAIEmbedder(
-                    settings.embedding_model,
-                    settings.openai_api_base_url.rstrip("/"),
-                    settings.openai_api_key,
-                    prefix,
-                    self.request_timeout_seconds,
-                    prefix_field=field,
-                )
-            elif settings.embedding_engine == "ollama":
-                engine = OllamaEmbedder(
-                    settings.embedding_model,
-                    settings.ollama_base_url.rstrip("/"),
-                    settings.ollama_api_key,
-                    prefix,
-                    self.request_timeout_seconds,
-                    prefix_field=field,
-                )
-            elif settings.embedding_engine == "azure_openai":
-                engine = AzureOpenAIEmbedder(
-                    settings.embedding_model,
-                    settings.azure_openai_base_url.rstrip("/"),
-                    settings.azure_openai_api_key,
-                    settings.azure_openai_api_version,
-                    prefix,
-                    self.request_timeout_seconds,
-                    prefix_field=field,
-                )
-            else:
-                raise SettingsError(
-                    f"RAG_EMBEDDING_ENGINE={settings.embedding_engine!r} is not supported yet"
-                )
-            self._dispatchers[key] = EmbeddingDispatcher(
-                engine,
-                max_batch_inputs=max(self.max_batch_size, settings.embedding_batch_size),
-                max_in_flight=self.max_in_flight,
-                max_retries=self.max_retries,
-                pacer=RequestPacer(self.requests_per_minute, self.tokens_per_minute),
+        settings.validate_embedding()
+        engine: APIEmbedder | LocalEmbedder
+        if settings.embedding_engine == "":
+            path = find_local_model(settings.embedding_model, self.local_model_path)
+            batch = max(self.local_batch_size, settings.embedding_batch_size)
+            engine = LocalEmbedder(settings.embedding_model, path, prefix, batch)
+        elif settings.embedding_engine == "openai":
+            engine = OpenAIEmbedder(
+                settings.embedding_model,
+                settings.openai_api_base_url.rstrip("/"),
+                settings.openai_api_key,
+                prefix,
+                self.request_timeout_seconds,
+                prefix_field=field,
             )
-        return self._dispatchers[key]
-
-    def teardown_after_execution(self, context) -> None:
-        for dispatcher in self._dispatchers.values():
-            dispatcher.close()
+        elif settings.embedding_engine == "ollama":
+            engine = OllamaEmbedder(
+                settings.embedding_model,
+                settings.ollama_base_url.rstrip("/"),
+                settings.ollama_api_key,
+                prefix,
+                self.request_timeout_seconds,
+                prefix_field=field,
+            )
+        elif settings.embedding_engine == "azure_openai":
+            engine = AzureOpenAIEmbedder(
+                settings.embedding_model,
+                settings.azure_openai_base_url.rstrip("/"),
+                settings.azure_openai_api_key,
+                settings.azure_openai_api_version,
+                prefix,
+                self.request_timeout_seconds,
+                prefix_field=field,
+            )
+        else:
+            raise SettingsError(
+                f"RAG_EMBEDDING_ENGINE={settings.embedding_engine!r} is not supported yet"
+            )
+        return EmbeddingDispatcher(
+            engine,
+            max_batch_inputs=max(self.max_batch_size, settings.embedding_batch_size),
+            max_in_flight=self.max_in_flight,
+            max_retries=self.max_retries,
+            pacer=RequestPacer(self.requests_per_minute, self.tokens_per_minute),
+        )
 
 
 @dataclass
