@@ -38,3 +38,13 @@ stop: $(STAMP)
 
 clean: stop
 	rm -rf $(DEMO_DIR)
+
+## Throughput benchmark (not part of `make test`): ARGS="--quick" for a smoke run.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py $(ARGS)
+
+## Kill/fault scenarios at scale (not part of `make test`): kills, faults, rows vs a clean run.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python chaos/run_chaos.py $(ARGS)
