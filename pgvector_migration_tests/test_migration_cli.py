@@ -270,3 +270,19 @@ def test_a_knowledge_base_sharing_all_its_files_costs_no_embeddings(deployment, 
     assert code == cli.EXIT_OK
     assert summary["chunks_written"] == deployment.counts()[copy_id] > 0
     assert deployment.server.request_count == requests
+
+
+def test_a_provider_that_keeps_failing_lists_every_affected_file(deployment, tmp_path):
+    run(tmp_path, "--only", "memories")  # the model's dimension is now known
+    deployment.server.fail_next(10_000, status=400)
+
+    code, summary = run(tmp_path, "--only", "files")
+
+    assert code == cli.EXIT_FAILED
+    failed = {entry["file_id"]: entry["error"] for entry in summary["files_failed"]}
+    assert len(failed) == 9  # the 8 readable files and the corrupt PDF
+    errors = [error for file_id, error in failed.items() if file_id != BROKEN]
+    assert all(deployment.server.base_url in e and "HTTP 400" in e for e in errors)
+    assert "document_chunk" not in {
+        name for name in deployment.counts() if name.startswith("file-")
+    }
