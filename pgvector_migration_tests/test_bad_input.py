@@ -3,6 +3,7 @@ rest completes, exit code 1, and the source is never written."""
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -46,12 +47,9 @@ def add_file(
 def encrypted_pdf() -> bytes:
     writer = PdfWriter(clone_from=str(DOCUMENTS_DIR / "constitution.pdf"))
     writer.encrypt(user_password="secret", algorithm="RC4-128")
-    target = Path(__file__).parent / ".encrypted.pdf"
-    with target.open("wb") as handle:
-        writer.write(handle)
-    body = target.read_bytes()
-    target.unlink()
-    return body
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
 
 
 @pytest.fixture
