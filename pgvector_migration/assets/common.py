@@ -1,15 +1,17 @@
 """What every migration asset needs: the effective settings and metadata helpers."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dagster import AutomationCondition, Failure, MetadataValue
 
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.pipeline.records import WriteUnit
+from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
 from pgvector_migration.settings import RagSettings, SettingsError
-from pgvector_migration.unit_writer import WriteReport
+from pgvector_migration.unit_writer import UnitWriter, WriteReport
 
 PREVIEW_ROWS = 50
 EMBEDDING_POOL = "embedding_api"
@@ -84,3 +86,27 @@ def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, Meta
             f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"
         ),
     }
+
+
+def write_units(
+    context,
+    failure_key: str,
+    units: Iterable[WriteUnit],
+    settings: RagSettings,
+    embeddings: EmbeddingResource,
+    vector_store: PgVectorResource,
+) -> WriteReport:
+    """Embed and write units, each failure recorded under `failure_key` (the partition, or the
+    kind of system collection) and logged; a setup error (engine, dimension, target) fails the
+    step before anything is written."""
+    state = vector_store.state()
+    try:
+        writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
+    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
+        raise Failure(description=str(error)) from error
+
+    def record_failure(unit: WriteUnit, message: str) -> None:
+        state.record_failure(failure_key, unit.source_id, unit.label, "embedding", message)
+        context.log.warning(f"{unit.label} ({unit.source_id}): {message}")
+
+    return writer.write(units, record_failure)

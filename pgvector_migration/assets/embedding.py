@@ -3,7 +3,7 @@
 
 import itertools
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from pgvector_migration.assets.chunking import chunked_documents
 from pgvector_migration.assets.common import (
@@ -11,13 +11,13 @@ from pgvector_migration.assets.common import (
     downstream_automation,
     effective_settings,
     write_metadata,
+    write_units,
 )
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.pipeline.records import WriteUnit
-from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
-from pgvector_migration.unit_writer import UnitWriter, WriteReport
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.unit_writer import WriteReport
 
 
 @asset(
@@ -43,16 +43,14 @@ def embedded_collections(
     first_unit = next(units, None)
     if first_unit is None:
         return MaterializeResult(metadata=write_metadata(WriteReport(), settings))
-    try:
-        writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
-    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
-        raise Failure(description=str(error)) from error
-
-    def record_failure(unit: WriteUnit, message: str) -> None:
-        state.record_failure(partition_key, unit.source_id, unit.label, "embedding", message)
-        context.log.warning(f"file {unit.source_id} ({unit.label}): {message}")
-
-    report = writer.write(itertools.chain([first_unit], units), record_failure)
+    report = write_units(
+        context,
+        partition_key,
+        itertools.chain([first_unit], units),
+        settings,
+        embeddings,
+        vector_store,
+    )
     return MaterializeResult(
         metadata={
             **write_metadata(report, settings),

@@ -4,7 +4,7 @@ and failure reporting as the file collections."""
 
 from collections.abc import Callable, Sequence
 
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from pgvector_migration.assets.common import (
@@ -13,6 +13,7 @@ from pgvector_migration.assets.common import (
     markdown_table,
     nightly_automation,
     write_metadata,
+    write_units,
 )
 from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
 from pgvector_migration.pipeline.records import (
@@ -21,11 +22,11 @@ from pgvector_migration.pipeline.records import (
     WriteUnit,
 )
 from pgvector_migration.pipeline.system_collections import knowledge_base_unit, memory_units
-from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
-from pgvector_migration.unit_writer import UnitWriter, WriteReport
+from pgvector_migration.unit_writer import WriteReport
 
 
 class SystemCollectionConfig(Config):
@@ -71,16 +72,7 @@ def rebuild(
     state.clear_failures(kind, [unit.source_id for unit in units])
     report = WriteReport()
     if selected and not config.dry_run:
-        try:
-            writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
-        except (TargetConfigurationError, EmbeddingError, ValueError) as error:
-            raise Failure(description=str(error)) from error
-
-        def record_failure(unit: WriteUnit, message: str) -> None:
-            state.record_failure(kind, unit.source_id, unit.label, "embedding", message)
-            context.log.warning(f"{unit.label}: {message}")
-
-        report = writer.write(selected, record_failure)
+        report = write_units(context, kind, selected, settings, embeddings, vector_store)
     preview = [
         {
             "collection": unit.collection_name,

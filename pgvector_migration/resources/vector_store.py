@@ -345,6 +345,9 @@ class PgVectorResource(ConfigurableResource):
         pgcrypto = self.resolved_pgcrypto()
         text_type, metadata_type = ("bytea", "bytea") if pgcrypto else ("text", "jsonb")
         with self.connect(with_vectors=False) as connection, connection.transaction():
+            # IF NOT EXISTS is not safe against a concurrent creator (two partitions' runs
+            # starting together): both pass the check and one fails on the catalog.
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
             # As Open WebUI: create pgcrypto only when it is missing, so a role that may not
             # create extensions still works where an administrator installed it.
