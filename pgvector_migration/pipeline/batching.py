@@ -1,5 +1,5 @@
-"""Shaping embedding requests to a provider's limits: inputs per request, tokens per request,
-tokens per input."""
+"""Shaping embedding requests to a provider's limits: inputs and tokens per request (a text
+over the per-input limit is left to the provider to refuse, as it refuses Open WebUI)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ Item = TypeVar("Item")
 # What OpenAI documents for its embeddings endpoint.
 OPENAI_MAX_INPUTS = 2048
 OPENAI_MAX_TOKENS_PER_REQUEST = 300_000
-OPENAI_MAX_TOKENS_PER_INPUT = 8192
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,6 @@ class RequestLimits:
 
     max_inputs: int = OPENAI_MAX_INPUTS
     max_tokens_per_request: int = OPENAI_MAX_TOKENS_PER_REQUEST
-    max_tokens_per_input: int = OPENAI_MAX_TOKENS_PER_INPUT
 
 
 class TokenEstimator:

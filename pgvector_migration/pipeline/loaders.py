@@ -15,66 +15,6 @@ import ftfy
 
 from pgvector_migration.pipeline.records import TextDocument
 
-# Extensions Open WebUI reads as plain text (its `known_source_ext`).
-SOURCE_EXTENSIONS = frozenset(
-    [
-        "go",
-        "py",
-        "java",
-        "sh",
-        "bat",
-        "ps1",
-        "cmd",
-        "js",
-        "ts",
-        "css",
-        "cpp",
-        "hpp",
-        "h",
-        "c",
-        "cs",
-        "ino",
-        "sql",
-        "log",
-        "ini",
-        "pl",
-        "pm",
-        "r",
-        "dart",
-        "dockerfile",
-        "env",
-        "php",
-        "hs",
-        "hsc",
-        "lua",
-        "nginxconf",
-        "conf",
-        "m",
-        "mm",
-        "plsql",
-        "perl",
-        "rb",
-        "rs",
-        "db2",
-        "scala",
-        "bash",
-        "swift",
-        "vue",
-        "svelte",
-        "ex",
-        "exs",
-        "erl",
-        "tsx",
-        "jsx",
-        "lhs",
-        "json",
-        "yaml",
-        "yml",
-        "toml",
-        "svg",
-    ]
-)
-
 # Types Open WebUI's default engine hands to `unstructured`; not reproduced in this version.
 UNSTRUCTURED_EXTENSIONS = frozenset(
     ["epub", "doc", "rst", "xml", "msg", "odt", "xls", "xlsx", "ppt", "pptx"]

@@ -56,7 +56,6 @@ class RequestPacer:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._window = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
-        self.throttled_seconds = 0.0
 
     def budgets(self) -> tuple[int | None, int | None]:
         """The (requests, tokens) per minute of the windows, under the provider's limits by the
@@ -82,7 +81,6 @@ class RequestPacer:
                     wait = self._try_take(tokens, now)
                     if wait <= 0:
                         return
-            self.throttled_seconds += wait
             self._sleep(wait)
 
     def _try_take(self, tokens: int, now: float) -> float:
