@@ -189,15 +189,9 @@ def load_documents(path: Path, filename: str, content_type: str | None) -> list[
         raise
     except Exception as error:
         raise LoaderError(f"cannot read {filename}: {type(error).__name__}: {error}") from error
-    return [
-        TextDocument(
-            ftfy.fix_text(
-                document.text,
-                unescape_html=False,
-                fix_character_width=False,
-                uncurl_quotes=False,
-            ),
-            document.metadata,
-        )
-        for document in documents
-    ]
+    return [TextDocument(clean_text(document.text), document.metadata) for document in documents]
+
+
+def clean_text(text: str) -> str:
+    """The `ftfy` repair Open WebUI applies to every extracted text, whatever the engine."""
+    return ftfy.fix_text(text, unescape_html=False, fix_character_width=False, uncurl_quotes=False)
