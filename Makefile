@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo dev test lint stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/build_pgcrypto.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	scripts/build_pgcrypto.sh $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
