@@ -9,18 +9,41 @@ mark is removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 import pgvector_migration.sample_data as sample_data
-from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
+from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType, load_documents
+from pgvector_migration.pipeline.metadata import stored_form
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, resolve_rag_settings
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "expected"
+# Golden-only documents (not in the demo deployment): the types Open WebUI gives `unstructured`.
+GOLDEN_DOCUMENTS_DIR = Path(__file__).parent / "golden" / "documents"
+GOLDEN_CONTENT_TYPES = {
+    "epub": "application/epub+zip",
+    "doc": "application/msword",
+    "rst": "text/x-rst",
+    "xml": "application/xml",
+    "msg": "application/vnd.ms-outlook",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt": "application/vnd.ms-powerpoint",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+# What generate_golden.py gives the uploads (unstructured records mtime and folder), and the
+# placeholder it writes for that folder.
+UPLOAD_MTIME = 1_700_000_000
+UPLOAD_DIR_PLACEHOLDER = "{UPLOAD_DIR}"
 GOLDENS = {
     path.name.removesuffix(".json"): json.loads(path.read_text(encoding="utf-8"))
     for path in sorted(GOLDEN_DIR.glob("*.json"))
@@ -28,6 +51,8 @@ GOLDENS = {
 OPEN_WEBUI_VERSION = "0.12.4"
 
 EXTRACTED_DOCUMENTS = sorted(d for d, g in GOLDENS.items() if "error" not in g)
+SAMPLE_DOCUMENTS = sorted(d for d in GOLDENS if (sample_data.DOCUMENTS_DIR / d).exists())
+GOLDEN_ONLY_DOCUMENTS = sorted(set(GOLDENS) - set(SAMPLE_DOCUMENTS))
 
 COLLECTION_NAME_FROM_LATER_META = (
     "metadata key 'collection_name': ours has 'knowledge-golden', Open WebUI's chunks have no "
@@ -38,10 +63,22 @@ COLLECTION_NAME_FROM_LATER_META = (
     "key are equal (with the meta of upload time the chunks are identical)."
 )
 
+RST_FOLDER_OF_LOCAL_COPY = (
+    "metadata key 'file_directory' of .rst elements: ours is the local uploads folder the file "
+    "was read from, Open WebUI's the folder of file.path in its container. load_documents names "
+    "the latter when given `stored_path`, which planning.source_documents does not pass yet "
+    "(test_rst_elements_name_the_stored_folder shows the result then equals Open WebUI's). "
+    "Texts and every other key are equal."
+)
+
 # (document, scenario, collection) -> why our chunks differ from Open WebUI's.
 KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
     (document, "fresh_upload", collection): COLLECTION_NAME_FROM_LATER_META
     for document in EXTRACTED_DOCUMENTS
+    if "fresh_upload" in GOLDENS[document].get("scenarios", {})
+    for collection in ("file_collection", "knowledge_collection")
+} | {
+    ("gettysburg_and_inaugural.rst", "upload", collection): RST_FOLDER_OF_LOCAL_COPY
     for collection in ("file_collection", "knowledge_collection")
 }
 
@@ -81,7 +118,45 @@ def settings_for(recorded: dict) -> RagSettings:
     )
 
 
-def source_file_for(document: str, scenario: str) -> tuple[SourceFile, bool]:
+@pytest.fixture(scope="module")
+def golden_uploads(tmp_path_factory) -> Path:
+    """The golden-only documents under their stored names (`{id}_{name}`) with the mtime the
+    generator gave them: unstructured's element ids hash the name, `last_modified` is the mtime."""
+    uploads = tmp_path_factory.mktemp("uploads")
+    for document in GOLDEN_ONLY_DOCUMENTS:
+        stored = uploads / f"{GOLDENS[document]['file']['id']}_{document}"
+        shutil.copyfile(GOLDEN_DOCUMENTS_DIR / document, stored)
+        os.utime(stored, (UPLOAD_MTIME, UPLOAD_MTIME))
+    return uploads
+
+
+@pytest.fixture(autouse=True)
+def utc_local_time(monkeypatch):
+    """unstructured writes `last_modified` in local time; the golden run was in UTC."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def upload_path_for(document: str, uploads: Path) -> Path:
+    if document in GOLDEN_ONLY_DOCUMENTS:
+        return uploads / f"{GOLDENS[document]['file']['id']}_{document}"
+    return sample_data.DOCUMENTS_DIR / document
+
+
+def expected_rows(document: str, scenario: str, collection: str) -> list[dict]:
+    """The recorded rows, with the generator's upload-folder placeholder replaced by the folder
+    Open WebUI's container keeps uploads in (where the file row's `path` points)."""
+    rows = GOLDENS[document]["scenarios"][scenario][collection]
+    text = json.dumps(rows).replace(UPLOAD_DIR_PLACEHOLDER, sample_data.CONTAINER_UPLOAD_DIR)
+    return json.loads(text)
+
+
+def source_file_for(
+    document: str, scenario: str, uploads: Path | None = None
+) -> tuple[SourceFile, bool]:
     """The SourceFile the migration would read for this scenario, and whether to re-extract.
 
     `upload*`: the sample deployment's row, text re-read from the upload. `stored_content`: the
@@ -108,22 +183,50 @@ def source_file_for(document: str, scenario: str) -> tuple[SourceFile, bool]:
         meta=meta,
         data=data,
         content_hash_column=None,
-        upload_path=sample_data.DOCUMENTS_DIR / document,
+        upload_path=upload_path_for(document, uploads or GOLDEN_DOCUMENTS_DIR),
     )
     return file, reextract
 
 
-def test_golden_corpus_covers_every_sample_document():
+def test_golden_corpus_covers_every_sample_and_golden_document():
     documents = {
         path.name
         for path in sample_data.DOCUMENTS_DIR.iterdir()
         if path.suffix.lstrip(".") in sample_data.CONTENT_TYPES and path.name != "SOURCES.md"
     }
-    assert set(GOLDENS) == documents
+    golden_only = {
+        path.name
+        for path in GOLDEN_DOCUMENTS_DIR.iterdir()
+        if path.suffix.lstrip(".") in GOLDEN_CONTENT_TYPES
+    }
+    assert set(SAMPLE_DOCUMENTS) == documents
+    assert set(GOLDEN_ONLY_DOCUMENTS) == golden_only
+    assert {path.rsplit(".", 1)[-1] for path in golden_only} == set(GOLDEN_CONTENT_TYPES)
     assert {g["open_webui_version"] for g in GOLDENS.values()} == {OPEN_WEBUI_VERSION}
 
 
-@pytest.mark.parametrize("document", sorted(GOLDENS))
+@pytest.mark.parametrize("document", GOLDEN_ONLY_DOCUMENTS)
+def test_golden_only_file_record_describes_the_document(document):
+    """The generator's file row for a golden-only document: sample_data's id scheme and meta."""
+    source = GOLDEN_DOCUMENTS_DIR / document
+    record = GOLDENS[document]["file"]
+    file_id = sample_data.sample_file_id(document)
+    assert (record["id"], record["user_id"], record["filename"]) == (
+        file_id,
+        sample_data.USER_ID,
+        document,
+    )
+    assert record["meta"] == {
+        "name": document,
+        "content_type": GOLDEN_CONTENT_TYPES[source.suffix.lstrip(".")],
+        "size": source.stat().st_size,
+        "data": {},
+        "collection_name": f"file-{file_id}",
+        "file_hash": hashlib.sha256(source.read_bytes()).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("document", SAMPLE_DOCUMENTS)
 def test_golden_file_record_is_the_sample_deployments(document):
     """The generator mirrors sample_data's ids and meta; they must not drift apart."""
     source = sample_data.DOCUMENTS_DIR / document
@@ -137,10 +240,10 @@ def test_golden_file_record_is_the_sample_deployments(document):
 
 
 @pytest.mark.parametrize(("document", "scenario", "collection"), list(chunk_cases()))
-def test_chunks_match_open_webui(document, scenario, collection):
+def test_chunks_match_open_webui(document, scenario, collection, golden_uploads):
     golden = GOLDENS[document]
-    expected = golden["scenarios"][scenario][collection]
-    file, reextract = source_file_for(document, scenario)
+    expected = expected_rows(document, scenario, collection)
+    file, reextract = source_file_for(document, scenario, golden_uploads)
     settings = settings_for(golden["scenarios"][scenario]["settings"])
     assert settings.embedding_engine == ""
     assert settings.embedding_model == DEFAULT_EMBEDDING_MODEL
@@ -155,10 +258,10 @@ def test_chunks_match_open_webui(document, scenario, collection):
 
 
 @pytest.mark.parametrize(("document", "scenario"), list(scenario_cases()))
-def test_extracted_text_and_hash_match_open_webui(document, scenario):
+def test_extracted_text_and_hash_match_open_webui(document, scenario, golden_uploads):
     """`file.data.content` (pages joined by a space) and its sha256, the chunks' `hash`."""
     expected = GOLDENS[document]["scenarios"][scenario]
-    file, reextract = source_file_for(document, scenario)
+    file, reextract = source_file_for(document, scenario, golden_uploads)
     _, text = source_documents(file, reextract)
     plan = plan_file(file, settings_for(expected["settings"]), [file_collection_name(file.id)])
     assert text == expected["file_content"]
@@ -173,7 +276,7 @@ def test_files_open_webui_refuses_are_refused(document):
 
 
 def file_row_cases():
-    for document in sorted(GOLDENS):
+    for document in SAMPLE_DOCUMENTS:
         yield _param((document,), document, None)
 
 
@@ -199,7 +302,7 @@ def test_sample_file_row_matches_open_webui(document):
 
 
 def file_meta_cases():
-    for document in EXTRACTED_DOCUMENTS:
+    for document in sorted(set(EXTRACTED_DOCUMENTS) & set(SAMPLE_DOCUMENTS)):
         yield _param((document,), document, None)
 
 
@@ -209,3 +312,23 @@ def test_sample_file_meta_matches_open_webui(document):
     the file on its own (upload_file_handler's meta plus the `collection_name` index_file sets)."""
     expected = GOLDENS[document]["scenarios"]["fresh_upload"]["file_row_after_upload"]["meta"]
     assert GOLDENS[document]["file"]["meta"] == expected
+
+
+def test_rst_elements_name_the_stored_folder(golden_uploads):
+    """Given the file row's path, the .rst element documents carry exactly the element metadata
+    Open WebUI's loader gave them (the file collection's chunks hold it besides the split keys)."""
+    document = "gettysburg_and_inaugural.rst"
+    file, _ = source_file_for(document, "upload", golden_uploads)
+    documents = load_documents(file.upload_path, file.filename, file.content_type, file.stored_path)
+    recorded = {
+        row["metadata"]["element_id"]: row["metadata"]
+        for row in expected_rows(document, "upload", "file_collection")
+    }
+    assert [d.metadata["element_id"] for d in documents] == list(recorded)
+    for loaded in documents:
+        metadata = stored_form(loaded.metadata)
+        expected = recorded[metadata["element_id"]]
+        assert {k: v for k, v in metadata.items() if k != "source"} == {
+            k: expected[k] for k in metadata if k != "source"
+        }
+        assert metadata["file_directory"] == sample_data.CONTAINER_UPLOAD_DIR

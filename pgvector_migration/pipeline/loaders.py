@@ -9,15 +9,30 @@ from __future__ import annotations
 import contextlib
 import csv
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import ftfy
 
+from pgvector_migration.pipeline.office_loaders import (
+    PartitionError,
+    archive_too_large,
+    partition_documents,
+)
 from pgvector_migration.pipeline.records import TextDocument
 
-# Types Open WebUI's default engine hands to `unstructured`; not reproduced in this version.
-UNSTRUCTURED_EXTENSIONS = frozenset(
-    ["epub", "doc", "rst", "xml", "msg", "odt", "xls", "xlsx", "ppt", "pptx"]
+DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+EXCEL_CONTENT_TYPES = frozenset(
+    {
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }
+)
+POWERPOINT_CONTENT_TYPES = frozenset(
+    {
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    }
 )
 
 
@@ -156,8 +171,13 @@ def _load_pdf(path: Path) -> list[TextDocument]:
     ]
 
 
-def loader_for(filename: str, content_type: str | None) -> Callable[[Path], list[TextDocument]]:
-    """Pick the loader Open WebUI's default engine would use for this file."""
+def loader_for(
+    filename: str, content_type: str | None, stored_path: str | None = None
+) -> Callable[[Path], list[TextDocument]]:
+    """Pick the loader Open WebUI's default engine would use for this file, tested in its order
+    (an .epub is recognised by its content type only; anything unmatched is read as text).
+
+    `stored_path` is Open WebUI's `file.path`, which .rst element metadata names."""
     reason = unsupported_reason(filename, content_type)
     if reason:
         raise UnsupportedFileType(reason)
@@ -166,23 +186,48 @@ def loader_for(filename: str, content_type: str | None) -> Callable[[Path], list
         return _load_pdf
     if extension == "csv":
         return _load_csv
+    if extension == "rst":
+        return partial(_load_unstructured, "rst", elements_mode=True, stored_path=stored_path)
+    if extension == "xml":
+        return partial(_load_unstructured, "xml")
     if extension in ("htm", "html"):
         return _load_html
-    if extension == "docx" or content_type == (
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    ):
+    if extension == "md":
+        return _load_text
+    if content_type == "application/epub+zip":
+        return partial(_load_unstructured, "epub")
+    if extension == "docx" or content_type == DOCX_CONTENT_TYPE:
         return _load_docx
-    if extension in UNSTRUCTURED_EXTENSIONS:
-        raise UnsupportedFileType(
-            f".{extension} files need Open WebUI's unstructured loaders, which this version does "
-            "not re-run; files of this type migrate from their stored content"
-        )
+    if extension == "doc" or content_type == "application/msword":
+        return partial(_load_unstructured, "doc")
+    if extension in ("xls", "xlsx") or content_type in EXCEL_CONTENT_TYPES:
+        return partial(_load_unstructured, "xlsx")
+    if extension in ("ppt", "pptx") or content_type in POWERPOINT_CONTENT_TYPES:
+        return partial(_load_unstructured, "ppt" if extension == "ppt" else "pptx")
+    if extension == "msg":
+        return partial(_load_unstructured, "msg", process_attachments=False)
+    if extension == "odt":
+        return partial(_load_unstructured, "odt")
     return _load_text
 
 
-def load_documents(path: Path, filename: str, content_type: str | None) -> list[TextDocument]:
-    """Extract the text documents of one uploaded file, cleaned as Open WebUI cleans them."""
-    loader = loader_for(filename, content_type)
+def _load_unstructured(file_format: str, path: Path, **options) -> list[TextDocument]:
+    try:
+        return partition_documents(path, file_format, **options)
+    except PartitionError as error:
+        raise LoaderError(str(error)) from error
+
+
+def load_documents(
+    path: Path, filename: str, content_type: str | None, stored_path: str | None = None
+) -> list[TextDocument]:
+    """Extract the text documents of one uploaded file, cleaned as Open WebUI cleans them.
+
+    `stored_path` (the file row's `path`) only matters for .rst files, whose element metadata
+    names the directory Open WebUI read them from."""
+    loader = loader_for(filename, content_type, stored_path)
+    if archive_too_large(path, extension_of(filename), content_type):
+        raise LoaderError(f"{filename}: the document archive is too large after decompression")
     try:
         documents = loader(path)
     except (UnsupportedFileType, LoaderError):

