@@ -18,6 +18,17 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SUPPORTED_EMBEDDING_ENGINES = ("", "openai", "ollama", "azure_openai")
 API_EMBEDDING_ENGINES = ("openai", "ollama", "azure_openai")
 SUPPORTED_TEXT_SPLITTERS = ("", "character", "token")
+DEFAULT_EXTRACTION_ENGINES = ("", "default")
+HTTP_EXTRACTION_ENGINES = ("external", "tika", "docling")
+# Engines Open WebUI 0.12.4 knows but whose services this version does not call.
+UNSUPPORTED_EXTRACTION_ENGINES = (
+    "datalab_marker",
+    "document_intelligence",
+    "mineru",
+    "mistral_ocr",
+    "paddleocr_vl",
+)
+DEFAULT_EXTRACTION_TIMEOUT_SECONDS = 600
 
 
 class SettingsError(ValueError):
@@ -32,7 +43,8 @@ class SettingSpec:
     Open WebUI up to 0.9 (its migration to per-key rows renames them); `default_from` computes
     a default that Open WebUI derives from other environment variables; `blank_env_is_value`
     marks a setting Open WebUI reads with `os.getenv(name, None)` and where an empty value
-    therefore means something else than an unset one.
+    therefore means something else than an unset one; `lower_case_env` marks one whose
+    environment value Open WebUI lower-cases (a stored value is taken as it is).
     """
 
     config_key: str | None
@@ -42,6 +54,7 @@ class SettingSpec:
     legacy_config_keys: tuple[str, ...] = ()
     default_from: Callable[[Mapping[str, str]], Any] | None = None
     blank_env_is_value: bool = False
+    lower_case_env: bool = False
 
 
 def default_ollama_base_url(environ: Mapping[str, str]) -> str:
@@ -132,10 +145,56 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         "rag.tiktoken_encoding_name", "TIKTOKEN_ENCODING_NAME", "cl100k_base", str
     ),
     "content_extraction_engine": SettingSpec(
-        "rag.content_extraction_engine", "CONTENT_EXTRACTION_ENGINE", "", str
+        "rag.content_extraction_engine", "CONTENT_EXTRACTION_ENGINE", "", str, lower_case_env=True
     ),
     "pdf_extract_images": SettingSpec("rag.pdf_extract_images", "PDF_EXTRACT_IMAGES", False, bool),
+    "content_extraction_supported_media_mime_types": SettingSpec(
+        "rag.content_extraction.supported_media_mime_types",
+        "CONTENT_EXTRACTION_SUPPORTED_MEDIA_MIME_TYPES",
+        None,
+        list,
+        blank_env_is_value=True,
+    ),
+    "tika_server_url": SettingSpec(
+        "rag.tika_server_url", "TIKA_SERVER_URL", "http://tika:9998", str
+    ),
+    "tika_server_version": SettingSpec("rag.tika_server_version", "TIKA_SERVER_VERSION", "3", str),
+    "docling_server_url": SettingSpec(
+        "rag.docling_server_url", "DOCLING_SERVER_URL", "http://docling:5001", str
+    ),
+    "docling_api_key": SettingSpec("rag.docling_api_key", "DOCLING_API_KEY", "", str),
+    "docling_params": SettingSpec("rag.docling_params", "DOCLING_PARAMS", {}, dict),
+    "external_document_loader_url": SettingSpec(
+        "rag.external_document_loader_url", "EXTERNAL_DOCUMENT_LOADER_URL", "", str
+    ),
+    "external_document_loader_api_key": SettingSpec(
+        "rag.external_document_loader_api_key", "EXTERNAL_DOCUMENT_LOADER_API_KEY", "", str
+    ),
+    "external_document_loader_headers": SettingSpec(
+        "rag.external_document_loader_headers", "EXTERNAL_DOCUMENT_LOADER_HEADERS", {}, dict
+    ),
+    "extraction_timeout_seconds": SettingSpec(
+        None,
+        "PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT",
+        DEFAULT_EXTRACTION_TIMEOUT_SECONDS,
+        int,
+    ),
 }
+
+# Settings that only say how to reach an extraction service (or hold its secrets): never part
+# of the fingerprint. The engine's own output options count only while that engine is on, so
+# fingerprints made before these settings existed stay valid.
+_EXTRACTION_TRANSPORT = (
+    "content_extraction_supported_media_mime_types",
+    "tika_server_url",
+    "docling_server_url",
+    "docling_api_key",
+    "external_document_loader_url",
+    "external_document_loader_api_key",
+    "external_document_loader_headers",
+    "extraction_timeout_seconds",
+)
+_EXTRACTION_OUTPUT_OPTIONS = {"tika": "tika_server_version", "docling": "docling_params"}
 
 
 @dataclass(frozen=True)
@@ -162,6 +221,16 @@ class RagSettings:
     tiktoken_encoding_name: str
     content_extraction_engine: str
     pdf_extract_images: bool
+    content_extraction_supported_media_mime_types: list[str] | None
+    tika_server_url: str
+    tika_server_version: str
+    docling_server_url: str
+    docling_api_key: str
+    docling_params: dict[str, Any]
+    external_document_loader_url: str
+    external_document_loader_api_key: str
+    external_document_loader_headers: dict[str, Any]
+    extraction_timeout_seconds: int
 
     def with_overrides(self, **overrides: Any) -> RagSettings:
         """Apply resource-config overrides; `None` means "keep Open WebUI's value"."""
@@ -182,8 +251,13 @@ class RagSettings:
             "azure_openai_api_key",
             "azure_openai_api_version",
             "embedding_batch_size",
+            *_EXTRACTION_TRANSPORT,
         ):
             relevant.pop(secret_or_transport)
+        for engine, option in _EXTRACTION_OUTPUT_OPTIONS.items():
+            value = relevant.pop(option)
+            if self.content_extraction_engine == engine:
+                relevant[option] = value
         # How the prefix reaches the provider (a body field instead of prepended to each text)
         # changes vectors, but only counts when set, so fingerprints made before the setting
         # existed stay valid.
@@ -207,12 +281,62 @@ class RagSettings:
                 f"CHUNK_OVERLAP must be at least 0 and below CHUNK_SIZE ({self.chunk_size}), "
                 f"got {self.chunk_overlap}"
             )
-        if self.content_extraction_engine not in ("", "default"):
+        self.validate_extraction()
+
+    def validate_extraction(self) -> None:
+        """Refuse a content-extraction engine we cannot call, or one that lacks its URL.
+
+        Open WebUI itself quietly falls back to its default loaders when the engine's URL (or
+        the external loader's key) is empty, or the engine is unknown; that is almost always a
+        mistake, so we say so instead of guessing.
+        """
+        engine = self.content_extraction_engine
+        if self.extraction_timeout_seconds <= 0:
             raise SettingsError(
-                f"CONTENT_EXTRACTION_ENGINE={self.content_extraction_engine!r} is not supported "
-                "yet; files with stored content still migrate, re-extraction needs the default "
-                "engine"
+                "PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT must be a positive number of seconds, "
+                f"got {self.extraction_timeout_seconds}"
             )
+        if engine in DEFAULT_EXTRACTION_ENGINES:
+            return
+        supported = ", ".join(
+            repr(e) for e in (*DEFAULT_EXTRACTION_ENGINES, *HTTP_EXTRACTION_ENGINES)
+        )
+        if engine in UNSUPPORTED_EXTRACTION_ENGINES:
+            raise SettingsError(
+                f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) is "
+                f"not supported yet; supported: {supported}. Files with stored content migrate "
+                "without it; re-extraction (--reextract, or files without stored content) needs "
+                "a supported engine"
+            )
+        if engine not in HTTP_EXTRACTION_ENGINES:
+            raise SettingsError(
+                f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) is "
+                f"not an engine Open WebUI knows (it would use its default loaders); "
+                f"supported: {supported}"
+            )
+        required = {
+            "tika": (("tika_server_url", "TIKA_SERVER_URL", "rag.tika_server_url"),),
+            "docling": (("docling_server_url", "DOCLING_SERVER_URL", "rag.docling_server_url"),),
+            "external": (
+                (
+                    "external_document_loader_url",
+                    "EXTERNAL_DOCUMENT_LOADER_URL",
+                    "rag.external_document_loader_url",
+                ),
+                (
+                    "external_document_loader_api_key",
+                    "EXTERNAL_DOCUMENT_LOADER_API_KEY",
+                    "rag.external_document_loader_api_key",
+                ),
+            ),
+        }[engine]
+        for field_name, env_name, config_key in required:
+            if not getattr(self, field_name):
+                raise SettingsError(
+                    f"{env_name} (config {config_key}) is empty for "
+                    f"CONTENT_EXTRACTION_ENGINE={engine}; Open WebUI would silently use its "
+                    "default loaders instead, so set it, or set CONTENT_EXTRACTION_ENGINE to ''"
+                )
 
     def validate_embedding(self) -> None:
         """Refuse an embedding engine that lacks a setting it needs to send a request."""
@@ -263,6 +387,21 @@ def _coerce(spec: SettingSpec, value: Any, where: str) -> Any:
             return int(value)
         except (TypeError, ValueError) as error:
             raise SettingsError(f"{where} must be a whole number, got {value!r}") from error
+    if spec.kind is dict:
+        # A JSON object, stored as one or given as text; Open WebUI takes anything else
+        # (unparseable text included) as no value at all.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return {}
+        return dict(value) if isinstance(value, Mapping) else {}
+    if spec.kind is list:
+        # A comma-separated list (environment) or a stored JSON list.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise SettingsError(f"{where} must be a list, got {value!r}")
+        return [str(item).strip() for item in items if str(item).strip()]
     return str(value)
 
 
@@ -284,6 +423,8 @@ def resolve_rag_settings(
         if stored is not None:
             value = _coerce(spec, stored, f"config table {stored_key}")
         elif in_environ is not None and (in_environ != "" or spec.blank_env_is_value):
+            if spec.lower_case_env:
+                in_environ = in_environ.lower()
             value = _coerce(spec, in_environ, f"environment {spec.env_name}")
         elif spec.default_from is not None:
             value = spec.default_from(environ)
@@ -296,12 +437,22 @@ def resolve_rag_settings(
 
 
 def flatten_legacy_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Turn the one-row JSON `config.data` of Open WebUI up to 0.9 into dotted keys."""
+    """Turn the one-row JSON `config.data` of Open WebUI up to 0.9 into dotted keys; a
+    setting whose value is itself a JSON object (`rag.docling_params`) stays whole."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and dotted not in _OBJECT_CONFIG_KEYS:
             flat.update(flatten_legacy_config(value, f"{dotted}."))
         else:
             flat[dotted] = value
     return flat
+
+
+_OBJECT_CONFIG_KEYS = frozenset(
+    key
+    for spec in SETTING_SPECS.values()
+    if spec.kind is dict
+    for key in (spec.config_key, *spec.legacy_config_keys)
+    if key
+)

@@ -211,10 +211,13 @@ def test_non_positive_chunk_size_is_refused():
         resolve({"rag.chunk_size": 0, "rag.chunk_overlap": 0}).validate()
 
 
-def test_other_content_extraction_engine_is_refused():
-    with pytest.raises(SettingsError, match="'tika'"):
-        resolve({"rag.content_extraction_engine": "tika"}).validate()
+def test_content_extraction_engines_we_cannot_call_are_refused():
+    with pytest.raises(SettingsError, match="'mistral_ocr'"):
+        resolve({"rag.content_extraction_engine": "mistral_ocr"}).validate()
+    with pytest.raises(SettingsError, match="TIKA_SERVER_URL"):
+        resolve({"rag.content_extraction_engine": "tika", "rag.tika_server_url": ""}).validate()
     resolve({"rag.content_extraction_engine": "default"}).validate()
+    resolve({"rag.content_extraction_engine": "tika"}).validate()
 
 
 def test_openai_engine_without_base_url_is_refused():

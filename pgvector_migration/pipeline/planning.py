@@ -8,12 +8,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from pgvector_migration.pipeline.loaders import (
-    LoaderError,
-    UnsupportedFileType,
-    load_documents,
-    unsupported_reason,
-)
+from pgvector_migration.pipeline.extraction_engines import extract_documents, refusal_reason
+from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
 from pgvector_migration.pipeline.records import (
     Chunk,
     SourceFile,
@@ -28,7 +24,7 @@ from pgvector_migration.pipeline.splitting import (
     split_documents,
     stored_content_documents,
 )
-from pgvector_migration.settings import RagSettings
+from pgvector_migration.settings import RagSettings, resolve_rag_settings
 
 
 @dataclass(frozen=True)
@@ -44,18 +40,23 @@ class FilePlan:
         return sum(len(chunks) for chunks in self.chunks_by_collection.values())
 
 
-def source_documents(file: SourceFile, reextract: bool = False) -> tuple[list[TextDocument], str]:
+def source_documents(
+    file: SourceFile, reextract: bool = False, settings: RagSettings | None = None
+) -> tuple[list[TextDocument], str]:
     """The file's documents and the full text Open WebUI hashes.
 
     Stored content is what Open WebUI's own knowledge path re-indexes from, so it is preferred;
-    the upload is read only when no content was stored (or `reextract` asks for it).
+    the upload is read only when no content was stored (or `reextract` asks for it), with the
+    content-extraction engine of `settings` (Open WebUI's defaults when None).
     """
+    if settings is None:
+        settings = resolve_rag_settings({}, {})
     if file.oversize:
         raise UnsupportedFileType(file.oversize)
     content = file.stored_content
     if content is not None and not reextract:
         return stored_content_documents(file, content), content
-    reason = unsupported_reason(file.filename, file.content_type)
+    reason = refusal_reason(file.filename, file.content_type, settings)
     if reason:
         raise UnsupportedFileType(reason)
     if file.upload_path is None:
@@ -63,9 +64,10 @@ def source_documents(file: SourceFile, reextract: bool = False) -> tuple[list[Te
         if reextract and content is not None:
             raise LoaderError(f"re-extraction needs the upload: {problem}")
         raise LoaderError(f"{problem}, and Open WebUI stored no extracted content for it")
-    documents = loaded_documents(
-        file, load_documents(file.upload_path, file.filename, file.content_type)
+    extracted = extract_documents(
+        file.upload_path, file.filename, file.content_type, settings, file.id, file.user_id
     )
+    documents = loaded_documents(file, extracted)
     return documents, joined_text(documents)
 
 
@@ -80,7 +82,7 @@ def plan_file(
     The file collection is split from the file's documents; a knowledge collection is split
     again from the file collection's stored chunks, as Open WebUI's "add to knowledge" does.
     """
-    documents, text = source_documents(file, reextract)
+    documents, text = source_documents(file, reextract, settings)
     content_hash = content_hash_of(text)
     own_collection = file_collection_name(file.id)
     file_chunks = build_chunks(
