@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgvector_migration.pipeline.transplant import (
+    DEFAULT_MIN_SIMILARITY,
+    DEFAULT_SAMPLES_PER_COLLECTION,
+)
+
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 KINDS = ("files", "knowledge-bases", "memories")
 NO_COMPUTE_LOG_CAPTURE = {
@@ -83,6 +88,42 @@ def build_parser() -> argparse.ArgumentParser:
         "base, deleted knowledge bases and memories (--overwrite also prunes the "
         "knowledge-bases and memory collections)",
     )
+    parser.add_argument(
+        "--reembed",
+        action="store_true",
+        help="ignore the embedding cache: embed every text again and replace its cached vector",
+    )
+    transplant = parser.add_argument_group(
+        "reusing vectors of an old vector store (pip install 'pgvector-migration[chroma]')"
+    )
+    transplant.add_argument(
+        "--from-chroma",
+        metavar="PATH",
+        help="Open WebUI's Chroma directory ({DATA_DIR}/vector_db): vectors it holds for the "
+        "same model are reused instead of embedded again (the store is only read)",
+    )
+    transplant.add_argument(
+        "--chroma-model",
+        metavar="MODEL",
+        help="the embedding model that made stored vectors without an embedding_config "
+        "(old Open WebUI versions); without it those vectors are not used",
+    )
+    transplant.add_argument(
+        "--transplant-samples",
+        type=int,
+        default=DEFAULT_SAMPLES_PER_COLLECTION,
+        metavar="N",
+        help="stored chunks per collection embedded afresh and compared before the store is "
+        "trusted (default %(default)s; 0 trusts it unchecked)",
+    )
+    transplant.add_argument(
+        "--transplant-min-similarity",
+        type=float,
+        default=DEFAULT_MIN_SIMILARITY,
+        metavar="COSINE",
+        help="cosine similarity every sample must reach, else no stored vector is used "
+        "(default %(default)s)",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
     parser.add_argument(
@@ -141,13 +182,14 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     return selected
 
 
-def preflight(openwebui, vector_store, embeddings, dry_run: bool) -> None:
+def preflight(openwebui, vector_store, embeddings, stored_vectors, dry_run: bool) -> None:
     """Every configuration error, found before anything is written (exit code 2). The model's
     dimension comes from the embedding cache when it knows it, so a re-run loads no model and
     sends no request just to check."""
     from pgvector_migration.resources.embeddings import model_key_of
 
     openwebui.check_schema()
+    stored_vectors.check()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
     state = vector_store.state()
@@ -209,7 +251,7 @@ def _run_partition(
     key: str,
     file_ids: list[str],
     args,
-    vector_store,
+    stored_vectors,
     resources_state,
     summary,
     started_at,
@@ -242,11 +284,15 @@ def _run_partition(
         )
     if not result.success:
         summary.run_errors.append(f"partition {key}: {_failure_message(result)}")
+    if stored_vectors.description():
+        for materialization in result.asset_materializations_for_node("transplanted_embeddings"):
+            summary.add_transplant({k: v.value for k, v in materialization.metadata.items()})
     for materialization in result.asset_materializations_for_node("embedded_collections"):
         metadata = materialization.metadata
         summary.chunks_written += metadata["chunks_written"].value
         summary.texts_embedded += metadata["texts_embedded"].value
         summary.texts_reused += metadata["texts_reused"].value
+        summary.texts_transplanted += metadata["texts_transplanted"].value
         summary.tokens_spent += metadata["tokens_spent"].value
     summary.add(
         partition_outcomes(
@@ -280,6 +326,7 @@ def _run_system_collections(defs, instance, kinds: set[str], args, state, summar
             summary.chunks_written += metadata["chunks_written"]
             summary.texts_embedded += metadata["texts_embedded"]
             summary.texts_reused += metadata["texts_reused"]
+            summary.texts_transplanted += metadata["texts_transplanted"]
             summary.tokens_spent += metadata["tokens_spent"]
 
 
@@ -345,28 +392,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     import psycopg
     from dagster import DagsterInstance
 
-    from pgvector_migration.definitions import defs
+    from pgvector_migration.definitions import build_definitions
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
+    from pgvector_migration.resources.stored_vectors import StoredVectorsResource
     from pgvector_migration.resources.vector_store import (
         PgVectorResource,
         TargetConfigurationError,
     )
     from pgvector_migration.summary import RunSummary
 
-    openwebui, vector_store, embeddings = (
-        OpenWebUIResource(),
-        PgVectorResource(),
-        EmbeddingResource(),
+    openwebui, vector_store = OpenWebUIResource(), PgVectorResource()
+    embeddings = EmbeddingResource(reembed=args.reembed)
+    stored_vectors = StoredVectorsResource(
+        chroma_path=args.from_chroma,
+        declared_model=args.chroma_model,
+        samples_per_collection=args.transplant_samples,
+        min_similarity=args.transplant_min_similarity,
     )
     if args.command == "status":
         return print_status(openwebui, vector_store)
     try:
-        preflight(openwebui, vector_store, embeddings, args.dry_run)
+        preflight(openwebui, vector_store, embeddings, stored_vectors, args.dry_run)
         keys = select_partitions(args, openwebui, vector_store.state())
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    defs = build_definitions(embeddings=embeddings, stored_vectors=stored_vectors)
     instance: DagsterInstance = _instance()
     ensure_partitions(instance, list(keys))
     job_name = "assess_knowledge_base" if args.dry_run else "migrate_knowledge_base"
@@ -380,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, file_ids in keys.items():
             try:
                 _run_partition(
-                    job, instance, key, file_ids, args, vector_store, state, summary, started_at
+                    job, instance, key, file_ids, args, stored_vectors, state, summary, started_at
                 )
             except (psycopg.Error, TargetConfigurationError) as error:
                 summary.run_errors.append(f"partition {key}: target database lost: {error}")

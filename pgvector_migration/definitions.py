@@ -19,6 +19,7 @@ from pgvector_migration.jobs import (
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.stored_vectors import StoredVectorsResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.sensors import (
     knowledge_partitions_sensor,
@@ -30,26 +31,35 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", PreviewWarning)
     from pgvector_migration.checks import PARTITION_CHECKS, TABLE_CHECKS
 
-defs = Definitions(
-    assets=[
-        *MIGRATION_ASSETS,
-        *SYSTEM_COLLECTION_ASSETS,
-        pruned_file_rows,
-        document_chunk_table,
-        vector_index,
-    ],
-    asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS],
-    jobs=[
-        migrate_knowledge_base,
-        assess_knowledge_base,
-        rebuild_system_collections,
-        prune_orphaned_rows,
-        rebuild_vector_index,
-    ],
-    sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
-    resources={
-        "openwebui": OpenWebUIResource(),
-        "vector_store": PgVectorResource(),
-        "embeddings": EmbeddingResource(),
-    },
-)
+
+def build_definitions(**resources: object) -> Definitions:
+    """The code location's definitions; `resources` replace the defaults by key (the CLI
+    passes its flags this way)."""
+    return Definitions(
+        assets=[
+            *MIGRATION_ASSETS,
+            *SYSTEM_COLLECTION_ASSETS,
+            pruned_file_rows,
+            document_chunk_table,
+            vector_index,
+        ],
+        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS],
+        jobs=[
+            migrate_knowledge_base,
+            assess_knowledge_base,
+            rebuild_system_collections,
+            prune_orphaned_rows,
+            rebuild_vector_index,
+        ],
+        sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
+        resources={
+            "openwebui": OpenWebUIResource(),
+            "vector_store": PgVectorResource(),
+            "embeddings": EmbeddingResource(),
+            "stored_vectors": StoredVectorsResource(),
+            **resources,
+        },
+    )
+
+
+defs = build_definitions()

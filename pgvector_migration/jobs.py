@@ -12,8 +12,15 @@ from pgvector_migration.assets.system_collections import (
     knowledge_base_collection,
     memory_collections,
 )
+from pgvector_migration.assets.transplant import transplanted_embeddings
 
-MIGRATION_ASSETS = [file_inventory, completeness_report, chunked_documents, embedded_collections]
+MIGRATION_ASSETS = [
+    file_inventory,
+    completeness_report,
+    chunked_documents,
+    transplanted_embeddings,
+    embedded_collections,
+]
 SYSTEM_COLLECTION_ASSETS = [knowledge_base_collection, memory_collections]
 
 migrate_knowledge_base = define_asset_job(

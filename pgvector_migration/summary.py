@@ -96,6 +96,53 @@ KIND_LABELS = {"knowledge-bases": "knowledge-base rows", "memories": "memory col
 
 
 @dataclass
+class TransplantSummary:
+    """Vectors reused from an old vector store, over every partition of a run."""
+
+    stores: set[str] = field(default_factory=set)
+    vectors_transplanted: int = 0
+    samples_compared: int = 0
+    min_similarity: float | None = None
+    chunks_other_model: int = 0
+    chunks_wrong_dimension: int = 0
+
+    def add(self, metadata: dict[str, Any]) -> None:
+        self.stores.add(metadata["store"])
+        self.vectors_transplanted += metadata.get("vectors_transplanted", 0)
+        self.chunks_other_model += metadata.get("chunks_other_model", 0)
+        self.chunks_wrong_dimension += metadata.get("chunks_wrong_dimension", 0)
+        samples = metadata.get("samples_compared", 0)
+        if samples:
+            self.samples_compared += samples
+            lowest = metadata["min_sample_similarity"]
+            self.min_similarity = min(lowest, self.min_similarity or lowest)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stores": sorted(self.stores),
+            "vectors_transplanted": self.vectors_transplanted,
+            "samples_compared": self.samples_compared,
+            "min_sample_similarity": self.min_similarity,
+            "chunks_other_model": self.chunks_other_model,
+            "chunks_wrong_dimension": self.chunks_wrong_dimension,
+        }
+
+    def text(self, chunks_transplanted: int) -> str:
+        similarity = (
+            f", lowest cosine similarity {self.min_similarity:.5f}"
+            if self.min_similarity is not None
+            else ""
+        )
+        return (
+            f"chunks written with transplanted vectors: {chunks_transplanted} "
+            f"({self.vectors_transplanted} vectors copied from {', '.join(sorted(self.stores))}; "
+            f"{self.samples_compared} samples re-embedded and compared{similarity}; "
+            f"not used: {self.chunks_other_model} of another model, "
+            f"{self.chunks_wrong_dimension} of another dimension)"
+        )
+
+
+@dataclass
 class RunSummary:
     """What a migration did, for the terminal and `--summary-json`."""
 
@@ -103,11 +150,19 @@ class RunSummary:
     chunks_written: int = 0
     texts_embedded: int = 0
     texts_reused: int = 0
+    texts_transplanted: int = 0
     tokens_spent: int = 0
+    transplant: TransplantSummary | None = None
     run_errors: list[str] = field(default_factory=list)
     dry_run: bool = False
     kinds: dict[str, KindSummary] = field(default_factory=dict)
     rows_pruned: int = 0
+
+    def add_transplant(self, metadata: dict[str, Any]) -> None:
+        """Fold in one partition's transplanted_embeddings metadata."""
+        if self.transplant is None:
+            self.transplant = TransplantSummary()
+        self.transplant.add(metadata)
 
     def add(self, outcomes: Iterable[FileOutcome]) -> None:
         for outcome in outcomes:
@@ -141,7 +196,9 @@ class RunSummary:
             "chunks_written": self.chunks_written,
             "texts_embedded": self.texts_embedded,
             "texts_reused": self.texts_reused,
+            "texts_transplanted": self.texts_transplanted,
             "tokens_spent": self.tokens_spent,
+            "transplant": self.transplant.as_json() if self.transplant else None,
             "rows_pruned": self.rows_pruned,
             **{
                 kind.replace("-", "_"): {
@@ -172,6 +229,8 @@ class RunSummary:
             f"(reused from the cache or another collection: {self.texts_reused})",
             f"tokens spent: {self.tokens_spent}",
         ]
+        if self.transplant:
+            lines.append(self.transplant.text(self.texts_transplanted))
         for kind, summary in self.kinds.items():
             lines.append(
                 f"{KIND_LABELS[kind]}: {summary.units} total, {summary.written} written, "

@@ -73,6 +73,7 @@ class UnitWriter:
         dimension: int,
         embedding_model: str,
         texts_per_wave: int,
+        reembed: bool,
     ) -> None:
         self._vector_store = vector_store
         self._state = state
@@ -80,6 +81,7 @@ class UnitWriter:
         self._dimension = dimension
         self._embedding_model = embedding_model
         self._texts_per_wave = texts_per_wave
+        self._reembed = reembed
 
     @classmethod
     def prepare(
@@ -97,7 +99,13 @@ class UnitWriter:
         state.ensure_cache()
         texts_per_wave = max(embeddings.max_batch_size * embeddings.max_in_flight * 2, 512)
         return cls(
-            vector_store, state, dispatcher, dimension, settings.embedding_model, texts_per_wave
+            vector_store,
+            state,
+            dispatcher,
+            dimension,
+            settings.embedding_model,
+            texts_per_wave,
+            embeddings.reembed,
         )
 
     def write(
@@ -142,11 +150,13 @@ class UnitWriter:
                     vectors = embed_with_cache(
                         texts,
                         self._dispatcher.embed,
-                        lambda keys: self._state.cached_embeddings(
+                        None
+                        if self._reembed
+                        else lambda keys: self._state.cached_embeddings(
                             cache_connection, model_key, keys
                         ),
                         lambda fresh: self._state.store_embeddings(
-                            cache_connection, model_key, fresh
+                            cache_connection, model_key, fresh, replace=self._reembed
                         ),
                         report.stats,
                     )

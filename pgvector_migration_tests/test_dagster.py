@@ -13,9 +13,6 @@ from pgvector_migration.assets.index import vector_index
 from pgvector_migration.definitions import defs
 from pgvector_migration.jobs import MIGRATION_ASSETS
 from pgvector_migration.partitions import STANDALONE_PARTITION_KEY, knowledge_partitions
-from pgvector_migration.resources.embeddings import EmbeddingResource
-from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.sample_data import KNOWLEDGE_BASES
 from pgvector_migration.sensors import knowledge_partitions_sensor
 
@@ -23,11 +20,8 @@ FOUNDING = KNOWLEDGE_BASES[0].id
 
 
 def resources() -> dict:
-    return {
-        "openwebui": OpenWebUIResource(),
-        "vector_store": PgVectorResource(),
-        "embeddings": EmbeddingResource(),
-    }
+    """The code location's own resources, as `dagster dev` would use them."""
+    return dict(defs.resources)
 
 
 def test_definitions_load():

@@ -286,3 +286,21 @@ def test_a_provider_that_keeps_failing_lists_every_affected_file(deployment, tmp
     assert "document_chunk" not in {
         name for name in deployment.counts() if name.startswith("file-")
     }
+
+
+def test_reembed_sends_every_text_again_and_replaces_the_cache(deployment, tmp_path):
+    run(tmp_path, "--only", "files")
+    first_run_texts = {text for text in deployment.server.inputs if text != "dimension probe"}
+    deployment.server.reset()
+
+    code, summary = run(tmp_path, "--only", "files", "--overwrite")
+    assert summary["texts_embedded"] == 0 and deployment.server.request_count == 0
+
+    code, summary = run(tmp_path, "--only", "files", "--overwrite", "--reembed")
+    assert set(deployment.server.inputs) == first_run_texts
+    assert summary["texts_embedded"] >= len(first_run_texts)
+    with deployment.connect() as connection:
+        cached = connection.execute(
+            "SELECT count(*) FROM pgvector_migration.embedding_cache"
+        ).fetchone()[0]
+    assert cached == len(first_run_texts)

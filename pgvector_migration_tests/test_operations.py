@@ -17,9 +17,6 @@ from pgvector_migration import cli
 from pgvector_migration.definitions import defs
 from pgvector_migration.jobs import MIGRATION_ASSETS
 from pgvector_migration.partitions import STANDALONE_PARTITION_KEY, knowledge_partitions
-from pgvector_migration.resources.embeddings import EmbeddingResource
-from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
 from pgvector_migration.sensors import vector_index_after_loading
 
@@ -28,11 +25,8 @@ T0 = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.UTC)
 
 
 def resources() -> dict:
-    return {
-        "openwebui": OpenWebUIResource(),
-        "vector_store": PgVectorResource(),
-        "embeddings": EmbeddingResource(),
-    }
+    """The code location's own resources, as `dagster dev` would use them."""
+    return dict(defs.resources)
 
 
 def migration_job():

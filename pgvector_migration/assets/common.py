@@ -77,6 +77,7 @@ def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, Meta
         "chunks_written": MetadataValue.int(report.chunks_written),
         "texts_embedded": MetadataValue.int(report.stats.embedded),
         "texts_reused": MetadataValue.int(report.stats.reused),
+        "texts_transplanted": MetadataValue.int(report.stats.transplanted),
         "embedding_requests": MetadataValue.int(report.requests),
         "tokens_spent": MetadataValue.int(report.tokens),
         "rate_limited_responses": MetadataValue.int(report.rate_limited),

@@ -13,6 +13,7 @@ from pgvector_migration.assets.common import (
     write_metadata,
     write_units,
 )
+from pgvector_migration.assets.transplant import transplanted_embeddings
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -23,7 +24,7 @@ from pgvector_migration.unit_writer import WriteReport
 @asset(
     partitions_def=knowledge_partitions,
     group_name="migration",
-    deps=[chunked_documents],
+    deps=[chunked_documents, transplanted_embeddings],
     pool=EMBEDDING_POOL,
     automation_condition=downstream_automation(),
     description="Vectors for the staged chunks (each distinct text embedded once, cached by "

@@ -13,6 +13,11 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def text_key(text: str) -> bytes:
+    """The embedding cache's key of a text: the raw sha256 of what is sent to the engine."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
 def chunk_id_for(collection_name: str, file_id: str, position: int, text: str) -> str:
     """The id of one chunk: a uuid (like Open WebUI's own ids) derived from where it belongs.
 

@@ -76,7 +76,12 @@ class Chunk:
     def embedding_input(self) -> str:
         """The text Open WebUI sends to the embedding model: for document chunks newlines
         become spaces; knowledge-base and memory texts are sent as they are."""
-        return self.text if self.embed_verbatim else self.text.replace("\n", " ")
+        return self.text if self.embed_verbatim else document_embedding_input(self.text)
+
+
+def document_embedding_input(text: str) -> str:
+    """What Open WebUI embeds for a document chunk: its text with newlines as spaces."""
+    return text.replace("\n", " ")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from pgvector_migration.pipeline.ids import text_key
+from pgvector_migration.resources.migration_state import CacheHits
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -528,6 +530,11 @@ class EmbeddingResource(ConfigurableResource):
         "headers; the provider's own x-ratelimit-limit-tokens is used when lower.",
     )
     request_timeout_seconds: float = Field(default=120.0, description="Timeout of one request.")
+    reembed: bool = Field(
+        default=False,
+        description="Ignore the embedding cache: embed every text again and "
+        "replace its cached vector, e.g. after the provider changed a model behind its name.",
+    )
     max_retries: int = Field(
         default=8,
         description="Retries of a request that failed transiently (429, 5xx, timeouts, "
@@ -619,28 +626,28 @@ class EmbeddingResource(ConfigurableResource):
 @dataclass
 class EmbeddingStats:
     """What embedding cost: texts asked for, texts reused (from the cache, or a duplicate in the
-    same wave, e.g. a knowledge chunk equal to its file chunk), texts sent to the engine."""
+    same wave, e.g. a knowledge chunk equal to its file chunk), of those the ones whose cached
+    vector was transplanted from an old vector store, and texts sent to the engine."""
 
     texts: int = 0
     reused: int = 0
+    transplanted: int = 0
     embedded: int = 0
-
-
-def text_key(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def embed_with_cache(
     texts: Sequence[str],
     embed: Callable[[list[str]], list[np.ndarray]],
-    lookup: Callable[[list[bytes]], dict[bytes, np.ndarray]],
+    lookup: Callable[[list[bytes]], CacheHits] | None,
     store: Callable[[dict[bytes, np.ndarray]], None],
     stats: EmbeddingStats,
 ) -> list[np.ndarray]:
     """Vectors for `texts`: each distinct text is looked up in the cache and only the misses
-    are embedded; new vectors are stored before they are used."""
+    are embedded; new vectors are stored before they are used. Without `lookup` (a forced
+    re-embedding) every distinct text is embedded once."""
     keys = [text_key(text) for text in texts]
-    found = lookup(sorted(set(keys)))
+    hits = lookup(sorted(set(keys))) if lookup else CacheHits({}, set())
+    found = hits.vectors
     missing: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in found and key not in missing:
@@ -652,4 +659,5 @@ def embed_with_cache(
     stats.texts += len(texts)
     stats.embedded += len(missing)
     stats.reused += len(texts) - len(missing)
+    stats.transplanted += sum(1 for key in keys if key in hits.transplanted)
     return [found[key] for key in keys]

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -93,6 +94,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.file_failure (
 );
 """
 
+ENGINE_ORIGIN = "engine"
 CACHE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {SCHEMA}.embedding_cache (
     model_key text NOT NULL,
@@ -100,7 +102,10 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.embedding_cache (
     embedding vector NOT NULL,
     PRIMARY KEY (model_key, text_hash)
 );
+ALTER TABLE {SCHEMA}.embedding_cache
+    ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT '{ENGINE_ORIGIN}';
 """
+SEED_PAGE_ROWS = 1000
 
 
 def ensure_state_schema(connection: psycopg.Connection) -> None:
@@ -111,6 +116,26 @@ def ensure_state_schema(connection: psycopg.Connection) -> None:
 
 
 Connector = Callable[..., AbstractContextManager[psycopg.Connection]]
+
+
+@dataclass(frozen=True)
+class CacheHits:
+    """Cached vectors by text hash, and which of them were transplanted from an old store
+    rather than made by the engine."""
+
+    vectors: dict[bytes, np.ndarray]
+    transplanted: set[bytes]
+
+
+def _pages(items: Iterable, size: int) -> Iterator[list]:
+    page: list = []
+    for item in items:
+        page.append(item)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 class MigrationState:
@@ -525,26 +550,83 @@ class MigrationState:
 
     def cached_embeddings(
         self, connection: psycopg.Connection, model_key: str, text_hashes: Sequence[bytes]
-    ) -> dict[bytes, np.ndarray]:
+    ) -> CacheHits:
         rows = connection.execute(
-            f"SELECT text_hash, embedding FROM {SCHEMA}.embedding_cache "
+            f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
             "WHERE model_key = %s AND text_hash = ANY(%s)",
             (model_key, list(text_hashes)),
         ).fetchall()
-        return {bytes(text_hash): embedding.to_numpy() for text_hash, embedding in rows}
+        return CacheHits(
+            {bytes(text_hash): embedding.to_numpy() for text_hash, embedding, _ in rows},
+            {bytes(text_hash) for text_hash, _, origin in rows if origin != ENGINE_ORIGIN},
+        )
+
+    def cached_keys(self, model_key: str, text_hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of these texts already have a vector for this model (no vectors read)."""
+        found: set[bytes] = set()
+        with self._connect(with_vectors=False) as connection:
+            for start in range(0, len(text_hashes), STAGED_PAGE_ROWS * 5):
+                rows = connection.execute(
+                    f"SELECT text_hash FROM {SCHEMA}.embedding_cache "
+                    "WHERE model_key = %s AND text_hash = ANY(%s)",
+                    (model_key, list(text_hashes[start : start + STAGED_PAGE_ROWS * 5])),
+                ).fetchall()
+                found.update(bytes(row[0]) for row in rows)
+        return found
 
     def store_embeddings(
         self,
         connection: psycopg.Connection,
         model_key: str,
         embeddings: dict[bytes, np.ndarray],
+        replace: bool = False,
     ) -> None:
+        """Cache freshly embedded vectors; `replace` overwrites what was cached (a forced
+        re-embedding), otherwise the first vector of a text stays."""
+        conflict = (
+            "ON CONFLICT (model_key, text_hash) DO UPDATE "
+            f"SET embedding = EXCLUDED.embedding, origin = '{ENGINE_ORIGIN}'"
+            if replace
+            else "ON CONFLICT DO NOTHING"
+        )
         with connection.transaction(), connection.cursor() as cursor:
             cursor.executemany(
                 f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding) "
-                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                f"VALUES (%s, %s, %s) {conflict}",
                 [(model_key, text_hash, vector) for text_hash, vector in embeddings.items()],
             )
+
+    def seed_embeddings(
+        self, model_key: str, vectors: Iterable[tuple[bytes, np.ndarray]], origin: str
+    ) -> int:
+        """Cache vectors that came from elsewhere (an old vector store), COPYed in pages of
+        SEED_PAGE_ROWS, each page its own transaction; a text that already has a vector keeps
+        it. Returns how many were new."""
+        added = 0
+        with self._connect() as connection:
+            connection.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_vector "
+                "(text_hash bytea NOT NULL, embedding vector NOT NULL)"
+            )
+            for page in _pages(vectors, SEED_PAGE_ROWS):
+                with connection.transaction(), connection.cursor() as cursor:
+                    cursor.execute("TRUNCATE pg_temp.incoming_vector")
+                    with cursor.copy(
+                        "COPY pg_temp.incoming_vector (text_hash, embedding) FROM STDIN "
+                        "WITH (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types(["bytea", "vector"])
+                        for text_hash, vector in page:
+                            copy.write_row((text_hash, vector))
+                    cursor.execute(
+                        f"INSERT INTO {SCHEMA}.embedding_cache "
+                        "(model_key, text_hash, embedding, origin) "
+                        "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s "
+                        "FROM pg_temp.incoming_vector ON CONFLICT DO NOTHING",
+                        (model_key, origin),
+                    )
+                    added += cursor.rowcount
+        return added
 
     def progress(self, partition_key: str) -> tuple[int, int]:
         """(units selected, units written since they were selected) for a progress bar."""

@@ -1,0 +1,140 @@
+"""transplanted_embeddings: seed the embedding cache with the old store's vectors, so that
+embedded_collections sends only the texts the store does not have to the engine."""
+
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+
+from pgvector_migration.assets.chunking import chunked_documents
+from pgvector_migration.assets.common import (
+    EMBEDDING_POOL,
+    downstream_automation,
+    effective_settings,
+)
+from pgvector_migration.partitions import knowledge_partitions
+from pgvector_migration.pipeline.ids import text_key
+from pgvector_migration.pipeline.transplant import (
+    TargetModel,
+    TransplantRefused,
+    TransplantReport,
+    find_candidates,
+    transplanted_vectors,
+    verify_samples,
+)
+from pgvector_migration.resources.chroma_store import ChromaStoreError
+from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.migration_state import MigrationState
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.stored_vectors import StoredVectorsResource
+from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+
+TRANSPLANT_ORIGIN = "transplant"
+
+
+def texts_to_embed(state: MigrationState, partition_key: str, model_key: str):
+    """The staged chunks' collections (in order) and the text keys the cache does not have."""
+    collections: dict[str, None] = {}
+    keys: set[bytes] = set()
+    for unit in state.staged_units(partition_key):
+        collections[unit.collection_name] = None
+        keys.update(text_key(chunk.embedding_input) for chunk in unit.chunks)
+    return list(collections), keys - state.cached_keys(model_key, list(keys))
+
+
+def report_metadata(report: TransplantReport) -> dict[str, MetadataValue]:
+    similarity = report.min_similarity
+    return {
+        "store": MetadataValue.text(report.store),
+        "vectors_transplanted": MetadataValue.int(report.vectors_seeded),
+        "collections_read": MetadataValue.int(report.collections_read),
+        "chunks_read": MetadataValue.int(report.chunks_read),
+        "chunks_other_model": MetadataValue.int(report.chunks_other_model),
+        "chunks_wrong_dimension": MetadataValue.int(report.chunks_wrong_dimension),
+        "chunks_not_needed": MetadataValue.int(report.chunks_not_needed),
+        "samples_compared": MetadataValue.int(report.sampled),
+        "min_sample_similarity": MetadataValue.float(similarity if similarity else 0.0),
+        "models_in_store": MetadataValue.json(dict(report.models_seen)),
+    }
+
+
+def skipped(store: str, reason: str) -> MaterializeResult:
+    return MaterializeResult(
+        metadata={
+            "store": MetadataValue.text(store),
+            "skipped": MetadataValue.text(reason),
+            "vectors_transplanted": MetadataValue.int(0),
+        }
+    )
+
+
+@asset(
+    partitions_def=knowledge_partitions,
+    group_name="migration",
+    deps=[chunked_documents],
+    pool=EMBEDDING_POOL,
+    automation_condition=downstream_automation(),
+    description="Vectors of the old vector store (Chroma) for the staged chunks, copied into "
+    "the embedding cache when the store's embedding_config names the migration's model, the "
+    "dimension fits, and a sample re-embedded afresh agrees; a no-op without a store.",
+)
+def transplanted_embeddings(
+    context: AssetExecutionContext,
+    openwebui: OpenWebUIResource,
+    vector_store: PgVectorResource,
+    embeddings: EmbeddingResource,
+    stored_vectors: StoredVectorsResource,
+) -> MaterializeResult:
+    store = stored_vectors.description()
+    if store is None:
+        return skipped("none", "no old vector store configured")
+    if embeddings.reembed:
+        return skipped(store, "re-embedding forced: stored vectors are not used")
+    settings = effective_settings(openwebui, embeddings)
+    state = vector_store.state()
+    dispatcher = embeddings.dispatcher(settings)
+    try:
+        dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
+        vector_store.ensure_table(dimension)
+    except (TargetConfigurationError, EmbeddingError) as error:
+        raise Failure(description=str(error)) from error
+    state.ensure_cache()
+    collections, needed = texts_to_embed(state, context.partition_key, dispatcher.model_key)
+    if not needed:
+        return skipped(store, "every staged text already has a cached vector")
+    target = TargetModel(
+        settings.embedding_engine,
+        settings.embedding_model,
+        dimension,
+        stored_vectors.declared_model,
+    )
+    try:
+        source = stored_vectors.open()
+    except ChromaStoreError as error:
+        raise Failure(description=str(error)) from error
+    try:
+        report = TransplantReport(source.description)
+        candidates = find_candidates(source, collections, needed, target, report)
+        try:
+            fresh = verify_samples(
+                source,
+                candidates,
+                target,
+                stored_vectors.samples_per_collection,
+                stored_vectors.min_similarity,
+                dispatcher.embed,
+                report,
+            )
+        except (TransplantRefused, EmbeddingError) as error:
+            raise Failure(description=str(error), metadata=report_metadata(report)) from error
+        with vector_store.connect() as connection:
+            state.store_embeddings(connection, dispatcher.model_key, fresh)
+        report.vectors_seeded = state.seed_embeddings(
+            dispatcher.model_key,
+            transplanted_vectors(source, candidates, target, report),
+            TRANSPLANT_ORIGIN,
+        )
+    finally:
+        source.close()
+    context.log.info(
+        f"{report.vectors_seeded} vectors transplanted from {report.store}, "
+        f"{report.sampled} samples compared"
+    )
+    return MaterializeResult(metadata=report_metadata(report))
