@@ -47,6 +47,7 @@ for extra in (str(BENCH_DIR), str(ROOT)):
     if extra not in sys.path:
         sys.path.insert(0, extra)
 
+import chroma_export  # noqa: E402
 import generate_dataset  # noqa: E402
 import psutil  # noqa: E402
 
@@ -540,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-batch-size", type=int, default=32, help="raw encode batch")
     parser.add_argument("--skip-local", action="store_true", help="skip the local-engine part")
     parser.add_argument("--skip-overwrite", action="store_true", help="skip the second run")
+    parser.add_argument("--skip-transplant", action="store_true", help="skip the --from-chroma run")
     parser.add_argument("--quick", action="store_true", help="200 files, 5 knowledge bases")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="per CLI run, seconds")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
@@ -689,6 +691,36 @@ def main(argv: list[str] | None = None) -> int:
                 results["checks_after_run2"] = verify_target(
                     target_url, dataset.expected_collections
                 )
+            # -- run 3: transplant from a Chroma store of run 1's rows ----------------
+            if not args.skip_transplant:
+                store = workdir / "vector_db"
+                log("exporting run 1's rows into a Chroma store")
+                results["chroma_export"] = chroma_export.export_to_chroma(target_url, store)
+                log(f"Chroma store: {results['chroma_export']}")
+                transplant_url = create_database(server_uri, "bench_transplant")
+                counter.clear()
+                third = run_cli(
+                    "run3-transplant",
+                    {**env, "PGVECTOR_DB_URL": transplant_url},
+                    workdir,
+                    ["--from-chroma", str(store), "--no-index"],
+                    args.timeout,
+                    progress,
+                )
+                results["run3"] = {
+                    "returncode": third.returncode,
+                    "seconds": third.seconds,
+                    "peak_rss_mib": third.peak_rss_mib,
+                    "summary": {
+                        **_summary_counts(third.summary),
+                        "texts_transplanted": (third.summary or {}).get("texts_transplanted"),
+                        "transplant": (third.summary or {}).get("transplant"),
+                    },
+                    "server": counter.snapshot(),
+                    "checks": verify_target(transplant_url, dataset.expected_collections),
+                    "same_rows_as_run1": chroma_export.same_rows(target_url, transplant_url),
+                    "speedup_over_run1": rate(results["run1"]["seconds"], third.seconds),
+                }
             if server.errors:
                 results["server_errors"] = [repr(error) for error in server.errors[:5]]
 
@@ -941,6 +973,35 @@ def render_table(results: dict[str, Any]) -> str:
             "duplicate rows after (must be 0)",
             results.get("checks_after_run2", {}).get("duplicate_rows"),
         )
+    run3 = results.get("run3")
+    if run3:
+        s, server = run3["summary"], run3["server"]
+        transplant = s.get("transplant") or {}
+        export = results.get("chroma_export") or {}
+        part = "run 3 (--from-chroma, fresh target)"
+        add(
+            part,
+            "Chroma store (rows / collections / MiB / export s)",
+            f"{_fmt(export.get('rows'))} / {_fmt(export.get('collections'))} / "
+            f"{_fmt(export.get('store_mib'))} / {_fmt(export.get('seconds'))}",
+        )
+        add(part, "exit code", run3["returncode"])
+        add(part, "wall seconds", run3["seconds"])
+        add(part, "speed-up over run 1 (wall)", run3["speedup_over_run1"], 2)
+        add(part, "chunks written", s.get("chunks_written"))
+        add(part, "chunks written with transplanted vectors", s.get("texts_transplanted"))
+        add(part, "vectors transplanted", transplant.get("vectors_transplanted"))
+        add(part, "stored chunks re-embedded as samples", transplant.get("samples_compared"))
+        add(
+            part,
+            "texts embedded by the writers (knowledge-base, memory rows)",
+            s.get("texts_embedded"),
+        )
+        add(part, "requests / tokens (server, all)", f"{server['total']} / {server['ok_tokens']}")
+        add(part, "lowest sample cosine similarity", transplant.get("min_sample_similarity"), 6)
+        add(part, "rows identical to run 1 (ids, texts, metadata)", run3["same_rows_as_run1"])
+        add(part, "duplicate rows (must be 0)", run3["checks"]["duplicate_rows"])
+        add(part, "peak RSS MiB", run3["peak_rss_mib"], 0)
     local = results.get("local")
     if local:
         raw = local["raw"]
