@@ -236,12 +236,16 @@ class RagSettings:
         """Apply resource-config overrides; `None` means "keep Open WebUI's value"."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def splitting_fingerprint(self) -> str:
+    def splitting_fingerprint(self, reads_upload: bool = True) -> str:
         """A digest of everything that changes chunk texts, ids or metadata.
 
         A collection written under a different fingerprint is stale even when its content is not.
+        The extraction engine only shapes text read from an upload: for a file split from its
+        stored content (`reads_upload` False) it counts as the default engine.
         """
         relevant = asdict(self)
+        if not reads_upload:
+            relevant["content_extraction_engine"] = ""
         for secret_or_transport in (
             "openai_api_key",
             "openai_api_base_url",
@@ -256,7 +260,7 @@ class RagSettings:
             relevant.pop(secret_or_transport)
         for engine, option in _EXTRACTION_OUTPUT_OPTIONS.items():
             value = relevant.pop(option)
-            if self.content_extraction_engine == engine:
+            if relevant["content_extraction_engine"] == engine:
                 relevant[option] = value
         # How the prefix reaches the provider (a body field instead of prepended to each text)
         # changes vectors, but only counts when set, so fingerprints made before the setting

@@ -315,6 +315,9 @@ def test_fingerprint_follows_the_engine_and_its_output_options_only():
     docling = settings_for({"rag.content_extraction_engine": "docling"})
     ocr = docling.with_overrides(docling_params={"do_ocr": False})
     assert ocr.splitting_fingerprint() != docling.splitting_fingerprint()
+    # Text split from stored content never met the engine.
+    for engine in (tika, version_4, docling, ocr):
+        assert engine.splitting_fingerprint(reads_upload=False) == default.splitting_fingerprint()
 
 
 # --- the pipeline -------------------------------------------------------------------------
@@ -440,6 +443,20 @@ def test_cli_with_tika_down_fails_those_files_and_migrates_the_rest(
     counts = deployment.counts()
     assert file_collection_name(sample_file_id("federalist_10.txt")) in counts
     assert file_collection_name(sample_file_id("constitution.pdf")) not in counts
+
+
+def test_switching_engine_rewrites_only_files_read_from_their_upload(
+    deployment, tmp_path, monkeypatch
+):
+    code, first = run_cli(tmp_path, "--only", "files")
+    read_from_upload = {"notes.py"}  # the sample file without stored content that migrates
+    monkeypatch.setenv("CONTENT_EXTRACTION_ENGINE", "tika")
+    monkeypatch.setenv("TIKA_SERVER_URL", closed_port_url())
+
+    code, second = run_cli(tmp_path, "--only", "files")
+
+    assert second["files_processed"] == len(read_from_upload)
+    assert second["files_skipped_complete"] == first["files_processed"] - len(read_from_upload)
 
 
 def test_cli_refuses_an_engine_it_cannot_call(deployment, monkeypatch, capsys):

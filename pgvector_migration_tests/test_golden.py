@@ -63,22 +63,11 @@ COLLECTION_NAME_FROM_LATER_META = (
     "key are equal (with the meta of upload time the chunks are identical)."
 )
 
-RST_FOLDER_OF_LOCAL_COPY = (
-    "metadata key 'file_directory' of .rst elements: ours is the local uploads folder the file "
-    "was read from, Open WebUI's the folder of file.path in its container. load_documents names "
-    "the latter when given `stored_path`, which planning.source_documents does not pass yet "
-    "(test_rst_elements_name_the_stored_folder shows the result then equals Open WebUI's). "
-    "Texts and every other key are equal."
-)
-
 # (document, scenario, collection) -> why our chunks differ from Open WebUI's.
 KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
     (document, "fresh_upload", collection): COLLECTION_NAME_FROM_LATER_META
     for document in EXTRACTED_DOCUMENTS
     if "fresh_upload" in GOLDENS[document].get("scenarios", {})
-    for collection in ("file_collection", "knowledge_collection")
-} | {
-    ("gettysburg_and_inaugural.rst", "upload", collection): RST_FOLDER_OF_LOCAL_COPY
     for collection in ("file_collection", "knowledge_collection")
 }
 

@@ -52,7 +52,6 @@ def chunked_documents(
 ) -> MaterializeResult:
     partition_key = context.partition_key
     settings = effective_settings(openwebui, embeddings)
-    fingerprint = unit_fingerprint(settings, config.reextract)
     state = vector_store.state()
     selected = state.selected_units(partition_key)
     staged_files = staged_chunks = 0
@@ -74,7 +73,11 @@ def chunked_documents(
                 context.log.warning(f"file {file.id} ({file.filename}): {message}")
                 continue
             state.stage_chunks(
-                connection, file.id, plan.chunks_by_collection, plan.content_hash, fingerprint
+                connection,
+                file.id,
+                plan.chunks_by_collection,
+                plan.content_hash,
+                unit_fingerprint(settings, config.reextract, file),
             )
             staged_files += 1
             staged_chunks += plan.chunk_count

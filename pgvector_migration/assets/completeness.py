@@ -87,7 +87,7 @@ def assess_file(
             raise UnsupportedFileType(file.oversize)
         content = None if reextract else file.stored_content
         content_hash = content_hash_of(content) if content is not None else planned().content_hash
-        fingerprint = unit_fingerprint(settings, reextract)
+        fingerprint = unit_fingerprint(settings, reextract, file)
         return [
             (
                 file,

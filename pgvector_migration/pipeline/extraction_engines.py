@@ -26,10 +26,12 @@ from pgvector_migration.pipeline.loaders import (
     UnsupportedFileType,
     clean_text,
     detect_text_encoding,
+    extension_of,
     load_documents,
     looks_binary,
     unsupported_reason,
 )
+from pgvector_migration.pipeline.office_loaders import archive_too_large
 from pgvector_migration.pipeline.records import TextDocument
 from pgvector_migration.settings import DEFAULT_EXTRACTION_ENGINES, RagSettings, SettingsError
 
@@ -54,13 +56,17 @@ def extract_documents(
     settings: RagSettings,
     file_id: str | None = None,
     user_id: str | None = None,
+    stored_path: str | None = None,
 ) -> list[TextDocument]:
     """The text documents of one upload under the configured extraction engine, cleaned as
     Open WebUI cleans them. `file_id` and `user_id` fill the external loader's header
-    templates (`{{FILE_ID}}`, `{{USER_ID}}`)."""
+    templates (`{{FILE_ID}}`, `{{USER_ID}}`); `stored_path` is the file row's `path`, which
+    the default engine's .rst metadata names."""
     engine = settings.content_extraction_engine
     if engine in DEFAULT_EXTRACTION_ENGINES:
-        return load_documents(path, filename, content_type)
+        return load_documents(path, filename, content_type, stored_path)
+    if archive_too_large(path, extension_of(filename), content_type):
+        raise LoaderError(f"{filename}: the document archive is too large after decompression")
     if engine == "external":
         documents = _external_documents(path, filename, content_type, settings, file_id, user_id)
     elif engine in ("tika", "docling") and is_text_file(filename, content_type):

@@ -65,7 +65,13 @@ def source_documents(
             raise LoaderError(f"re-extraction needs the upload: {problem}")
         raise LoaderError(f"{problem}, and Open WebUI stored no extracted content for it")
     extracted = extract_documents(
-        file.upload_path, file.filename, file.content_type, settings, file.id, file.user_id
+        file.upload_path,
+        file.filename,
+        file.content_type,
+        settings,
+        file.id,
+        file.user_id,
+        file.stored_path,
     )
     documents = loaded_documents(file, extracted)
     return documents, joined_text(documents)
