@@ -15,7 +15,6 @@ set -euo pipefail
 PYTHON=${1:-.venv/bin/python}
 # Debian suites whose source lists are searched for postgresql-<major>; apt takes the newest.
 SUITES=${PGCRYPTO_DEBIAN_SUITES:-"sid forky trixie-backports"}
-MIRROR=http://deb.debian.org/debian
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 die() {
@@ -55,12 +54,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 fi
 [ -f "$KEYRING" ] || die "no $KEYRING to check Debian's source lists with (package debian-archive-keyring)"
+# The Debian mirror this machine's apt is set up with, for its own release.
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' | awk -v release="$codename" '$2 == release { print $1; exit }')
+[ -n "$mirror" ] || die "apt has no Debian source for this machine's release '$codename' to take the mirror from"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/source"
 for suite in $SUITES; do
-	echo "deb-src [signed-by=$KEYRING] $MIRROR $suite main"
+	echo "deb-src [signed-by=$KEYRING] $mirror $suite main"
 done >"$work/sources.list"
 apt_options=(
 	-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
@@ -69,7 +72,7 @@ apt_options=(
 )
 echo "build_pgcrypto: fetching Debian's postgresql-$major source ($SUITES)"
 apt-get "${apt_options[@]}" update ||
-	die "apt-get could not read Debian's source lists from $MIRROR ($SUITES)"
+	die "apt-get could not read Debian's source lists from $mirror ($SUITES)"
 (cd "$work/source" && apt-get "${apt_options[@]}" source --download-only "postgresql-$major") ||
 	die "Debian's source lists ($SUITES) have no postgresql-$major: set PGCRYPTO_DEBIAN_SUITES to a suite that does"
 tarball=$(find "$work/source" -name "postgresql-${major}_*.orig.tar.*" | head -n 1)
