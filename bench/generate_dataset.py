@@ -296,57 +296,6 @@ def generate(
     return summary
 
 
-def generate_from_texts(out: Path, texts: list[str], seed: int = DEFAULT_SEED) -> list[str]:
-    """A deployment holding exactly `texts`, one file each, in no knowledge base and with no
-    memories (a text of at most one chunk stays one chunk); returns the file ids."""
-    out = Path(out)
-    uploads = out / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    user_id = _uuid(rng)
-    created = 1_760_000_000
-    rows = []
-    for i, text in enumerate(texts):
-        file_id = _uuid(rng)
-        filename = f"chunk-{i:05d}.txt"
-        stored_name = f"{file_id}_{filename}"
-        encoded = text.encode()
-        (uploads / stored_name).write_bytes(encoded)
-        meta = {
-            "name": filename,
-            "content_type": "text/plain",
-            "size": len(encoded),
-            "data": {},
-            "collection_name": f"file-{file_id}",
-        }
-        rows.append(
-            (
-                file_id,
-                user_id,
-                hashlib.sha256(encoded).hexdigest(),
-                filename,
-                f"{CONTAINER_UPLOAD_DIR}/{stored_name}",
-                json.dumps({"status": "completed", "content": text}),
-                json.dumps(meta),
-                created + i,
-                created + i,
-            )
-        )
-    connection = sqlite3.connect(out / "webui.db")
-    try:
-        connection.executescript(OPENWEBUI_SCHEMA)
-        connection.executemany("INSERT INTO file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        connection.execute(
-            "INSERT INTO config VALUES ('rag.chunk_size', '1000', ?), "
-            "('rag.chunk_overlap', '100', ?)",
-            (created, created),
-        )
-        connection.commit()
-    finally:
-        connection.close()
-    return [row[0] for row in rows]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=2000)
