@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo dev test lint stop clean
 
-$(STAMP): pyproject.toml scripts/build_pgcrypto.sh
+$(STAMP): pyproject.toml scripts/build_pgcrypto.sh scripts/install_system_packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	scripts/build_pgcrypto.sh $(BIN)/python
+	scripts/install_system_packages.sh
 	touch $(STAMP)
 
 install: $(STAMP)

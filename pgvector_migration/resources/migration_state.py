@@ -127,6 +127,41 @@ class CacheHits:
     transplanted: set[bytes]
 
 
+def _copy_into_cache(
+    connection: psycopg.Connection,
+    model_key: str,
+    vectors: Iterable[tuple[bytes, np.ndarray]],
+    origin: str,
+    replace: bool,
+) -> int:
+    """COPY (text hash, vector) pairs into the cache inside the caller's transaction, through a
+    temporary table emptied at commit; returns the rows added or replaced."""
+    conflict = (
+        "ON CONFLICT (model_key, text_hash) DO UPDATE "
+        "SET embedding = EXCLUDED.embedding, origin = EXCLUDED.origin"
+        if replace
+        else "ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_vector "
+            "(text_hash bytea NOT NULL, embedding vector NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(
+            "COPY pg_temp.incoming_vector (text_hash, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["bytea", "vector"])
+            for text_hash, vector in vectors:
+                copy.write_row((text_hash, vector))
+        cursor.execute(
+            f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding, origin) "
+            "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s "
+            f"FROM pg_temp.incoming_vector {conflict}",
+            (model_key, origin),
+        )
+        return cursor.rowcount
+
+
 def _pages(items: Iterable, size: int) -> Iterator[list]:
     page: list = []
     for item in items:
@@ -583,49 +618,20 @@ class MigrationState:
     ) -> None:
         """Cache freshly embedded vectors; `replace` overwrites what was cached (a forced
         re-embedding), otherwise the first vector of a text stays."""
-        conflict = (
-            "ON CONFLICT (model_key, text_hash) DO UPDATE "
-            f"SET embedding = EXCLUDED.embedding, origin = '{ENGINE_ORIGIN}'"
-            if replace
-            else "ON CONFLICT DO NOTHING"
-        )
-        with connection.transaction(), connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding) "
-                f"VALUES (%s, %s, %s) {conflict}",
-                [(model_key, text_hash, vector) for text_hash, vector in embeddings.items()],
-            )
+        with connection.transaction():
+            _copy_into_cache(connection, model_key, embeddings.items(), ENGINE_ORIGIN, replace)
 
     def seed_embeddings(
         self, model_key: str, vectors: Iterable[tuple[bytes, np.ndarray]], origin: str
     ) -> int:
-        """Cache vectors that came from elsewhere (an old vector store), COPYed in pages of
+        """Cache vectors that came from elsewhere (an old vector store) in pages of
         SEED_PAGE_ROWS, each page its own transaction; a text that already has a vector keeps
         it. Returns how many were new."""
         added = 0
         with self._connect() as connection:
-            connection.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_vector "
-                "(text_hash bytea NOT NULL, embedding vector NOT NULL)"
-            )
             for page in _pages(vectors, SEED_PAGE_ROWS):
-                with connection.transaction(), connection.cursor() as cursor:
-                    cursor.execute("TRUNCATE pg_temp.incoming_vector")
-                    with cursor.copy(
-                        "COPY pg_temp.incoming_vector (text_hash, embedding) FROM STDIN "
-                        "WITH (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types(["bytea", "vector"])
-                        for text_hash, vector in page:
-                            copy.write_row((text_hash, vector))
-                    cursor.execute(
-                        f"INSERT INTO {SCHEMA}.embedding_cache "
-                        "(model_key, text_hash, embedding, origin) "
-                        "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s "
-                        "FROM pg_temp.incoming_vector ON CONFLICT DO NOTHING",
-                        (model_key, origin),
-                    )
-                    added += cursor.rowcount
+                with connection.transaction():
+                    added += _copy_into_cache(connection, model_key, page, origin, replace=False)
         return added
 
     def progress(self, partition_key: str) -> tuple[int, int]:
