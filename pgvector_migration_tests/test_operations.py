@@ -220,7 +220,12 @@ def test_two_partitions_run_in_parallel_processes_on_one_instance(
         for key in (FOUNDING, LITERATURE)
     ]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    failed_tails = [
+        "\n".join(output.splitlines()[-60:])
+        for run, output in zip(runs, outputs, strict=True)
+        if run.returncode != 0
+    ]
+    assert not failed_tails, "\n----\n".join(failed_tails)
 
     counts = deployment.counts()
     shared = sample_file_id("gettysburg_and_inaugural.txt")
