@@ -18,7 +18,7 @@ from pgvector_migration import cli
 from pgvector_migration.pipeline.records import document_embedding_input
 from pgvector_migration.pipeline.transplant import Candidate, spread_sample, stored_model
 from pgvector_migration.resources.chroma_store import ChromaSnapshot, ChromaStoreError
-from pgvector_migration.resources.stored_vectors import FROM_CHROMA_ENV
+from pgvector_migration.resources.stored_vectors import FROM_CHROMA_ENV, StoredVectorsResource
 from pgvector_migration.sample_data import sample_file_id
 from pgvector_migration_tests.conftest import TEST_MODEL
 
@@ -269,6 +269,20 @@ def test_snapshot_reads_pages_and_vectors_by_id(tmp_path):
     np.testing.assert_allclose(by_id["id-2400"], vectors[2400], rtol=1e-6)
     with pytest.raises(ChromaStoreError, match="not a Chroma persistent directory"):
         ChromaSnapshot(tmp_path / "empty")
+    with ChromaSnapshot(store, copy=False) as in_place:
+        assert len(list(in_place.chunks("file-x"))) == count
+
+
+def test_a_store_is_opened_once_per_process(tmp_path):
+    store = tmp_path / "vector_db"
+    chromadb.PersistentClient(path=str(store), settings=Settings(anonymized_telemetry=False))
+    resource = StoredVectorsResource(chroma_path=str(store))
+
+    assert resource.open() is resource.open()
+    assert StoredVectorsResource(chroma_path=str(store), copy_store=False).open() is not (
+        resource.open()
+    )
+    assert StoredVectorsResource().open() is None
 
 
 @pytest.mark.parametrize(

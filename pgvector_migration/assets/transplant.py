@@ -109,30 +109,27 @@ def transplanted_embeddings(
         source = stored_vectors.open()
     except ChromaStoreError as error:
         raise Failure(description=str(error)) from error
+    report = TransplantReport(source.description)
+    candidates = find_candidates(source, collections, needed, target, report)
     try:
-        report = TransplantReport(source.description)
-        candidates = find_candidates(source, collections, needed, target, report)
-        try:
-            fresh = verify_samples(
-                source,
-                candidates,
-                target,
-                stored_vectors.samples_per_collection,
-                stored_vectors.min_similarity,
-                dispatcher.embed,
-                report,
-            )
-        except (TransplantRefused, EmbeddingError) as error:
-            raise Failure(description=str(error), metadata=report_metadata(report)) from error
-        with vector_store.connect() as connection:
-            state.store_embeddings(connection, dispatcher.model_key, fresh)
-        report.vectors_seeded = state.seed_embeddings(
-            dispatcher.model_key,
-            transplanted_vectors(source, candidates, target, report),
-            TRANSPLANT_ORIGIN,
+        fresh = verify_samples(
+            source,
+            candidates,
+            target,
+            stored_vectors.samples_per_collection,
+            stored_vectors.min_similarity,
+            dispatcher.embed,
+            report,
         )
-    finally:
-        source.close()
+    except (TransplantRefused, EmbeddingError) as error:
+        raise Failure(description=str(error), metadata=report_metadata(report)) from error
+    with vector_store.connect() as connection:
+        state.store_embeddings(connection, dispatcher.model_key, fresh)
+    report.vectors_seeded = state.seed_embeddings(
+        dispatcher.model_key,
+        transplanted_vectors(source, candidates, target, report),
+        TRANSPLANT_ORIGIN,
+    )
     context.log.info(
         f"{report.vectors_seeded} vectors transplanted from {report.store}, "
         f"{report.sampled} samples compared"

@@ -1,8 +1,9 @@
 """Open WebUI's Chroma store (`VECTOR_DB=chroma`, `{DATA_DIR}/vector_db`) as a source of vectors.
 
-chromadb may migrate or compact a persistent directory when it opens one, so the store is never
-opened in place: a snapshot copy in a temporary directory is opened instead and removed on close.
-The user's store is only read.
+chromadb may migrate or compact a persistent directory when it opens one, so by default the
+store is not opened in place: a snapshot copy in a temporary directory is opened instead and
+removed on close, and the user's store is only read. A store that is itself a throwaway copy
+can be opened in place to save the copy.
 """
 
 from __future__ import annotations
@@ -45,30 +46,39 @@ def check_chroma_directory(path: str | Path) -> Path:
 
 
 class ChromaSnapshot:
-    """A read-only view of a Chroma persistent directory, through a private copy of it."""
+    """A view of a Chroma persistent directory, through a private copy of it unless `copy` is
+    False."""
 
-    def __init__(self, path: str | Path, tenant: str | None = None, database: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        copy: bool = True,
+        tenant: str | None = None,
+        database: str | None = None,
+    ):
         source = check_chroma_directory(path)
         import chromadb
         from chromadb.config import Settings
 
         self.description = f"Chroma store {path}"
-        self._copy = Path(tempfile.mkdtemp(prefix="pgvector-migration-chroma-"))
+        self._copy = Path(tempfile.mkdtemp(prefix="pgvector-migration-chroma-")) if copy else None
         try:
-            shutil.copytree(source, self._copy, dirs_exist_ok=True)
+            if self._copy is not None:
+                shutil.copytree(source, self._copy, dirs_exist_ok=True)
             self._client = chromadb.PersistentClient(
-                path=str(self._copy),
+                path=str(self._copy or source),
                 settings=Settings(anonymized_telemetry=False, allow_reset=False),
                 tenant=tenant or os.environ.get("CHROMA_TENANT") or chromadb.DEFAULT_TENANT,
                 database=database or os.environ.get("CHROMA_DATABASE") or chromadb.DEFAULT_DATABASE,
             )
         except Exception as error:
-            shutil.rmtree(self._copy, ignore_errors=True)
+            self.close()
             raise ChromaStoreError(f"cannot open {self.description}: {error}") from error
 
     def close(self) -> None:
         self._client = None
-        shutil.rmtree(self._copy, ignore_errors=True)
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
 
     def __enter__(self) -> ChromaSnapshot:
         return self

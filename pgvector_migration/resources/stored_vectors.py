@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -36,6 +39,11 @@ class StoredVectorsResource(ConfigurableResource):
         description="Stored chunks per collection embedded afresh and compared before any "
         "vector of the store is used (0: trust the store without checking).",
     )
+    copy_store: bool = Field(
+        default=True,
+        description="Open a private copy of the store (chromadb may migrate a directory it "
+        "opens); False opens the directory itself, for a store that is already a copy.",
+    )
     min_similarity: float = Field(
         default=DEFAULT_MIN_SIMILARITY,
         description="Cosine similarity every sampled stored vector must reach against its "
@@ -59,10 +67,29 @@ class StoredVectorsResource(ConfigurableResource):
             check_chroma_directory(path)
 
     def open(self) -> StoredVectorSource | None:
-        """The configured store, opened; None when none is configured. Close it after use."""
+        """The configured store, opened once per process and shared by every partition run in
+        it (so a migration copies a store once, not once per knowledge base); None when none is
+        configured. Closed (its copy removed) when the process exits."""
         path = self.resolved_chroma_path()
         if path is None:
             return None
         from pgvector_migration.resources.chroma_store import ChromaSnapshot
 
-        return ChromaSnapshot(path)
+        key = (str(Path(path).expanduser().resolve()), self.copy_store)
+        with _OPEN_STORES_LOCK:
+            if key not in _OPEN_STORES:
+                _OPEN_STORES[key] = ChromaSnapshot(path, copy=self.copy_store)
+                if len(_OPEN_STORES) == 1:
+                    atexit.register(_close_open_stores)
+            return _OPEN_STORES[key]
+
+
+_OPEN_STORES: dict[tuple[str, bool], StoredVectorSource] = {}
+_OPEN_STORES_LOCK = threading.Lock()
+
+
+def _close_open_stores() -> None:
+    with _OPEN_STORES_LOCK:
+        for store in _OPEN_STORES.values():
+            store.close()
+        _OPEN_STORES.clear()
