@@ -58,19 +58,78 @@ def unsupported_reason(filename: str, content_type: str | None) -> str | None:
     return None
 
 
+CHARDET_WINDOW_BYTES = 256 * 1024
+CJK_MIN_SHARE = 0.05
+# chardet's names for CJK encodings, mapped to the codec that decodes the whole family (GB2312
+# and GBK text is GB18030 text); tried first when chardet names one of them.
+CJK_CODEC_OF_GUESS = {
+    "gb2312": "gb18030",
+    "gb18030": "gb18030",
+    "gbk": "gb18030",
+    "big5": "big5",
+    "euckr": "euc-kr",
+    "cp949": "cp949",
+    "eucjp": "euc-jp",
+    "iso2022jp": "euc-jp",
+    "shiftjis": "cp932",
+    "cp932": "cp932",
+}
+CJK_CODECS = ("gb18030", "big5", "euc-kr", "euc-jp")
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0xF900, 0xFAFF),
+    (0x3000, 0x303F),
+    (0x3040, 0x309F),
+    (0x30A0, 0x30FF),
+    (0xAC00, 0xD7AF),
+    (0xFF00, 0xFFEF),
+)
+
+
+def _mostly_cjk(text: str) -> bool:
+    """At least CJK_MIN_SHARE of the visible characters are CJK: a CJK codec that decodes
+    bytes into something else has guessed wrong."""
+    visible = [ord(ch) for ch in text if not ch.isspace()]
+    if not visible:
+        return False
+    cjk = sum(1 for cp in visible if any(low <= cp <= high for low, high in _CJK_RANGES))
+    return cjk / len(visible) >= CJK_MIN_SHARE
+
+
 def detect_text_encoding(raw: bytes) -> str:
-    """UTF-8 when the bytes are valid UTF-8, else chardet's guess when it decodes, else latin-1
-    (which always decodes; ftfy then repairs the usual Windows-1252 mojibake)."""
+    """The encoding Open WebUI's loaders read a text file with: UTF-8 when it decodes; else a
+    CJK codec (chardet's hint first) whose text is recognisably CJK; else chardet's guess when
+    it decodes; else latin-1, which always decodes (ftfy then repairs Windows-1252 mojibake).
+
+    chardet reads a window around the first non-UTF-8 byte, or the whole file when that window
+    holds almost no non-ASCII bytes, as Open WebUI does."""
     if not raw:
         return "utf-8"
     try:
         raw.decode("utf-8")
         return "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as error:
+        first_bad = error.start
     import chardet
 
-    guess = chardet.detect(raw).get("encoding")
+    start = max(0, first_bad - CHARDET_WINDOW_BYTES // 2)
+    sample = raw[start : start + CHARDET_WINDOW_BYTES]
+    detected = chardet.detect(sample)
+    if len(sample.translate(None, delete=bytes(range(128)))) < 64 and len(sample) < len(raw):
+        detected = chardet.detect(raw)
+    guess = detected.get("encoding")
+    hinted = CJK_CODEC_OF_GUESS.get((guess or "").lower().replace("-", "").replace("_", ""))
+    for codec in ([hinted] if hinted else []) + [c for c in CJK_CODECS if c != hinted]:
+        try:
+            text = raw.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if text.strip() and _mostly_cjk(text):
+            return codec
     if guess:
         try:
             raw.decode(guess)
