@@ -10,11 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pgvector_migration.pipeline.records import (
+    FILE_COLLECTION_PREFIX,
     KNOWLEDGE_BASES_COLLECTION,
     MEMORY_COLLECTION_PREFIX,
 )
-
-FILE_COLLECTION_PREFIX = "file-"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,12 @@ KNOWLEDGE_BASES_COLLECTION = "knowledge-bases"
 MEMORY_COLLECTION_PREFIX = "user-memory-"
 
 
+FILE_COLLECTION_PREFIX = "file-"
+
+
 def file_collection_name(file_id: str) -> str:
     """Open WebUI's per-file collection."""
-    return f"file-{file_id}"
+    return f"{FILE_COLLECTION_PREFIX}{file_id}"
 
 
 @dataclass(frozen=True)

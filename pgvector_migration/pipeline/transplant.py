@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pgvector_migration.pipeline.ids import text_key
-from pgvector_migration.pipeline.records import document_embedding_input
+from pgvector_migration.pipeline.records import FILE_COLLECTION_PREFIX, document_embedding_input
 
 DEFAULT_SAMPLES_PER_COLLECTION = 3
 DEFAULT_MIN_SIMILARITY = 0.99
@@ -144,11 +144,16 @@ def find_candidates(
     report: TransplantReport,
 ) -> dict[str, list[Candidate]]:
     """Per collection, the stored chunks made by the target model whose text the migration
-    still has to embed; each text once across collections."""
+    still has to embed; each text once across collections.
+
+    File collections are read first: a knowledge collection repeats its files' chunks, and
+    taking them from the small per-file collections keeps the large one's vector index
+    unloaded."""
     available = source.collection_names()
     wanted = needed.copy()
     found: dict[str, list[Candidate]] = {}
-    for collection in collections:
+    ordered = sorted(collections, key=lambda name: not name.startswith(FILE_COLLECTION_PREFIX))
+    for collection in ordered:
         if collection not in available:
             continue
         report.collections_read += 1

@@ -8,6 +8,7 @@ can be opened in place to save the copy.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ import numpy as np
 from pgvector_migration.pipeline.transplant import StoredChunk
 
 PAGE_ROWS = 1000
+INDEXES_PER_CLIENT = 50
 SQLITE_FILE = "chroma.sqlite3"
 
 
@@ -58,25 +60,46 @@ class ChromaSnapshot:
     ):
         source = check_chroma_directory(path)
         import chromadb
-        from chromadb.config import Settings
 
         self.description = f"Chroma store {path}"
+        self._tenant = tenant or os.environ.get("CHROMA_TENANT") or chromadb.DEFAULT_TENANT
+        self._database = database or os.environ.get("CHROMA_DATABASE") or chromadb.DEFAULT_DATABASE
         self._copy = Path(tempfile.mkdtemp(prefix="pgvector-migration-chroma-")) if copy else None
+        self._path = self._copy or source
+        self._client = None
+        self._indexes_loaded: set[str] = set()
         try:
             if self._copy is not None:
                 shutil.copytree(source, self._copy, dirs_exist_ok=True)
-            self._client = chromadb.PersistentClient(
-                path=str(self._copy or source),
-                settings=Settings(anonymized_telemetry=False, allow_reset=False),
-                tenant=tenant or os.environ.get("CHROMA_TENANT") or chromadb.DEFAULT_TENANT,
-                database=database or os.environ.get("CHROMA_DATABASE") or chromadb.DEFAULT_DATABASE,
-            )
+            self._open_client()
         except Exception as error:
             self.close()
             raise ChromaStoreError(f"cannot open {self.description}: {error}") from error
 
-    def close(self) -> None:
+    def _open_client(self) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        self._client = chromadb.PersistentClient(
+            path=str(self._path),
+            settings=Settings(anonymized_telemetry=False, allow_reset=False),
+            tenant=self._tenant,
+            database=self._database,
+        )
+
+    def _release_indexes(self) -> None:
+        """Drop the client and chromadb's cached system: it keeps every vector index it loaded
+        (megabytes per collection) until then."""
+        from chromadb.api.client import SharedSystemClient
+
         self._client = None
+        SharedSystemClient.clear_system_cache()
+        gc.collect()
+        self._indexes_loaded.clear()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._release_indexes()
         if self._copy is not None:
             shutil.rmtree(self._copy, ignore_errors=True)
 
@@ -107,8 +130,15 @@ class ChromaSnapshot:
             offset += len(ids)
 
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Reading vectors loads the collection's index; after INDEXES_PER_CLIENT collections
+        the client is reopened, so memory stays bounded however many files a partition has."""
         if not ids:
             return {}
+        if collection not in self._indexes_loaded:
+            if len(self._indexes_loaded) >= INDEXES_PER_CLIENT:
+                self._release_indexes()
+                self._open_client()
+            self._indexes_loaded.add(collection)
         page = self._client.get_collection(collection).get(ids=list(ids), include=["embeddings"])
         return {
             chunk_id: np.asarray(vector, dtype=np.float32)
