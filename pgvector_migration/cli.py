@@ -8,12 +8,14 @@ Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -245,43 +247,110 @@ def _failure_message(result) -> str:
     return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
 
 
-def _run_partition(
-    job,
-    instance,
-    key: str,
-    file_ids: list[str],
-    args,
-    stored_vectors,
-    resources_state,
-    summary,
-    started_at,
-) -> None:
+PREPARE_ASSETS = ("file_inventory", "completeness_report", "chunked_documents")
+WRITE_ASSETS = ("transplanted_embeddings", "embedded_collections")
+ASSESS_ASSETS = ("file_inventory", "completeness_report")
+
+
+def _partition_config(file_ids: list[str], args, started_at) -> dict:
+    return {
+        "file_inventory": {"config": {"file_ids": file_ids}},
+        "completeness_report": {
+            "config": {
+                "overwrite": args.overwrite,
+                "reextract": args.reextract,
+                "overwrite_unless_written_after": started_at.isoformat(),
+            }
+        },
+        "chunked_documents": {"config": {"reextract": args.reextract}},
+    }
+
+
+def _execute(job, instance, key: str, assets: Sequence[str], config: dict):
+    """One Dagster run of `assets` for one partition, recorded in the instance."""
+    from dagster import AssetKey
+
+    return job.execute_in_process(
+        run_config={**QUIET_LOGS, "ops": {name: config[name] for name in assets if name in config}},
+        instance=instance,
+        partition_key=key,
+        asset_selection=[AssetKey(name) for name in assets],
+        tags={"pgvector_migration/source": "cli"},
+        raise_on_error=False,
+    )
+
+
+def _prepare(job, instance, key: str, config: dict, assets: Sequence[str], state):
+    """Take the partition's lease and run its loading and splitting; returns the lease (held
+    until the partition is written) and the run."""
+    lease = contextlib.ExitStack()
+    lease.enter_context(state.partition_lease(key))
+    try:
+        return lease, _execute(job, instance, key, assets, config)
+    except BaseException:
+        lease.close()
+        raise
+
+
+def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, summary) -> None:
+    """Run every partition: inventory, completeness and chunking (one run), then transplant,
+    embedding and writing (a second run). The next partition is loaded and split in the
+    background while this one embeds, so a provider's budget is not left idle while files
+    are parsed; writes stay one partition at a time. A dry run only assesses."""
+    import psycopg
+
+    from pgvector_migration.resources.vector_store import TargetConfigurationError
     from pgvector_migration.summary import partition_outcomes
 
-    run_config = {
-        **QUIET_LOGS,
-        "ops": {
-            "file_inventory": {"config": {"file_ids": file_ids}},
-            "completeness_report": {
-                "config": {
-                    "overwrite": args.overwrite,
-                    "reextract": args.reextract,
-                    "overwrite_unless_written_after": started_at.isoformat(),
-                }
-            },
-        },
-    }
-    if not args.dry_run:
-        run_config["ops"]["chunked_documents"] = {"config": {"reextract": args.reextract}}
+    started_at = datetime.now(UTC)
+    prepare_assets = ASSESS_ASSETS if args.dry_run else PREPARE_ASSETS
     progress = sys.stderr.isatty() and not args.no_progress
-    with resources_state.partition_lease(key), ProgressBar(resources_state, key, progress):
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            partition_key=key,
-            tags={"pgvector_migration/source": "cli"},
-            raise_on_error=False,
-        )
+    items = list(keys.items())
+    with ThreadPoolExecutor(1, thread_name_prefix="prepare-next-partition") as preparer:
+
+        def submit(index: int):
+            key, file_ids = items[index]
+            config = _partition_config(file_ids, args, started_at)
+            return preparer.submit(_prepare, job, instance, key, config, prepare_assets, state)
+
+        def finish(key: str, file_ids: list[str], lease, prepared) -> None:
+            with lease:
+                if not prepared.success:
+                    summary.run_errors.append(f"partition {key}: {_failure_message(prepared)}")
+                elif not args.dry_run:
+                    with ProgressBar(state, key, progress):
+                        written = _execute(
+                            job,
+                            instance,
+                            key,
+                            WRITE_ASSETS,
+                            _partition_config(file_ids, args, started_at),
+                        )
+                    _add_written(written, key, stored_vectors, summary)
+                summary.add(
+                    partition_outcomes(
+                        state.completeness_rows(key), state.failures(key), args.dry_run
+                    )
+                )
+
+        pending = submit(0) if items else None
+        for index, (key, file_ids) in enumerate(items):
+            try:
+                lease, prepared = pending.result()
+            except (psycopg.Error, TargetConfigurationError) as error:
+                lease = prepared = None
+                summary.run_errors.append(f"partition {key}: target database lost: {error}")
+            if index + 1 < len(items):
+                pending = submit(index + 1)
+            if prepared is None:
+                continue
+            try:
+                finish(key, file_ids, lease, prepared)
+            except (psycopg.Error, TargetConfigurationError) as error:
+                summary.run_errors.append(f"partition {key}: target database lost: {error}")
+
+
+def _add_written(result, key: str, stored_vectors, summary) -> None:
     if not result.success:
         summary.run_errors.append(f"partition {key}: {_failure_message(result)}")
     if stored_vectors.description():
@@ -294,11 +363,6 @@ def _run_partition(
         summary.texts_reused += metadata["texts_reused"].value
         summary.texts_transplanted += metadata["texts_transplanted"].value
         summary.tokens_spent += metadata["tokens_spent"].value
-    summary.add(
-        partition_outcomes(
-            resources_state.completeness_rows(key), resources_state.failures(key), args.dry_run
-        )
-    )
 
 
 def _run_system_collections(defs, instance, kinds: set[str], args, state, summary) -> None:
@@ -389,17 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    import psycopg
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import build_definitions
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
     from pgvector_migration.resources.stored_vectors import StoredVectorsResource
-    from pgvector_migration.resources.vector_store import (
-        PgVectorResource,
-        TargetConfigurationError,
-    )
+    from pgvector_migration.resources.vector_store import PgVectorResource
     from pgvector_migration.summary import RunSummary
 
     openwebui, vector_store = OpenWebUIResource(), PgVectorResource()
@@ -425,17 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = defs.resolve_job_def(job_name)
     state = vector_store.state()
     summary = RunSummary(dry_run=args.dry_run)
-    started_at = datetime.now(UTC)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     if "files" in kinds:
-        for key, file_ids in keys.items():
-            try:
-                _run_partition(
-                    job, instance, key, file_ids, args, stored_vectors, state, summary, started_at
-                )
-            except (psycopg.Error, TargetConfigurationError) as error:
-                summary.run_errors.append(f"partition {key}: target database lost: {error}")
+        _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
         if args.prune and not args.dry_run and not narrowed:
             _prune(defs, instance, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)

@@ -27,6 +27,7 @@ from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 
 CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP = 3
+LOCAL_BATCHES_PER_WAVE = 8
 
 
 @dataclass
@@ -97,7 +98,13 @@ class UnitWriter:
         dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
         vector_store.ensure_table(dimension)
         state.ensure_cache()
-        texts_per_wave = max(embeddings.max_batch_size * embeddings.max_in_flight * 2, 512)
+        # Enough texts to keep every request slot busy; a local model gets a few batches at a
+        # time, so its tokenised inputs stay small and writing starts early.
+        texts_per_wave = (
+            max(embeddings.max_batch_size * embeddings.max_in_flight * 2, 512)
+            if dispatcher.is_api
+            else embeddings.local_batch_size * LOCAL_BATCHES_PER_WAVE
+        )
         return cls(
             vector_store,
             state,

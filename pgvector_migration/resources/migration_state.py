@@ -392,7 +392,9 @@ class MigrationState:
 
     def staged_units(self, partition_key: str) -> Iterator[WriteUnit]:
         """Stream the staged chunks of this partition's selected, not failed units, one unit at
-        a time, so memory is bounded by the largest file, not the partition.
+        a time, so memory is bounded by the largest file, not the partition. A unit written
+        with the same content and settings since it was selected (by another partition holding
+        the same file, or by an earlier attempt of this step) is done and left out.
 
         Pages are read by key, each in its own short statement: no transaction stays open
         while units are embedded, so nothing holds locks or old snapshots meanwhile."""
@@ -410,14 +412,29 @@ class MigrationState:
             ORDER BY s.file_id, s.collection_name, s.position
             LIMIT {STAGED_PAGE_ROWS}
         """
+        # Decided once, before the first page: a unit is either left out whole or read whole.
+        done_query = f"""
+            SELECT DISTINCT s.collection_name, s.file_id
+            FROM {SCHEMA}.completeness c
+            JOIN {SCHEMA}.staged_chunk s
+              ON s.collection_name = c.collection_name AND s.file_id = c.file_id
+            JOIN {SCHEMA}.written_collection w
+              ON w.collection_name = s.collection_name AND w.file_id = s.file_id
+            WHERE c.partition_key = %s AND c.selected AND w.written_at >= c.checked_at
+              AND w.content_hash = s.content_hash
+              AND w.settings_fingerprint = s.settings_fingerprint
+        """
         unit: WriteUnit | None = None
         after = ("", "", -1)
         with self._connect(with_vectors=False) as connection:
+            done = {tuple(row) for row in connection.execute(done_query, (partition_key,))}
             while True:
                 rows = connection.execute(query, (partition_key, *after)).fetchall()
                 for row in rows:
                     collection_name, file_id, filename, content_hash, fingerprint = row[:5]
                     position, chunk_id, text, metadata = row[5:]
+                    if (collection_name, file_id) in done:
+                        continue
                     if unit is None or (unit.collection_name, unit.source_id) != (
                         collection_name,
                         file_id,
