@@ -190,6 +190,15 @@ def test_cli_rebuilds_the_index_once_after_all_partitions(deployment, tmp_path):
     }
     assert len(indexes) == 1
     assert indexes[0].status == dg.DagsterRunStatus.SUCCESS
+    # The next partition is loaded while the previous one is written.
+    records = instance.get_run_records(dg.RunsFilter(job_name="migrate_knowledge_base"))
+    records.sort(key=lambda record: record.start_time)
+    writes = [r for r in records if "embedded_collections" in str(r.dagster_run.asset_selection)]
+    prepares = [r for r in records if r not in writes]
+    assert any(
+        later.start_time < write.end_time
+        for write, later in zip(writes, prepares[1:], strict=False)
+    )
 
 
 def test_two_partitions_run_in_parallel_processes_on_one_instance(
