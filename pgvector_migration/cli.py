@@ -8,14 +8,13 @@ Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configur
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -252,17 +251,17 @@ WRITE_ASSETS = ("transplanted_embeddings", "embedded_collections")
 ASSESS_ASSETS = ("file_inventory", "completeness_report")
 
 
-def _partition_config(file_ids: list[str], args, started_at) -> dict:
+def _partition_config(file_ids: list[str], overwrite: bool, reextract: bool, started_at) -> dict:
     return {
         "file_inventory": {"config": {"file_ids": file_ids}},
         "completeness_report": {
             "config": {
-                "overwrite": args.overwrite,
-                "reextract": args.reextract,
+                "overwrite": overwrite,
+                "reextract": reextract,
                 "overwrite_unless_written_after": started_at.isoformat(),
             }
         },
-        "chunked_documents": {"config": {"reextract": args.reextract}},
+        "chunked_documents": {"config": {"reextract": reextract}},
     }
 
 
@@ -280,23 +279,46 @@ def _execute(job, instance, key: str, assets: Sequence[str], config: dict):
     )
 
 
-def _prepare(job, instance, key: str, config: dict, assets: Sequence[str], state):
-    """Take the partition's lease and run its loading and splitting; returns the lease (held
-    until the partition is written) and the run."""
-    lease = contextlib.ExitStack()
-    lease.enter_context(state.partition_lease(key))
+def prepare_partition(
+    key: str, job_name: str, assets: Sequence[str], config: dict, instance=None
+) -> str | None:
+    """Load, split and stage one partition under its lease (a Dagster run); None when it
+    succeeded, else why not. Also the body of the prefetch process, which builds its own
+    definitions and instance: Dagster configures Python logging at every run start, which
+    deadlocks against a run logging in another thread of the same process."""
+    from pgvector_migration.definitions import build_definitions
+    from pgvector_migration.resources.vector_store import (
+        PgVectorResource,
+        TargetConfigurationError,
+    )
+
     try:
-        return lease, _execute(job, instance, key, assets, config)
-    except BaseException:
-        lease.close()
+        state = PgVectorResource().state()
+        instance = instance or _instance()
+        ensure_partitions(instance, [key])
+        with state.partition_lease(key):
+            job = build_definitions().resolve_job_def(job_name)
+            result = _execute(job, instance, key, assets, config)
+    except TargetConfigurationError as error:
+        return f"target database lost: {error}"
+    except Exception as error:
+        import psycopg
+
+        if isinstance(error, psycopg.Error):
+            return f"target database lost: {error}"
         raise
+    return None if result.success else _failure_message(result)
 
 
 def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, summary) -> None:
     """Run every partition: inventory, completeness and chunking (one run), then transplant,
-    embedding and writing (a second run). The next partition is loaded and split in the
-    background while this one embeds, so a provider's budget is not left idle while files
-    are parsed; writes stay one partition at a time. A dry run only assesses."""
+    embedding and writing (a second run). While one partition embeds and writes, the next is
+    loaded and split in a separate process, so a provider's budget is not left idle while
+    files are parsed; writes stay one partition at a time. Each phase holds the partition's
+    lease; a unit another run writes in between is left out of the write (see
+    `staged_units`). A dry run only assesses."""
+    import multiprocessing
+
     import psycopg
 
     from pgvector_migration.resources.vector_store import TargetConfigurationError
@@ -306,46 +328,38 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     prepare_assets = ASSESS_ASSETS if args.dry_run else PREPARE_ASSETS
     progress = sys.stderr.isatty() and not args.no_progress
     items = list(keys.items())
-    with ThreadPoolExecutor(1, thread_name_prefix="prepare-next-partition") as preparer:
 
-        def submit(index: int):
-            key, file_ids = items[index]
-            config = _partition_config(file_ids, args, started_at)
-            return preparer.submit(_prepare, job, instance, key, config, prepare_assets, state)
+    def prepare_arguments(index: int) -> tuple:
+        key, file_ids = items[index]
+        config = _partition_config(file_ids, args.overwrite, args.reextract, started_at)
+        return key, job.name, prepare_assets, config
 
-        def finish(key: str, file_ids: list[str], lease, prepared) -> None:
-            with lease:
-                if not prepared.success:
-                    summary.run_errors.append(f"partition {key}: {_failure_message(prepared)}")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as prefetcher:
+        pending = None
+        for index, (key, file_ids) in enumerate(items):
+            if pending is None:
+                problem = prepare_partition(*prepare_arguments(index), instance=instance)
+            else:
+                problem = pending.result()
+            pending = (
+                prefetcher.submit(prepare_partition, *prepare_arguments(index + 1))
+                if index + 1 < len(items) and not args.dry_run
+                else None
+            )
+            try:
+                if problem is not None:
+                    summary.run_errors.append(f"partition {key}: {problem}")
                 elif not args.dry_run:
-                    with ProgressBar(state, key, progress):
-                        written = _execute(
-                            job,
-                            instance,
-                            key,
-                            WRITE_ASSETS,
-                            _partition_config(file_ids, args, started_at),
-                        )
+                    config = _partition_config(file_ids, args.overwrite, args.reextract, started_at)
+                    with state.partition_lease(key), ProgressBar(state, key, progress):
+                        written = _execute(job, instance, key, WRITE_ASSETS, config)
                     _add_written(written, key, stored_vectors, summary)
                 summary.add(
                     partition_outcomes(
                         state.completeness_rows(key), state.failures(key), args.dry_run
                     )
                 )
-
-        pending = submit(0) if items else None
-        for index, (key, file_ids) in enumerate(items):
-            try:
-                lease, prepared = pending.result()
-            except (psycopg.Error, TargetConfigurationError) as error:
-                lease = prepared = None
-                summary.run_errors.append(f"partition {key}: target database lost: {error}")
-            if index + 1 < len(items):
-                pending = submit(index + 1)
-            if prepared is None:
-                continue
-            try:
-                finish(key, file_ids, lease, prepared)
             except (psycopg.Error, TargetConfigurationError) as error:
                 summary.run_errors.append(f"partition {key}: target database lost: {error}")
 

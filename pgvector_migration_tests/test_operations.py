@@ -201,6 +201,19 @@ def test_cli_rebuilds_the_index_once_after_all_partitions(deployment, tmp_path):
     )
 
 
+def test_cli_completes_on_an_instance_with_settings(deployment, tmp_path):
+    """With a dagster.yaml, Dagster configures Python logging at every run start; the next
+    partition's loading runs in its own process, so that never races a run that is logging."""
+    (deployment.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    code = cli.main(["--no-progress", "--only", "files"])
+
+    assert code == cli.EXIT_FAILED  # the sample's corrupt PDF
+    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))
+    assert len(runs) == 6
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+
+
 def test_two_partitions_run_in_parallel_processes_on_one_instance(
     deployment, fresh_database, tmp_path
 ):
