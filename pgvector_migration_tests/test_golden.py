@@ -24,26 +24,15 @@ from pgvector_migration.pipeline.metadata import stored_form
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, resolve_rag_settings
+from pgvector_migration_tests.golden.generate_golden import (
+    GOLDEN_CONTENT_TYPES,
+    UPLOAD_DIR_PLACEHOLDER,
+    UPLOAD_MTIME,
+)
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "expected"
 # Golden-only documents (not in the demo deployment): the types Open WebUI gives `unstructured`.
 GOLDEN_DOCUMENTS_DIR = Path(__file__).parent / "golden" / "documents"
-GOLDEN_CONTENT_TYPES = {
-    "epub": "application/epub+zip",
-    "doc": "application/msword",
-    "rst": "text/x-rst",
-    "xml": "application/xml",
-    "msg": "application/vnd.ms-outlook",
-    "odt": "application/vnd.oasis.opendocument.text",
-    "xls": "application/vnd.ms-excel",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "ppt": "application/vnd.ms-powerpoint",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-}
-# What generate_golden.py gives the uploads (unstructured records mtime and folder), and the
-# placeholder it writes for that folder.
-UPLOAD_MTIME = 1_700_000_000
-UPLOAD_DIR_PLACEHOLDER = "{UPLOAD_DIR}"
 GOLDENS = {
     path.name.removesuffix(".json"): json.loads(path.read_text(encoding="utf-8"))
     for path in sorted(GOLDEN_DIR.glob("*.json"))
