@@ -207,6 +207,16 @@ class CliRun:
     stdout_tail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def result(self) -> dict[str, Any]:
+        """What the results file keeps of a run."""
+        return {
+            "code": self.extra["code"],
+            "returncode": self.returncode,
+            "seconds": self.seconds,
+            "peak_rss_mib": self.peak_rss_mib,
+            "summary": _summary_counts(self.summary),
+        }
+
 
 def code_fingerprint() -> dict[str, str]:
     """Which migration code a run measured (it is being changed while benchmarks run): a
@@ -633,11 +643,7 @@ def main(argv: list[str] | None = None) -> int:
                 phase = embedding_phase(limiter.stats(), args.tpm, args.rpm)
                 phase["timeline"] = counter.timeline()
                 results["run1"] = {
-                    "code": first.extra["code"],
-                    "returncode": first.returncode,
-                    "seconds": first.seconds,
-                    "peak_rss_mib": first.peak_rss_mib,
-                    "summary": _summary_counts(first.summary),
+                    **first.result(),
                     "server": requests,
                     "embedding_phase": phase,
                 }
@@ -687,11 +693,7 @@ def main(argv: list[str] | None = None) -> int:
                         progress,
                     )
                     results["run2"] = {
-                        "code": second.extra["code"],
-                        "returncode": second.returncode,
-                        "seconds": second.seconds,
-                        "peak_rss_mib": second.peak_rss_mib,
-                        "summary": _summary_counts(second.summary),
+                        **second.result(),
                         "server": counter.snapshot(),
                     }
                     results["checks_after_run2"] = verify_target(
@@ -714,14 +716,7 @@ def main(argv: list[str] | None = None) -> int:
                         progress,
                     )
                     results["run3"] = {
-                        "returncode": third.returncode,
-                        "seconds": third.seconds,
-                        "peak_rss_mib": third.peak_rss_mib,
-                        "summary": {
-                            **_summary_counts(third.summary),
-                            "texts_transplanted": (third.summary or {}).get("texts_transplanted"),
-                            "transplant": (third.summary or {}).get("transplant"),
-                        },
+                        **third.result(),
                         "server": counter.snapshot(),
                         "checks": verify_target(transplant_url, dataset.expected_collections),
                         "same_rows_as_run1": chroma_export.same_rows(target_url, transplant_url),
@@ -763,6 +758,8 @@ def _summary_counts(summary: dict[str, Any] | None) -> dict[str, Any]:
         "chunks_written": summary.get("chunks_written"),
         "texts_embedded": summary.get("texts_embedded"),
         "texts_reused": summary.get("texts_reused"),
+        "texts_transplanted": summary.get("texts_transplanted"),
+        "transplant": summary.get("transplant"),
         "run_errors": summary.get("run_errors"),
     }
 

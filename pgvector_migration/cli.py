@@ -286,7 +286,9 @@ def prepare_partition(
     succeeded, else why not. Also the body of the prefetch process, which builds its own
     definitions and instance: Dagster configures Python logging at every run start, which
     deadlocks against a run logging in another thread of the same process."""
-    from pgvector_migration.definitions import build_definitions
+    import psycopg
+
+    from pgvector_migration.definitions import defs
     from pgvector_migration.resources.vector_store import (
         PgVectorResource,
         TargetConfigurationError,
@@ -297,16 +299,9 @@ def prepare_partition(
         instance = instance or _instance()
         ensure_partitions(instance, [key])
         with state.partition_lease(key):
-            job = build_definitions().resolve_job_def(job_name)
-            result = _execute(job, instance, key, assets, config)
-    except TargetConfigurationError as error:
+            result = _execute(defs.resolve_job_def(job_name), instance, key, assets, config)
+    except (psycopg.Error, TargetConfigurationError) as error:
         return f"target database lost: {error}"
-    except Exception as error:
-        import psycopg
-
-        if isinstance(error, psycopg.Error):
-            return f"target database lost: {error}"
-        raise
     return None if result.success else _failure_message(result)
 
 
@@ -327,31 +322,30 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     started_at = datetime.now(UTC)
     prepare_assets = ASSESS_ASSETS if args.dry_run else PREPARE_ASSETS
     progress = sys.stderr.isatty() and not args.no_progress
-    items = list(keys.items())
-
-    def prepare_arguments(index: int) -> tuple:
-        key, file_ids = items[index]
-        config = _partition_config(file_ids, args.overwrite, args.reextract, started_at)
-        return key, job.name, prepare_assets, config
-
+    partitions = [
+        (key, _partition_config(file_ids, args.overwrite, args.reextract, started_at))
+        for key, file_ids in keys.items()
+    ]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as prefetcher:
         pending = None
-        for index, (key, file_ids) in enumerate(items):
+        for index, (key, config) in enumerate(partitions):
             if pending is None:
-                problem = prepare_partition(*prepare_arguments(index), instance=instance)
+                problem = prepare_partition(
+                    key, job.name, prepare_assets, config, instance=instance
+                )
             else:
                 problem = pending.result()
-            pending = (
-                prefetcher.submit(prepare_partition, *prepare_arguments(index + 1))
-                if index + 1 < len(items) and not args.dry_run
-                else None
-            )
+            pending = None
+            if index + 1 < len(partitions) and not args.dry_run:
+                next_key, next_config = partitions[index + 1]
+                pending = prefetcher.submit(
+                    prepare_partition, next_key, job.name, prepare_assets, next_config
+                )
             try:
                 if problem is not None:
                     summary.run_errors.append(f"partition {key}: {problem}")
                 elif not args.dry_run:
-                    config = _partition_config(file_ids, args.overwrite, args.reextract, started_at)
                     with state.partition_lease(key), ProgressBar(state, key, progress):
                         written = _execute(job, instance, key, WRITE_ASSETS, config)
                     _add_written(written, key, stored_vectors, summary)

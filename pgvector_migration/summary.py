@@ -115,7 +115,8 @@ class TransplantSummary:
         if samples:
             self.samples_compared += samples
             lowest = metadata["min_sample_similarity"]
-            self.min_similarity = min(lowest, self.min_similarity or lowest)
+            if self.min_similarity is None or lowest < self.min_similarity:
+                self.min_similarity = lowest
 
     def as_json(self) -> dict[str, Any]:
         return {

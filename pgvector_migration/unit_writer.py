@@ -59,6 +59,18 @@ def waves(units: Iterable[WriteUnit], texts_per_wave: int) -> Iterator[list[Writ
         yield wave
 
 
+def prepare_target(
+    dispatcher: EmbeddingDispatcher, vector_store: PgVectorResource, state: MigrationState
+) -> int:
+    """The engine's vector dimension (from the cache when it knows it, so a re-run loads no
+    model and sends no request), with `document_chunk` created or checked against it and the
+    embedding cache in place; raises before anything is written when they do not fit."""
+    dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
+    vector_store.ensure_table(dimension)
+    state.ensure_cache()
+    return dimension
+
+
 class UnitWriter:
     """Writes units with one engine into the target; construct with `prepare`.
 
@@ -95,9 +107,7 @@ class UnitWriter:
         """Load the engine, learn its dimension (from the cache when it has one) and create or
         check `document_chunk`; raises before anything is written when they do not fit."""
         dispatcher = embeddings.dispatcher(settings)
-        dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
-        vector_store.ensure_table(dimension)
-        state.ensure_cache()
+        dimension = prepare_target(dispatcher, vector_store, state)
         # Enough texts to keep every request slot busy; a local model gets a few batches at a
         # time, so its tokenised inputs stay small and writing starts early.
         texts_per_wave = (

@@ -20,6 +20,7 @@ from pgvector_migration.pipeline.transplant import Candidate, spread_sample, sto
 from pgvector_migration.resources.chroma_store import ChromaSnapshot, ChromaStoreError
 from pgvector_migration.resources.stored_vectors import FROM_CHROMA_ENV, StoredVectorsResource
 from pgvector_migration.sample_data import sample_file_id
+from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
 from pgvector_migration_tests.conftest import TEST_MODEL
 
 PROBE = "dimension probe"
@@ -45,25 +46,12 @@ def rows_with_vectors(deployment) -> list[tuple]:
 
 
 def write_chroma_store(path: Path, rows, metadata_of=lambda m: m, vector_of=lambda v: v) -> None:
-    """Open WebUI's ChromaClient.insert: a collection per name with cosine space and no
-    embedding function, rows added with the processed metadata the pgvector client also
-    stores (flat values, nested ones as str())."""
-    client = chromadb.PersistentClient(
-        path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=True)
+    """Migrated rows as Open WebUI's Chroma client would hold them, each row's metadata and
+    vector passed through `metadata_of` and `vector_of` first."""
+    OpenWebUIChromaWriter(path).add(
+        (name, chunk_id, text, metadata_of(dict(metadata)), vector_of(vector.to_numpy()))
+        for name, chunk_id, text, metadata, vector in rows
     )
-    by_collection: dict[str, list] = {}
-    for row in rows:
-        by_collection.setdefault(row[0], []).append(row)
-    for name, members in by_collection.items():
-        collection = client.get_or_create_collection(
-            name=name, metadata={"hnsw:space": "cosine"}, embedding_function=None
-        )
-        collection.add(
-            ids=[row[1] for row in members],
-            documents=[row[2] for row in members],
-            embeddings=[np.asarray(vector_of(row[4].to_numpy())) for row in members],
-            metadatas=[metadata_of(dict(row[3])) for row in members],
-        )
 
 
 def store_fingerprint(path: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.stored_vectors import StoredVectorsResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.unit_writer import prepare_target
 
 TRANSPLANT_ORIGIN = "transplant"
 
@@ -40,7 +41,6 @@ def texts_to_embed(state: MigrationState, partition_key: str, model_key: str):
 
 
 def report_metadata(report: TransplantReport) -> dict[str, MetadataValue]:
-    similarity = report.min_similarity
     return {
         "store": MetadataValue.text(report.store),
         "vectors_transplanted": MetadataValue.int(report.vectors_seeded),
@@ -50,7 +50,8 @@ def report_metadata(report: TransplantReport) -> dict[str, MetadataValue]:
         "chunks_wrong_dimension": MetadataValue.int(report.chunks_wrong_dimension),
         "chunks_not_needed": MetadataValue.int(report.chunks_not_needed),
         "samples_compared": MetadataValue.int(report.sampled),
-        "min_sample_similarity": MetadataValue.float(similarity if similarity else 0.0),
+        # Only read when samples_compared > 0, where the lowest similarity exists.
+        "min_sample_similarity": MetadataValue.float(report.min_similarity or 0.0),
         "models_in_store": MetadataValue.json(dict(report.models_seen)),
     }
 
@@ -91,11 +92,9 @@ def transplanted_embeddings(
     state = vector_store.state()
     dispatcher = embeddings.dispatcher(settings)
     try:
-        dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
-        vector_store.ensure_table(dimension)
+        dimension = prepare_target(dispatcher, vector_store, state)
     except (TargetConfigurationError, EmbeddingError) as error:
         raise Failure(description=str(error)) from error
-    state.ensure_cache()
     collections, needed = texts_to_embed(state, context.partition_key, dispatcher.model_key)
     if not needed:
         return skipped(store, "every staged text already has a cached vector")

@@ -102,10 +102,6 @@ class TransplantReport:
     def min_similarity(self) -> float | None:
         return min(self.similarities) if self.similarities else None
 
-    @property
-    def mean_similarity(self) -> float | None:
-        return sum(self.similarities) / len(self.similarities) if self.similarities else None
-
 
 def stored_model(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
     """(engine, model) from a stored chunk's `embedding_config`.

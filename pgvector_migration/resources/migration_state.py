@@ -106,6 +106,7 @@ ALTER TABLE {SCHEMA}.embedding_cache
     ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT '{ENGINE_ORIGIN}';
 """
 SEED_PAGE_ROWS = 1000
+CACHE_LOOKUP_PAGE_KEYS = 10_000
 
 
 def ensure_state_schema(connection: psycopg.Connection) -> None:
@@ -617,11 +618,11 @@ class MigrationState:
         """Which of these texts already have a vector for this model (no vectors read)."""
         found: set[bytes] = set()
         with self._connect(with_vectors=False) as connection:
-            for start in range(0, len(text_hashes), STAGED_PAGE_ROWS * 5):
+            for page in _pages(text_hashes, CACHE_LOOKUP_PAGE_KEYS):
                 rows = connection.execute(
                     f"SELECT text_hash FROM {SCHEMA}.embedding_cache "
                     "WHERE model_key = %s AND text_hash = ANY(%s)",
-                    (model_key, list(text_hashes[start : start + STAGED_PAGE_ROWS * 5])),
+                    (model_key, page),
                 ).fetchall()
                 found.update(bytes(row[0]) for row in rows)
         return found
