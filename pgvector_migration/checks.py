@@ -33,10 +33,16 @@ def duplicates_result(vector_store: PgVectorResource, names: Sequence[str] | Non
             "duplicate_groups": MetadataValue.int(len(duplicates)),
             "duplicates": markdown_table(
                 [
-                    {"collection": c, "file_id": f, "start_index": s, "copies": n}
-                    for c, f, s, n in duplicates
+                    {
+                        "collection": collection,
+                        "file_id": file_id,
+                        "copies": copies,
+                        "rows": present,
+                        "rows_written": expected,
+                    }
+                    for collection, file_id, copies, present, expected in duplicates
                 ],
-                ["collection", "file_id", "start_index", "copies"],
+                ["collection", "file_id", "copies", "rows", "rows_written"],
             ),
         },
     )
@@ -95,7 +101,9 @@ def all_collections_complete(
 @asset_check(
     asset=embedded_collections,
     partitions_def=knowledge_partitions,
-    description="No chunk of the partition's collections is stored twice under different ids.",
+    description="No chunk of the partition's collections is stored twice: no (collection, "
+    "file) holds equal chunks beyond the rows its last write made (equal chunks that Open WebUI "
+    "itself writes are fine).",
 )
 def no_duplicate_chunks(
     context: AssetCheckExecutionContext, vector_store: PgVectorResource
@@ -121,7 +129,8 @@ def vector_dimensions_match(
 @asset_check(
     asset=document_chunk_table,
     blocking=True,
-    description="No chunk anywhere in document_chunk is stored twice; blocks the index build.",
+    description="No chunk anywhere in document_chunk is stored twice (as no_duplicate_chunks "
+    "judges it); blocks the index build.",
 )
 def table_has_no_duplicate_chunks(vector_store: PgVectorResource) -> AssetCheckResult:
     return duplicates_result(vector_store, None)

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.pipeline.transplant import (
     DEFAULT_MIN_SIMILARITY,
     DEFAULT_SAMPLES_PER_COLLECTION,
@@ -50,12 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="report what would be done; write no vectors"
     )
-    parser.add_argument(
+    text_source = parser.add_mutually_exclusive_group()
+    text_source.add_argument(
         "--reextract",
-        action="store_true",
-        help="read every upload again with Open WebUI's loaders instead of reusing the text "
-        "Open WebUI stored (file.data.content)",
+        dest="text_source",
+        action="store_const",
+        const=TextSource.UPLOAD_ONLY,
+        help="read every upload with Open WebUI's upload-time loaders and fail a file whose "
+        "upload cannot be read (by default such a file falls back to the text Open WebUI "
+        "stored, and the summary says so)",
     )
+    text_source.add_argument(
+        "--stored-text",
+        dest="text_source",
+        action="store_const",
+        const=TextSource.STORED,
+        help="split the text Open WebUI stored (file.data.content) instead of reading uploads: "
+        "fast and works without the uploads folder, but one document per file, without the "
+        "page, row or element documents and metadata Open WebUI made at upload",
+    )
+    parser.set_defaults(text_source=TextSource.UPLOAD)
     parser.add_argument(
         "--retry-failed",
         action="store_true",
@@ -251,17 +266,19 @@ WRITE_ASSETS = ("transplanted_embeddings", "embedded_collections")
 ASSESS_ASSETS = ("file_inventory", "completeness_report")
 
 
-def _partition_config(file_ids: list[str], overwrite: bool, reextract: bool, started_at) -> dict:
+def _partition_config(
+    file_ids: list[str], overwrite: bool, text_source: TextSource, started_at
+) -> dict:
     return {
         "file_inventory": {"config": {"file_ids": file_ids}},
         "completeness_report": {
             "config": {
                 "overwrite": overwrite,
-                "reextract": reextract,
+                "text_source": text_source.name,
                 "overwrite_unless_written_after": started_at.isoformat(),
             }
         },
-        "chunked_documents": {"config": {"reextract": reextract}},
+        "chunked_documents": {"config": {"text_source": text_source.name}},
     }
 
 
@@ -323,7 +340,7 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     prepare_assets = ASSESS_ASSETS if args.dry_run else PREPARE_ASSETS
     progress = sys.stderr.isatty() and not args.no_progress
     partitions = [
-        (key, _partition_config(file_ids, args.overwrite, args.reextract, started_at))
+        (key, _partition_config(file_ids, args.overwrite, args.text_source, started_at))
         for key, file_ids in keys.items()
     ]
     context = multiprocessing.get_context("spawn")

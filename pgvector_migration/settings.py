@@ -29,6 +29,7 @@ UNSUPPORTED_EXTRACTION_ENGINES = (
     "paddleocr_vl",
 )
 DEFAULT_EXTRACTION_TIMEOUT_SECONDS = 600
+PDF_LOADER_MODES = ("page", "single")
 
 
 class SettingsError(ValueError):
@@ -148,6 +149,10 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         "rag.content_extraction_engine", "CONTENT_EXTRACTION_ENGINE", "", str, lower_case_env=True
     ),
     "pdf_extract_images": SettingSpec("rag.pdf_extract_images", "PDF_EXTRACT_IMAGES", False, bool),
+    "pdf_loader_mode": SettingSpec("rag.pdf_loader_mode", "PDF_LOADER_MODE", "page", str),
+    "rapidocr_params": SettingSpec(
+        None, "RAPIDOCR_PARAMS", {"EngineConfig.onnxruntime.intra_op_num_threads": 1}, dict
+    ),
     "content_extraction_supported_media_mime_types": SettingSpec(
         "rag.content_extraction.supported_media_mime_types",
         "CONTENT_EXTRACTION_SUPPORTED_MEDIA_MIME_TYPES",
@@ -221,6 +226,8 @@ class RagSettings:
     tiktoken_encoding_name: str
     content_extraction_engine: str
     pdf_extract_images: bool
+    pdf_loader_mode: str
+    rapidocr_params: dict[str, Any]
     content_extraction_supported_media_mime_types: list[str] | None
     tika_server_url: str
     tika_server_version: str
@@ -262,6 +269,13 @@ class RagSettings:
             value = relevant.pop(option)
             if relevant["content_extraction_engine"] == engine:
                 relevant[option] = value
+        # The PDF loader's mode and OCR parameters shape text only when an upload is read (the
+        # OCR parameters only with image extraction on); at their defaults they are left out,
+        # so fingerprints made before these settings existed stay valid.
+        if not reads_upload or self.pdf_loader_mode == "page":
+            relevant.pop("pdf_loader_mode")
+        if not (reads_upload and self.pdf_extract_images):
+            relevant.pop("rapidocr_params")
         # How the prefix reaches the provider (a body field instead of prepended to each text)
         # changes vectors, but only counts when set, so fingerprints made before the setting
         # existed stay valid.
@@ -286,6 +300,11 @@ class RagSettings:
                 f"got {self.chunk_overlap}"
             )
         self.validate_extraction()
+        if self.pdf_loader_mode not in PDF_LOADER_MODES:
+            raise SettingsError(
+                f"PDF_LOADER_MODE (config rag.pdf_loader_mode) must be one of "
+                f"{', '.join(repr(m) for m in PDF_LOADER_MODES)}, got {self.pdf_loader_mode!r}"
+            )
 
     def validate_extraction(self) -> None:
         """Refuse a content-extraction engine we cannot call, or one that lacks its URL.

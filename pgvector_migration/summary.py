@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgvector_migration.pipeline.text_source import fallback_of
+
 PROCESSED = "processed"
 WOULD_PROCESS = "would process"
 SKIPPED_COMPLETE = "skipped (complete)"
@@ -41,6 +43,7 @@ def partition_outcomes(
         filename = rows[0]["filename"]
         statuses = {row["status"] for row in rows}
         reason = next((row["reason"] for row in rows if row["reason"]), "")
+        note = next((n for row in rows if (n := fallback_of(row["reason"]))), "")
         if file_id in failed:
             outcomes.append(FileOutcome(file_id, filename, FAILED, failed[file_id]["error"]))
         elif "unreadable" in statuses:
@@ -48,7 +51,7 @@ def partition_outcomes(
         elif "unsupported" in statuses:
             outcomes.append(FileOutcome(file_id, filename, SKIPPED_UNSUPPORTED, reason))
         elif dry_run and any(row["selected"] for row in rows):
-            outcomes.append(FileOutcome(file_id, filename, WOULD_PROCESS))
+            outcomes.append(FileOutcome(file_id, filename, WOULD_PROCESS, note))
         elif any(row["selected"] and not row["written"] for row in rows):
             unwritten = [
                 row["collection_name"] for row in rows if row["selected"] and not row["written"]
@@ -63,9 +66,9 @@ def partition_outcomes(
                 )
             )
         elif any(row["selected"] for row in rows):
-            outcomes.append(FileOutcome(file_id, filename, PROCESSED))
+            outcomes.append(FileOutcome(file_id, filename, PROCESSED, note))
         else:
-            outcomes.append(FileOutcome(file_id, filename, SKIPPED_COMPLETE))
+            outcomes.append(FileOutcome(file_id, filename, SKIPPED_COMPLETE, note))
     return outcomes
 
 
@@ -174,6 +177,14 @@ class RunSummary:
     def _with(self, outcome: str) -> list[FileOutcome]:
         return [o for o in self.outcomes.values() if o.outcome == outcome]
 
+    def _from_stored_text(self) -> list[FileOutcome]:
+        """Files built from Open WebUI's stored text because their upload could not be read."""
+        return [
+            o
+            for o in self.outcomes.values()
+            if o.outcome in (PROCESSED, WOULD_PROCESS, SKIPPED_COMPLETE) and o.reason
+        ]
+
     @property
     def has_failures(self) -> bool:
         return bool(
@@ -193,6 +204,9 @@ class RunSummary:
             "files_failed": [{"file_id": o.file_id, "error": o.reason} for o in self._with(FAILED)],
             "unsupported": [
                 {"file_id": o.file_id, "reason": o.reason} for o in self._with(SKIPPED_UNSUPPORTED)
+            ],
+            "files_from_stored_text": [
+                {"file_id": o.file_id, "reason": o.reason} for o in self._from_stored_text()
             ],
             "chunks_written": self.chunks_written,
             "texts_embedded": self.texts_embedded,
@@ -230,6 +244,10 @@ class RunSummary:
             f"(reused from the cache or another collection: {self.texts_reused})",
             f"tokens spent: {self.tokens_spent}",
         ]
+        if self._from_stored_text():
+            lines.insert(
+                5, f"files from stored text (upload not readable): {len(self._from_stored_text())}"
+            )
         if self.transplant:
             lines.append(self.transplant.text(self.texts_transplanted))
         for kind, summary in self.kinds.items():
@@ -244,6 +262,8 @@ class RunSummary:
             lines.append(f"  failed: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
         for outcome in sorted(self._with(SKIPPED_UNSUPPORTED), key=lambda o: o.filename):
             lines.append(f"  unsupported: {outcome.filename} ({outcome.file_id}): {outcome.reason}")
+        for outcome in sorted(self._from_stored_text(), key=lambda o: o.filename):
+            lines.append(f"  {outcome.filename} ({outcome.file_id}): {outcome.reason}")
         for kind, summary in self.kinds.items():
             lines.extend(
                 f"  failed: {KIND_LABELS[kind]} {f['id']}: {f['error']}" for f in summary.failed

@@ -57,12 +57,33 @@ def record(content_hash=HASH, fingerprint=FINGERPRINT, model=MODEL, count=5) -> 
     return WrittenRecord(content_hash, fingerprint, model, count)
 
 
-def run_assess(present, written, planned=None):
+class Identity:
+    """A source-identity callback that records whether it was asked (asking may mean reading
+    the upload)."""
+
+    def __init__(self, content_hash: str = HASH, fingerprint: str = FINGERPRINT):
+        self.value = (content_hash, fingerprint)
+        self.calls = 0
+
+    def __call__(self) -> tuple[str, str]:
+        self.calls += 1
+        return self.value
+
+
+def run_assess(present, written, planned=None, identity=None):
     planned = planned or PlannedCount(5)
-    return assess(present, written, HASH, FINGERPRINT, MODEL, planned), planned
+    identity = identity or Identity()
+    return assess(present, written, identity, MODEL, planned), planned
 
 
 # --- assess -------------------------------------------------------------------------------
+
+
+def test_a_fresh_unit_needs_neither_its_source_read_nor_planned():
+    identity = Identity()
+    assessment, planned = run_assess(NO_ROWS, None, identity=identity)
+    assert assessment.status is UnitStatus.MISSING
+    assert identity.calls == 0 and planned.calls == 0
 
 
 def test_missing_without_rows_or_record():

@@ -24,6 +24,7 @@ from pgvector_migration.pipeline.extraction_engines import (
 from pgvector_migration.pipeline.loaders import LoaderError
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
+from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.sample_data import sample_file_id
 from pgvector_migration.settings import (
     SettingsError,
@@ -350,10 +351,10 @@ def test_stored_content_never_calls_the_engine_and_reextraction_does(service, tm
     )
     file = tika_source_file(tmp_path, content="What Open WebUI stored.")
 
-    _, text = source_documents(file, False, settings)
+    text = source_documents(file, TextSource.STORED, settings).text
     assert text == "What Open WebUI stored." and service.requests == []
 
-    plan = plan_file(file, settings, [file_collection_name(FILE_ID)], reextract=True)
+    plan = plan_file(file, settings, [file_collection_name(FILE_ID)])
 
     assert len(service.requests) == 1
     [chunk] = plan.chunks_by_collection[file_collection_name(FILE_ID)]
@@ -448,12 +449,12 @@ def test_cli_with_tika_down_fails_those_files_and_migrates_the_rest(
 def test_switching_engine_rewrites_only_files_read_from_their_upload(
     deployment, tmp_path, monkeypatch
 ):
-    code, first = run_cli(tmp_path, "--only", "files")
+    code, first = run_cli(tmp_path, "--stored-text", "--only", "files")
     read_from_upload = {"notes.py"}  # the sample file without stored content that migrates
     monkeypatch.setenv("CONTENT_EXTRACTION_ENGINE", "tika")
     monkeypatch.setenv("TIKA_SERVER_URL", closed_port_url())
 
-    code, second = run_cli(tmp_path, "--only", "files")
+    code, second = run_cli(tmp_path, "--stored-text", "--only", "files")
 
     assert second["files_processed"] == len(read_from_upload)
     assert second["files_skipped_complete"] == first["files_processed"] - len(read_from_upload)

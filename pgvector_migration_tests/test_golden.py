@@ -23,6 +23,7 @@ from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
 from pgvector_migration.pipeline.metadata import stored_form
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
+from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, resolve_rag_settings
 from pgvector_migration_tests.golden.generate_golden import (
     GOLDEN_CONTENT_TYPES,
@@ -43,20 +44,22 @@ EXTRACTED_DOCUMENTS = sorted(d for d, g in GOLDENS.items() if "error" not in g)
 SAMPLE_DOCUMENTS = sorted(d for d in GOLDENS if (sample_data.DOCUMENTS_DIR / d).exists())
 GOLDEN_ONLY_DOCUMENTS = sorted(set(GOLDENS) - set(SAMPLE_DOCUMENTS))
 
-COLLECTION_NAME_FROM_LATER_META = (
-    "metadata key 'collection_name': ours has 'knowledge-golden', Open WebUI's chunks have no "
-    "such key. Open WebUI 0.12.4 splits an upload before index_file sets file.meta.collection_name "
-    "(to file-{id} after the upload, then to the knowledge id after the knowledge add), and the "
-    "knowledge chunks inherit the file chunks' metadata; we build chunk metadata from the "
-    "file.meta the migration reads afterwards, which has collection_name. Texts and every other "
-    "key are equal (with the meta of upload time the chunks are identical)."
+COLLECTION_NAME_OF_REINDEX = (
+    "metadata key 'collection_name': Open WebUI's chunks here have it, ours do not. This "
+    "scenario is Open WebUI re-indexing a file that has neither chunks nor stored text: it reads "
+    "the upload with file.meta as it is by then, holding the collection_name index_file set "
+    "after the upload. The migration reproduces the rows the upload itself wrote, split before "
+    "collection_name existed (the fresh_upload scenario, equal in every key). Texts and every "
+    "other key are equal."
 )
 
 # (document, scenario, collection) -> why our chunks differ from Open WebUI's.
 KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
-    (document, "fresh_upload", collection): COLLECTION_NAME_FROM_LATER_META
+    (document, scenario, collection): COLLECTION_NAME_OF_REINDEX
     for document in EXTRACTED_DOCUMENTS
-    if "fresh_upload" in GOLDENS[document].get("scenarios", {})
+    if "collection_name" in GOLDENS[document]["file"]["meta"]
+    for scenario in GOLDENS[document].get("scenarios", {})
+    if scenario.split(":")[0] == "upload"
     for collection in ("file_collection", "knowledge_collection")
 }
 
@@ -146,10 +149,10 @@ def source_file_for(
     record = golden["file"]
     meta = record["meta"]
     data: dict = {"status": "completed"}
-    reextract = True
+    text_source = TextSource.UPLOAD_ONLY
     if scenario == "stored_content":
         data = {"status": "completed", "content": golden["scenarios"][scenario]["file_content"]}
-        reextract = False
+        text_source = TextSource.STORED
     elif scenario == "fresh_upload":
         meta = golden["scenarios"][scenario]["file_row_after_knowledge_add"]["meta"]
     file = SourceFile(
@@ -163,7 +166,7 @@ def source_file_for(
         content_hash_column=None,
         upload_path=upload_path_for(document, uploads or GOLDEN_DOCUMENTS_DIR),
     )
-    return file, reextract
+    return file, text_source
 
 
 def test_golden_corpus_covers_every_sample_and_golden_document():
@@ -221,13 +224,13 @@ def test_golden_file_record_is_the_sample_deployments(document):
 def test_chunks_match_open_webui(document, scenario, collection, golden_uploads):
     golden = GOLDENS[document]
     expected = expected_rows(document, scenario, collection)
-    file, reextract = source_file_for(document, scenario, golden_uploads)
+    file, text_source = source_file_for(document, scenario, golden_uploads)
     settings = settings_for(golden["scenarios"][scenario]["settings"])
     assert settings.embedding_engine == ""
     assert settings.embedding_model == DEFAULT_EMBEDDING_MODEL
     own = file_collection_name(file.id)
     knowledge = golden["knowledge_collection_name"]
-    plan = plan_file(file, settings, [own, knowledge], reextract=reextract)
+    plan = plan_file(file, settings, [own, knowledge], text_source)
     chunks = plan.chunks_by_collection[own if collection == "file_collection" else knowledge]
 
     assert [c.text for c in chunks] == [e["text"] for e in expected]
@@ -239,9 +242,10 @@ def test_chunks_match_open_webui(document, scenario, collection, golden_uploads)
 def test_extracted_text_and_hash_match_open_webui(document, scenario, golden_uploads):
     """`file.data.content` (pages joined by a space) and its sha256, the chunks' `hash`."""
     expected = GOLDENS[document]["scenarios"][scenario]
-    file, reextract = source_file_for(document, scenario, golden_uploads)
-    _, text = source_documents(file, reextract)
-    plan = plan_file(file, settings_for(expected["settings"]), [file_collection_name(file.id)])
+    file, text_source = source_file_for(document, scenario, golden_uploads)
+    text = source_documents(file, text_source).text
+    settings = settings_for(expected["settings"])
+    plan = plan_file(file, settings, [file_collection_name(file.id)], text_source)
     assert text == expected["file_content"]
     assert plan.content_hash == expected["file_hash"]
 
@@ -250,7 +254,12 @@ def test_extracted_text_and_hash_match_open_webui(document, scenario, golden_upl
 def test_files_open_webui_refuses_are_refused(document):
     file, _ = source_file_for(document, "upload")
     with pytest.raises((UnsupportedFileType, LoaderError)):
-        plan_file(file, resolve_rag_settings({}, {}), [file_collection_name(file.id)], True)
+        plan_file(
+            file,
+            resolve_rag_settings({}, {}),
+            [file_collection_name(file.id)],
+            TextSource.UPLOAD_ONLY,
+        )
 
 
 def file_row_cases():

@@ -224,29 +224,50 @@ def test_secrets_stay_out_of_the_summary(deployment, tmp_path, capsys):
     assert "sk-test-secret" not in capsys.readouterr().out
 
 
-def test_reextract_reads_the_uploads_and_makes_stored_content_collections_stale(
-    deployment, tmp_path
-):
-    run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+def pdf_page_rows(deployment) -> int:
     with deployment.connect() as connection:
-        pages_before = connection.execute(
-            "SELECT count(*) FROM document_chunk WHERE vmetadata ? 'page'"
-        ).fetchone()[0]
-
-    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
-
-    assert code == cli.EXIT_OK
-    assert summary["files_processed"] == 3, "the mode changed, so every collection is stale"
-    with deployment.connect() as connection:
-        pages_after = connection.execute(
+        return connection.execute(
             "SELECT count(*) FROM document_chunk WHERE vmetadata->>'page' IS NOT NULL "
             "AND vmetadata->>'total_pages' = '4'"
         ).fetchone()[0]
-    assert pages_before == 0, "stored content carries no page metadata"
-    assert pages_after > 0, "the PDF loader's per-page metadata comes from re-extraction"
+
+
+def test_uploads_are_read_by_default_and_stored_text_only_on_request(deployment, tmp_path):
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+    assert code == cli.EXIT_OK
+    assert pdf_page_rows(deployment) > 0, "the PDF loader's per-page metadata, as at upload"
+    assert summary["files_from_stored_text"] == []
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--stored-text")
+    assert code == cli.EXIT_OK
+    assert summary["files_processed"] == 3, "the text source changed, so every unit is stale"
+    assert pdf_page_rows(deployment) == 0, "stored text carries no page metadata"
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+    assert summary["files_processed"] == 3
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
+    assert summary["files_skipped_complete"] == 3, "the same uploads read the same way"
+
+
+def test_a_missing_upload_falls_back_to_the_stored_text_and_says_so(deployment, tmp_path, capsys):
+    pdf = sample_file_id("constitution.pdf")
+    (upload,) = (deployment.data_dir / "uploads").glob(f"{pdf}_*")
+    upload.unlink()
+
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+
+    assert code == cli.EXIT_OK
+    [entry] = summary["files_from_stored_text"]
+    assert entry["file_id"] == pdf and "stored text, not the upload" in entry["reason"]
+    assert "files from stored text (upload not readable): 1" in capsys.readouterr().out
+    assert pdf_page_rows(deployment) == 0
+    code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
+    assert summary["files_skipped_complete"] == 3
+    assert [e["file_id"] for e in summary["files_from_stored_text"]] == [pdf]
 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
-    assert summary["files_skipped_complete"] == 3
+    assert code == cli.EXIT_FAILED
+    assert [f["file_id"] for f in summary["files_failed"]] == [pdf]
 
 
 def test_a_knowledge_base_sharing_all_its_files_costs_no_embeddings(deployment, tmp_path):

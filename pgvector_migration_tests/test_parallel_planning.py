@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pgvector_migration.pipeline.planning import plan_files
 from pgvector_migration.pipeline.records import SourceFile
+from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.sample_data import DOCUMENTS_DIR
 from pgvector_migration.settings import resolve_rag_settings
 
@@ -20,8 +21,8 @@ def test_two_processes_plan_exactly_what_one_does():
         )
         for i, name in enumerate(names)
     ]
-    one = list(plan_files(iter(files), settings, reextract=True, workers=1))
-    two = list(plan_files(iter(files), settings, reextract=True, workers=2))
+    one = list(plan_files(iter(files), settings, text_source=TextSource.UPLOAD_ONLY, workers=1))
+    two = list(plan_files(iter(files), settings, text_source=TextSource.UPLOAD_ONLY, workers=2))
     assert [f.id for f, _, _ in two] == [f.id for f, _, _ in one]
     assert [p for _, p, _ in two] == [p for _, p, _ in one]
     errors = [error for _, _, error in two if error]

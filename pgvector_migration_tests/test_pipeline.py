@@ -38,6 +38,7 @@ from pgvector_migration.pipeline.splitting import (
     merge_to_target_size,
     split_documents,
 )
+from pgvector_migration.pipeline.text_source import TextOrigin, TextSource
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, resolve_rag_settings
 
 DOCUMENTS = Path(sample_data.__file__).parent / "documents"
@@ -544,16 +545,49 @@ def test_plan_file_reads_the_upload_when_no_content_was_stored():
     assert any("“Publius”" in c.text for c in chunks)
 
 
-def test_plan_file_prefers_stored_content_over_the_upload():
+def test_plan_file_reads_the_upload_before_the_stored_text_unless_asked():
     file = source_file(
-        "stored text wins",
+        "stored text",
         filename="federalist_10.txt",
         upload_path=DOCUMENTS / "federalist_10.txt",
     )
     plan = plan_file(file, default_settings(), ["file-file-id-1"])
-    assert [c.text for c in plan.chunks_by_collection["file-file-id-1"]] == ["stored text wins"]
-    reread = plan_file(file, default_settings(), ["file-file-id-1"], reextract=True)
-    assert len(reread.chunks_by_collection["file-file-id-1"]) > 1
+    assert plan.origin is TextOrigin.UPLOAD and plan.fallback_reason is None
+    assert len(plan.chunks_by_collection["file-file-id-1"]) > 1
+    stored = plan_file(file, default_settings(), ["file-file-id-1"], TextSource.STORED)
+    assert [c.text for c in stored.chunks_by_collection["file-file-id-1"]] == ["stored text"]
+    assert stored.origin is TextOrigin.STORED
+    assert stored.settings_fingerprint != plan.settings_fingerprint
+
+
+def test_plan_file_falls_back_to_the_stored_text_and_says_why(tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    file = source_file(
+        "what Open WebUI stored",
+        filename="broken.pdf",
+        content_type="application/pdf",
+        upload_path=broken,
+    )
+    plan = plan_file(file, default_settings(), ["file-file-id-1"])
+    assert plan.origin is TextOrigin.STORED
+    assert "broken.pdf" in plan.fallback_reason
+    chunks = plan.chunks_by_collection["file-file-id-1"]
+    assert [c.text for c in chunks] == ["what Open WebUI stored"]
+    with pytest.raises(LoaderError, match="re-extraction needs the upload"):
+        plan_file(file, default_settings(), ["file-file-id-1"], TextSource.UPLOAD_ONLY)
+    missing = source_file("stored", filename="gone.txt", upload_path=None)
+    assert plan_file(missing, default_settings(), ["file-file-id-1"]).fallback_reason
+
+
+def test_upload_fingerprint_follows_the_upload_bytes(tmp_path):
+    upload = tmp_path / "notes.txt"
+    upload.write_text("first version of the notes")
+    file = source_file(None, filename="notes.txt", upload_path=upload)
+    before = plan_file(file, default_settings(), ["file-file-id-1"]).settings_fingerprint
+    upload.write_text("second version of the notes")
+    after = plan_file(file, default_settings(), ["file-file-id-1"]).settings_fingerprint
+    assert before != after
 
 
 def test_plan_file_pdf_upload_hash_is_of_pages_joined_by_space():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import psycopg
@@ -116,6 +117,31 @@ def messages_of(error: BaseException) -> str:
             parts += [diag.message_detail or "", diag.message_hint or "", diag.context or ""]
         error = error.__cause__ or error.__context__
     return "\n".join(parts)
+
+
+# --- duplicates ----------------------------------------------------------------------------
+
+
+def test_equal_chunks_open_webui_writes_are_no_duplicates_but_a_second_copy_is(fresh_database):
+    """Two equal file chunks re-split into a knowledge collection give two rows with the same
+    text and metadata (start_index 0 both); Open WebUI writes them so, and so do we."""
+    url = fresh_database()
+    vector_store = store(url, vector_length=8)
+    vector_store.ensure_table(8)
+    vector_store.state()
+    unit = make_unit("knowledge-1", "file-a", ["Chapter 1", "Chapter 1", "other"])
+    equal = [replace(chunk, metadata={**chunk.metadata, "start_index": 0}) for chunk in unit.chunks]
+    write(vector_store, replace(unit, chunks=equal), random_vectors(3, 8))
+    assert vector_store.duplicate_chunks() == []
+
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            "INSERT INTO document_chunk SELECT 'copy', vector, collection_name, text, "
+            'vmetadata || \'{"embedding_config": "other"}\' FROM document_chunk '
+            "WHERE id = %s",
+            (equal[2].id,),
+        )
+    assert vector_store.duplicate_chunks() == [("knowledge-1", "file-a", 2, 4, 3)]
 
 
 # --- halfvec -------------------------------------------------------------------------------
@@ -298,7 +324,7 @@ def test_pgcrypto_rows_are_encrypted_as_open_webui_reads_them(pgcrypto_database)
             "FROM document_chunk WHERE id = %s",
             (second.chunks[0].id,),
         )
-    assert vector_store.duplicate_chunks(["knowledge-1"]) == [("knowledge-1", "file-b", "0", 2)]
+    assert vector_store.duplicate_chunks(["knowledge-1"]) == [("knowledge-1", "file-b", 2, 2, 1)]
     assert vector_store.delete_file_rows("knowledge-1", "file-b") == 2
     assert vector_store.row_ids("knowledge-1") == [changed.chunks[0].id]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from dagster import AutomationCondition, Failure, MetadataValue
 
-from pgvector_migration.pipeline.records import SourceFile, WriteUnit
+from pgvector_migration.pipeline.records import WriteUnit
 from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
@@ -32,15 +32,6 @@ def nightly_automation() -> AutomationCondition:
 def downstream_automation() -> AutomationCondition:
     """Downstream assets follow their parent in the same backfill."""
     return AutomationCondition.eager()
-
-
-def unit_fingerprint(settings: RagSettings, reextract: bool, file: SourceFile) -> str:
-    """What a written unit is checked against: the splitter and embedding settings, and
-    whether its text came from the stored content or a fresh extraction (different documents,
-    so different chunks); the extraction engine only when the file's upload is read."""
-    reads_upload = reextract or file.stored_content is None
-    fingerprint = settings.splitting_fingerprint(reads_upload)
-    return f"{fingerprint}+reextract" if reextract else fingerprint
 
 
 def effective_settings(openwebui: OpenWebUIResource, embeddings: EmbeddingResource) -> RagSettings:

@@ -1,8 +1,10 @@
 """completeness_report: how complete every (file, collection) of a partition is, and which of
 them this run rewrites."""
 
+import functools
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 
 from dagster import (
@@ -18,7 +20,6 @@ from pgvector_migration.assets.common import (
     downstream_automation,
     effective_settings,
     markdown_table,
-    unit_fingerprint,
 )
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.partitions import knowledge_partitions
@@ -36,6 +37,13 @@ from pgvector_migration.pipeline.records import (
     file_collection_name,
 )
 from pgvector_migration.pipeline.splitting import EmptyContentError, content_hash_of
+from pgvector_migration.pipeline.text_source import (
+    TextOrigin,
+    TextSource,
+    fallback_note,
+    source_fingerprint,
+    with_note,
+)
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -47,10 +55,12 @@ class CompletenessConfig(Config):
         default=False,
         description="Rewrite every (file, collection), complete or not (the CLI's --overwrite).",
     )
-    reextract: bool = Field(
-        default=False,
-        description="Read every upload again with Open WebUI's loaders instead of reusing the "
-        "text Open WebUI stored in file.data.content (the CLI's --reextract).",
+    text_source: TextSource = Field(
+        default=TextSource.UPLOAD,
+        description="Where file text comes from: 'upload' (Open WebUI's upload-time loaders; "
+        "the stored file.data.content when the upload cannot be read), 'upload-only' (a file "
+        "whose upload cannot be read fails; the CLI's --reextract) or 'stored' "
+        "(file.data.content; the CLI's --stored-text).",
     )
     overwrite_unless_written_after: str | None = Field(
         default=None,
@@ -70,33 +80,47 @@ def assess_file(
     present,
     records,
     settings: RagSettings,
-    reextract: bool = False,
+    text_source: TextSource = TextSource.UPLOAD,
 ) -> list[tuple[SourceFile, str, Assessment]]:
-    """Assess every collection of one file; plan its chunks only when a count is needed (or
-    when the text must be extracted again to know its hash)."""
+    """Assess every collection of one file. The upload is read only when an answer needs it:
+    a unit already written from the same upload bytes under the same settings takes its content
+    hash from our record, and a unit with neither rows nor a record needs no hash at all."""
     plan: FilePlan | None = None
 
     def planned() -> FilePlan:
         nonlocal plan
         if plan is None:
-            plan = plan_file(file, settings, collection_names, reextract)
+            plan = plan_file(file, settings, collection_names, text_source)
         return plan
+
+    @functools.cache
+    def identity() -> tuple[str, str]:
+        content = file.stored_content
+        if text_source is TextSource.STORED and content is not None:
+            return content_hash_of(content), settings.splitting_fingerprint(False)
+        if file.upload_path is not None:
+            from_upload = source_fingerprint(
+                settings.splitting_fingerprint(True), TextOrigin.UPLOAD, file
+            )
+            for name in collection_names:
+                record = records.get((name, file.id))
+                if record is not None and record.settings_fingerprint == from_upload:
+                    return record.content_hash, from_upload
+        return planned().content_hash, planned().settings_fingerprint
 
     try:
         if file.oversize:
             raise UnsupportedFileType(file.oversize)
-        content = None if reextract else file.stored_content
-        content_hash = content_hash_of(content) if content is not None else planned().content_hash
-        fingerprint = unit_fingerprint(settings, reextract, file)
-        return [
+        if text_source is TextSource.UPLOAD_ONLY or file.stored_content is None:
+            planned()
+        assessed = [
             (
                 file,
                 name,
                 assess(
                     present.get((name, file.id), NO_ROWS),
                     records.get((name, file.id)),
-                    content_hash,
-                    fingerprint,
+                    identity,
                     settings.embedding_model,
                     lambda name=name: len(planned().chunks_by_collection[name]),
                 ),
@@ -107,6 +131,13 @@ def assess_file(
         return _unprocessable(file, collection_names, UnitStatus.UNSUPPORTED, str(error))
     except LoaderError as error:
         return _unprocessable(file, collection_names, UnitStatus.UNREADABLE, str(error))
+    fallback = plan.fallback_reason if plan is not None else None
+    if plan is None and text_source is TextSource.UPLOAD and file.upload_path is None:
+        fallback = file.upload_problem or "the file has no upload path"
+    if fallback:
+        note = fallback_note(fallback)
+        assessed = [(f, n, replace(a, reason=with_note(a.reason, note))) for f, n, a in assessed]
+    return assessed
 
 
 @asset(
@@ -144,10 +175,12 @@ def completeness_report(
     preview: list[dict] = []
 
     def assessed() -> Iterator:
-        fetch = "always" if config.reextract else "missing-content"
+        fetch = "missing-content" if config.text_source is TextSource.STORED else "always"
         for file in openwebui.iter_files(file_ids, fetch_s3=fetch):
             names = file.collection_names(partition_key)
-            assessed_units = assess_file(file, names, present, records, settings, config.reextract)
+            assessed_units = assess_file(
+                file, names, present, records, settings, config.text_source
+            )
             unreadable = next(
                 (a for _, _, a in assessed_units if a.status == UnitStatus.UNREADABLE), None
             )

@@ -72,24 +72,29 @@ def models_of(embedding_configs: Iterable[str | None]) -> frozenset[str | None]:
     return frozenset(model_from_embedding_config(config) for config in embedding_configs)
 
 
+SourceIdentity = Callable[[], tuple[str, str]]
+"""The content hash and settings fingerprint of a unit's source now; called only when a
+record must be checked, since knowing them may mean reading the upload."""
+
+
 def _outdated_record(
     present_count: int,
     record: WrittenRecord | None,
-    content_hash: str,
-    settings_fingerprint: str,
+    identity: SourceIdentity,
     embedding_model: str,
 ) -> Assessment | None:
     """The assessment of a unit whose record no longer matches the source or settings."""
-    if record is None or (
-        record.content_hash == content_hash and record.settings_fingerprint == settings_fingerprint
-    ):
+    if record is None:
+        return None
+    content_hash, settings_fingerprint = identity()
+    if record.content_hash == content_hash and record.settings_fingerprint == settings_fingerprint:
         return None
     if record.content_hash != content_hash:
         reason = "the source content changed since it was written"
     elif record.embedding_model != embedding_model:
         reason = f"written with model {record.embedding_model}, now {embedding_model}"
     else:
-        reason = "splitter or embedding settings changed since it was written"
+        reason = "splitter, embedding or text-source settings changed since it was written"
     status = UnitStatus.STALE if present_count else UnitStatus.MISSING
     return Assessment(status, None, present_count, reason)
 
@@ -105,7 +110,7 @@ def assess_recorded(
     """Classify a unit whose rows carry no model or content hash (knowledge-base and memory
     rows): only our own record can vouch for them, so rows without one are rewritten once."""
     outdated = _outdated_record(
-        present_count, record, content_hash, settings_fingerprint, embedding_model
+        present_count, record, lambda: (content_hash, settings_fingerprint), embedding_model
     )
     if outdated:
         return outdated
@@ -131,8 +136,7 @@ def assess_recorded(
 def assess(
     present: PresentRows,
     record: WrittenRecord | None,
-    content_hash: str,
-    settings_fingerprint: str,
+    identity: SourceIdentity,
     embedding_model: str,
     planned_count: Callable[[], int],
 ) -> Assessment:
@@ -143,9 +147,7 @@ def assess(
     carry their content hash in metadata; when it matches, the count the pipeline would produce
     now decides between complete and partial.
     """
-    outdated = _outdated_record(
-        present.count, record, content_hash, settings_fingerprint, embedding_model
-    )
+    outdated = _outdated_record(present.count, record, identity, embedding_model)
     if outdated:
         return outdated
     if present.count == 0:
@@ -166,7 +168,7 @@ def assess(
             present.count,
             f"{present.count} of {record.chunk_count} chunks present",
         )
-    if present.content_hashes != {content_hash}:
+    if present.content_hashes != {identity()[0]}:
         return Assessment(
             UnitStatus.STALE, None, present.count, "rows were made from different content"
         )

@@ -32,6 +32,7 @@ from pgvector_migration.pipeline.loaders import (
     unsupported_reason,
 )
 from pgvector_migration.pipeline.office_loaders import archive_too_large
+from pgvector_migration.pipeline.pdf_loader import PdfOptions
 from pgvector_migration.pipeline.records import TextDocument
 from pgvector_migration.settings import DEFAULT_EXTRACTION_ENGINES, RagSettings, SettingsError
 
@@ -64,7 +65,10 @@ def extract_documents(
     the default engine's .rst metadata names."""
     engine = settings.content_extraction_engine
     if engine in DEFAULT_EXTRACTION_ENGINES:
-        return load_documents(path, filename, content_type, stored_path)
+        pdf = PdfOptions(
+            settings.pdf_loader_mode, settings.pdf_extract_images, settings.rapidocr_params
+        )
+        return load_documents(path, filename, content_type, stored_path, pdf)
     if archive_too_large(path, extension_of(filename), content_type):
         raise LoaderError(f"{filename}: the document archive is too large after decompression")
     if engine == "external":

@@ -6,7 +6,6 @@ loader's text goes through the same `ftfy` clean-up Open WebUI applies.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 from collections.abc import Callable
 from functools import partial
@@ -19,6 +18,7 @@ from pgvector_migration.pipeline.office_loaders import (
     archive_too_large,
     partition_documents,
 )
+from pgvector_migration.pipeline.pdf_loader import EncryptedPdfError, PdfOptions, load_pdf
 from pgvector_migration.pipeline.records import TextDocument
 
 DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -196,53 +196,23 @@ def _load_csv(path: Path) -> list[TextDocument]:
     return documents
 
 
-def _pdf_document_metadata(reader, path: Path) -> dict:
-    import datetime as dt
-
-    metadata: dict = {"producer": "PyPDF", "creator": "PyPDF", "creationdate": ""}
-    for raw_key, raw_value in (reader.metadata or {}).items():
-        key = raw_key.removeprefix("/").lower()
-        value = raw_value if type(raw_value) in (str, int) else str(raw_value)
-        if key in ("creationdate", "moddate") and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = dt.datetime.strptime(value.replace("'", ""), "D:%Y%m%d%H%M%S%z").isoformat()
-        elif isinstance(value, str):
-            value = value.strip()
-        metadata[key] = value
-    metadata.update(source=str(path), total_pages=len(reader.pages))
-    return metadata
-
-
-def _load_pdf(path: Path) -> list[TextDocument]:
-    from pypdf import PdfReader
-
-    reader = PdfReader(str(path))
-    if reader.is_encrypted:
-        raise LoaderError("the PDF is encrypted")
-    metadata = _pdf_document_metadata(reader, path)
-    labels = reader.page_labels
-    return [
-        TextDocument(
-            page.extract_text().strip(),
-            {**metadata, "page": index, "page_label": labels[index]},
-        )
-        for index, page in enumerate(reader.pages)
-    ]
-
-
 def loader_for(
-    filename: str, content_type: str | None, stored_path: str | None = None
+    filename: str,
+    content_type: str | None,
+    stored_path: str | None = None,
+    pdf: PdfOptions | None = None,
 ) -> Callable[[Path], list[TextDocument]]:
     """Pick the loader Open WebUI's default engine would use for this file, tested in its order
     (an .epub is recognised by its content type only; anything unmatched is read as text).
 
-    `stored_path` is Open WebUI's `file.path`, which .rst element metadata names."""
+    `stored_path` is Open WebUI's `file.path`, which .rst element metadata names; `pdf` holds
+    its PDF settings (page mode, no image OCR when None)."""
     reason = unsupported_reason(filename, content_type)
     if reason:
         raise UnsupportedFileType(reason)
     extension = extension_of(filename)
     if extension == "pdf":
-        return _load_pdf
+        return partial(_load_pdf, options=pdf)
     if extension == "csv":
         return _load_csv
     if extension == "rst":
@@ -270,6 +240,13 @@ def loader_for(
     return _load_text
 
 
+def _load_pdf(path: Path, options: PdfOptions | None) -> list[TextDocument]:
+    try:
+        return load_pdf(path, options)
+    except EncryptedPdfError as error:
+        raise LoaderError(str(error)) from error
+
+
 def _load_unstructured(file_format: str, path: Path, **options) -> list[TextDocument]:
     try:
         return partition_documents(path, file_format, **options)
@@ -278,13 +255,17 @@ def _load_unstructured(file_format: str, path: Path, **options) -> list[TextDocu
 
 
 def load_documents(
-    path: Path, filename: str, content_type: str | None, stored_path: str | None = None
+    path: Path,
+    filename: str,
+    content_type: str | None,
+    stored_path: str | None = None,
+    pdf: PdfOptions | None = None,
 ) -> list[TextDocument]:
     """Extract the text documents of one uploaded file, cleaned as Open WebUI cleans them.
 
     `stored_path` (the file row's `path`) only matters for .rst files, whose element metadata
-    names the directory Open WebUI read them from."""
-    loader = loader_for(filename, content_type, stored_path)
+    names the directory Open WebUI read them from; `pdf` only for PDFs."""
+    loader = loader_for(filename, content_type, stored_path, pdf)
     if archive_too_large(path, extension_of(filename), content_type):
         raise LoaderError(f"{filename}: the document archive is too large after decompression")
     try:

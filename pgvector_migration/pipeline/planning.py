@@ -17,6 +17,7 @@ from pgvector_migration.pipeline.records import (
     file_collection_name,
 )
 from pgvector_migration.pipeline.splitting import (
+    EmptyContentError,
     build_chunks,
     content_hash_of,
     joined_text,
@@ -24,46 +25,46 @@ from pgvector_migration.pipeline.splitting import (
     split_documents,
     stored_content_documents,
 )
+from pgvector_migration.pipeline.text_source import (
+    SourceText,
+    TextOrigin,
+    TextSource,
+    source_fingerprint,
+)
 from pgvector_migration.settings import RagSettings, resolve_rag_settings
 
 
 @dataclass(frozen=True)
 class FilePlan:
-    """The chunks of one file per collection, and the hash of the text they came from."""
+    """The chunks of one file per collection, the hash of the text they came from, where that
+    text came from, and the fingerprint its units are written under."""
 
     file_id: str
     content_hash: str
     chunks_by_collection: dict[str, list[Chunk]]
+    origin: TextOrigin = TextOrigin.UPLOAD
+    fallback_reason: str | None = None
+    settings_fingerprint: str = ""
 
     @property
     def chunk_count(self) -> int:
         return sum(len(chunks) for chunks in self.chunks_by_collection.values())
 
 
-def source_documents(
-    file: SourceFile, reextract: bool = False, settings: RagSettings | None = None
-) -> tuple[list[TextDocument], str]:
-    """The file's documents and the full text Open WebUI hashes.
+def _stored(file: SourceFile, content: str, fallback_reason: str | None = None) -> SourceText:
+    return SourceText(
+        stored_content_documents(file, content), content, TextOrigin.STORED, fallback_reason
+    )
 
-    Stored content is what Open WebUI's own knowledge path re-indexes from, so it is preferred;
-    the upload is read only when no content was stored (or `reextract` asks for it), with the
-    content-extraction engine of `settings` (Open WebUI's defaults when None).
-    """
-    if settings is None:
-        settings = resolve_rag_settings({}, {})
-    if file.oversize:
-        raise UnsupportedFileType(file.oversize)
-    content = file.stored_content
-    if content is not None and not reextract:
-        return stored_content_documents(file, content), content
+
+def _read_upload(file: SourceFile, settings: RagSettings) -> SourceText:
+    """The upload's documents under the configured extraction engine, as Open WebUI's upload
+    pipeline makes them."""
     reason = refusal_reason(file.filename, file.content_type, settings)
     if reason:
         raise UnsupportedFileType(reason)
     if file.upload_path is None:
-        problem = file.upload_problem or "the file has no upload path"
-        if reextract and content is not None:
-            raise LoaderError(f"re-extraction needs the upload: {problem}")
-        raise LoaderError(f"{problem}, and Open WebUI stored no extracted content for it")
+        raise LoaderError(file.upload_problem or "the file has no upload path")
     extracted = extract_documents(
         file.upload_path,
         file.filename,
@@ -74,25 +75,61 @@ def source_documents(
         file.stored_path,
     )
     documents = loaded_documents(file, extracted)
-    return documents, joined_text(documents)
+    text = joined_text(documents)
+    if not text.strip():
+        raise EmptyContentError(f"file {file.id} ({file.filename}): the upload yields no text")
+    return SourceText(documents, text, TextOrigin.UPLOAD)
+
+
+def source_documents(
+    file: SourceFile,
+    text_source: TextSource = TextSource.UPLOAD,
+    settings: RagSettings | None = None,
+) -> SourceText:
+    """The file's documents and the full text Open WebUI hashes.
+
+    By default the upload is read as Open WebUI's upload pipeline reads it; the text Open WebUI
+    stored is used instead when the upload is missing, refused or unreadable (the reason is
+    kept for reports), or when `text_source` asks for it. Without stored text the upload's
+    problem is the file's error.
+    """
+    if settings is None:
+        settings = resolve_rag_settings({}, {})
+    if file.oversize:
+        raise UnsupportedFileType(file.oversize)
+    content = file.stored_content
+    if content is not None and text_source is TextSource.STORED:
+        return _stored(file, content)
+    try:
+        return _read_upload(file, settings)
+    except (UnsupportedFileType, LoaderError, EmptyContentError) as error:
+        if content is None:
+            if isinstance(error, LoaderError) and file.upload_path is None:
+                raise LoaderError(
+                    f"{error}, and Open WebUI stored no extracted content for it"
+                ) from error
+            raise
+        if text_source is TextSource.UPLOAD_ONLY:
+            raise LoaderError(f"re-extraction needs the upload: {error}") from error
+        return _stored(file, content, str(error))
 
 
 def plan_file(
     file: SourceFile,
     settings: RagSettings,
     collection_names: list[str],
-    reextract: bool = False,
+    text_source: TextSource = TextSource.UPLOAD,
 ) -> FilePlan:
     """Chunk one file for the given collections exactly as Open WebUI would.
 
     The file collection is split from the file's documents; a knowledge collection is split
     again from the file collection's stored chunks, as Open WebUI's "add to knowledge" does.
     """
-    documents, text = source_documents(file, reextract, settings)
-    content_hash = content_hash_of(text)
+    source = source_documents(file, text_source, settings)
+    content_hash = content_hash_of(source.text)
     own_collection = file_collection_name(file.id)
     file_chunks = build_chunks(
-        split_documents(documents, settings), own_collection, file, content_hash, settings
+        split_documents(source.documents, settings), own_collection, file, content_hash, settings
     )
     planned: dict[str, list[Chunk]] = {}
     for name in collection_names:
@@ -103,17 +140,23 @@ def plan_file(
         planned[name] = build_chunks(
             split_documents(stored_chunks, settings), name, file, content_hash, settings
         )
-    return FilePlan(file.id, content_hash, planned)
+    reads_upload = source.origin is TextOrigin.UPLOAD
+    fingerprint = source_fingerprint(
+        settings.splitting_fingerprint(reads_upload), source.origin, file
+    )
+    return FilePlan(
+        file.id, content_hash, planned, source.origin, source.fallback_reason, fingerprint
+    )
 
 
 PlanOutcome = tuple[SourceFile, FilePlan | None, str | None]
 
 
 def _plan_or_error(
-    file: SourceFile, settings: RagSettings, collection_names: list[str], reextract: bool
+    file: SourceFile, settings: RagSettings, collection_names: list[str], text_source: TextSource
 ) -> PlanOutcome:
     try:
-        return file, plan_file(file, settings, collection_names, reextract), None
+        return file, plan_file(file, settings, collection_names, text_source), None
     except Exception as error:  # reported per file; one file never stops the others
         return file, None, f"{type(error).__name__}: {error}"
 
@@ -121,7 +164,7 @@ def _plan_or_error(
 def plan_files(
     files: Iterable[tuple[SourceFile, list[str]]],
     settings: RagSettings,
-    reextract: bool,
+    text_source: TextSource,
     workers: int,
 ) -> Iterator[PlanOutcome]:
     """Plan many files, in order, on `workers` processes when there is more than one (loading
@@ -129,7 +172,7 @@ def plan_files(
     memory stays bounded however many files there are."""
     if workers <= 1:
         for file, collection_names in files:
-            yield _plan_or_error(file, settings, collection_names, reextract)
+            yield _plan_or_error(file, settings, collection_names, text_source)
         return
     window = workers * 2
     # forkserver: forking a process that runs threads (Dagster's, the writer's) could copy a
@@ -139,7 +182,9 @@ def plan_files(
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: deque = deque()
         for file, collection_names in files:
-            pending.append(pool.submit(_plan_or_error, file, settings, collection_names, reextract))
+            pending.append(
+                pool.submit(_plan_or_error, file, settings, collection_names, text_source)
+            )
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

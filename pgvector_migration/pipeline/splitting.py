@@ -174,9 +174,21 @@ def stored_content_documents(file: SourceFile, content: str) -> list[TextDocumen
     return [TextDocument(content, source_document_metadata(file, {}))]
 
 
+UPLOAD_TIME_LATER_META_KEYS = ("collection_name",)
+
+
 def loaded_documents(file: SourceFile, loaded: list[TextDocument]) -> list[TextDocument]:
-    """Loader output with Open WebUI's per-document metadata."""
-    return [TextDocument(d.text, source_document_metadata(file, d.metadata)) for d in loaded]
+    """Loader output with the metadata Open WebUI gives it at upload time: the file's `meta` as
+    it was then, before Open WebUI recorded the file's collection in it (the knowledge
+    collection's chunks inherit the file chunks' metadata, so it is absent there too)."""
+    documents = []
+    for document in loaded:
+        metadata = source_document_metadata(file, document.metadata)
+        for key in UPLOAD_TIME_LATER_META_KEYS:
+            if key not in document.metadata:
+                metadata.pop(key, None)
+        documents.append(TextDocument(document.text, metadata))
+    return documents
 
 
 def joined_text(documents: list[TextDocument]) -> str:

@@ -475,6 +475,17 @@ class MigrationState:
                 (partition_key, file_id, filename, stage, error),
             )
 
+    def annotate_completeness(self, partition_key: str, file_id: str, reason: str) -> None:
+        """Say why a file's units were built as they were (the stored text instead of the
+        upload) where reports read completeness, without changing their status."""
+        with self._connect(with_vectors=False) as connection:
+            connection.execute(
+                f"UPDATE {SCHEMA}.completeness SET reason = CASE WHEN reason = '' THEN %s "
+                "ELSE reason || '; ' || %s END "
+                "WHERE partition_key = %s AND file_id = %s AND strpos(reason, %s) = 0",
+                (reason, reason, partition_key, file_id, reason),
+            )
+
     def failures(self, partition_key: str) -> list[dict[str, Any]]:
         with (
             self._connect(with_vectors=False) as connection,

@@ -22,7 +22,11 @@ from pgvector_migration.pipeline.records import (
     WriteUnit,
     owns_whole_collection,
 )
-from pgvector_migration.resources.migration_state import MigrationState, ensure_state_schema
+from pgvector_migration.resources.migration_state import (
+    SCHEMA,
+    MigrationState,
+    ensure_state_schema,
+)
 
 VECTOR_COLUMN_LIMIT = 2000
 # pgvector indexes halfvec columns of up to 4000 dimensions (ivfflat and hnsw alike).
@@ -515,9 +519,14 @@ class PgVectorResource(ConfigurableResource):
 
     def duplicate_chunks(
         self, collection_names: Sequence[str] | None = None
-    ) -> list[tuple[str, str | None, str | None, int]]:
-        """Chunks stored more than once under different ids (same collection, file, position
-        and text): (collection, file id, start index, copies). None: the whole table."""
+    ) -> list[tuple[str, str, int, int, int]]:
+        """Chunks stored twice: (collection, file id, copies, rows present, rows expected).
+
+        Open WebUI itself writes equal chunks into one collection (two pages that begin with the
+        same line; equal file chunks re-split into a knowledge collection), so equal text and
+        metadata alone prove nothing. A chunk is stored twice when a (collection, file) holds
+        such equal rows and more rows than its complete write had, by our record of that
+        write; rows we never wrote are never judged. None: the whole table."""
         table = self.describe_table()
         if not table.exists:
             return []
@@ -526,14 +535,34 @@ class PgVectorResource(ConfigurableResource):
         if collection_names is not None:
             params["names"] = list(collection_names)
         with self.connect(with_vectors=False) as connection, decryption_errors():
+            recorded = connection.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.written_collection",)
+            ).fetchone()[0]
+            if not recorded:
+                return []
             return connection.execute(
                 f"""
-                SELECT collection_name, metadata->>'file_id', metadata->>'start_index', count(*)
-                FROM {rows_sql}
-                GROUP BY collection_name, metadata->>'file_id', metadata->>'start_index',
-                         md5(coalesce(text, ''))
-                HAVING count(*) > 1
-                ORDER BY 1, 2, 3
+                WITH chunk AS MATERIALIZED (
+                    SELECT collection_name, metadata->>'file_id' AS file_id, text,
+                           metadata - 'embedding_config' - 'hash' AS position
+                    FROM {rows_sql} WHERE metadata ? 'file_id'
+                ), equal AS (
+                    SELECT collection_name, file_id, max(copies) AS copies FROM (
+                        SELECT collection_name, file_id, count(*) AS copies FROM chunk
+                        GROUP BY collection_name, file_id, md5(coalesce(text, '')), position
+                        HAVING count(*) > 1
+                    ) groups GROUP BY 1, 2
+                ), present AS (
+                    SELECT collection_name, file_id, count(*) AS rows FROM chunk GROUP BY 1, 2
+                )
+                SELECT e.collection_name, e.file_id, e.copies::int, p.rows::int,
+                       w.chunk_count
+                FROM equal e
+                JOIN present p USING (collection_name, file_id)
+                JOIN {SCHEMA}.written_collection w
+                  ON w.collection_name = e.collection_name AND w.file_id = e.file_id
+                WHERE p.rows > w.chunk_count
+                ORDER BY 1, 2
                 LIMIT 1000
                 """,
                 params,
