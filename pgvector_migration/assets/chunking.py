@@ -2,6 +2,7 @@
 
 import os
 
+import psycopg
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -17,6 +18,7 @@ from pgvector_migration.pipeline.planning import plan_files
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.unit_writer import postgres_reason
 
 PARALLEL_FROM_FILES = 16
 
@@ -72,13 +74,24 @@ def chunked_documents(
                 failures.append({"file_id": file.id, "filename": file.filename, "error": message})
                 context.log.warning(f"file {file.id} ({file.filename}): {message}")
                 continue
-            state.stage_chunks(
-                connection,
-                file.id,
-                plan.chunks_by_collection,
-                plan.content_hash,
-                unit_fingerprint(settings, config.reextract, file),
-            )
+            try:
+                state.stage_chunks(
+                    connection,
+                    file.id,
+                    plan.chunks_by_collection,
+                    plan.content_hash,
+                    unit_fingerprint(settings, config.reextract, file),
+                )
+            except psycopg.Error as error:
+                # Rolled back: one file's rows never stop the others, unless the connection
+                # itself is gone.
+                if connection.broken:
+                    raise
+                message = f"staging its chunks: {postgres_reason(error)}"
+                state.record_failure(partition_key, file.id, file.filename, "chunking", message)
+                failures.append({"file_id": file.id, "filename": file.filename, "error": message})
+                context.log.warning(f"file {file.id} ({file.filename}): {message}")
+                continue
             staged_files += 1
             staged_chunks += plan.chunk_count
     return MaterializeResult(

@@ -83,6 +83,8 @@ def assess_file(
         return plan
 
     try:
+        if file.source_problem:
+            raise LoaderError(file.source_problem)
         if file.oversize:
             raise UnsupportedFileType(file.oversize)
         content = None if reextract else file.stored_content
