@@ -437,7 +437,7 @@ def print_status(openwebui, vector_store) -> int:
     from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
 
     try:
-        names = {knowledge.id: knowledge.name for knowledge in openwebui.knowledge_bases()}
+        names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
         rows = vector_store.state().status_rows()
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)

@@ -325,15 +325,20 @@ class OpenWebUIResource(ConfigurableResource):
                 if knowledge_id == partition_key
             ]
         existing = set(self.file_ids())
+        listed = {file_id for ids in membership.files_by_knowledge.values() for file_id in ids}
+
+        def fate(file_id: str) -> str:
+            if file_id not in existing:
+                return "is gone too; nothing to migrate"
+            if file_id in listed:
+                return "is still in other knowledge bases, and migrated with them"
+            return "is in no knowledge base now, so it is migrated to its own collection only"
+
         return [
             (
                 file_id,
                 f"knowledge_file row of deleted knowledge base {knowledge_id}: file {file_id} "
-                + (
-                    "is in no knowledge base, so it is migrated to its own collection only"
-                    if file_id in existing
-                    else "is gone too; nothing to migrate"
-                ),
+                f"{fate(file_id)}",
             )
             for knowledge_id, file_id in membership.of_deleted_knowledge
         ]
