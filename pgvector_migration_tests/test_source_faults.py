@@ -357,3 +357,14 @@ def test_the_upload_size_limit_is_open_webuis(deployment, tmp_path, monkeypatch)
     [note] = [n for n in summary["source_notes"] if n["id"] == "big-stored"]
     assert "over the 1 MB limit" in note["note"] and "stored text is migrated" in note["note"]
     assert "file-big-stored" in deployment.counts()
+
+
+def test_a_size_limit_that_is_not_a_number_is_a_configuration_error(
+    deployment, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("RAG_FILE_MAX_SIZE", "ten")
+
+    assert cli.main(["--no-progress"]) == cli.EXIT_CONFIG
+    assert "RAG_FILE_MAX_SIZE must be a whole number, got 'ten'" in capsys.readouterr().err
+    with deployment.connect() as connection:
+        assert connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0] is None
