@@ -252,13 +252,15 @@ class ProgressBar:
 
 def _failure_message(result) -> str:
     """The innermost error of the first failed step: the one a person can act on."""
+    from pgvector_migration.summary import error_reason
+
     failure = next((event for event in result.all_events if event.is_step_failure), None)
     if failure is None:
         return "the run failed; see it in the Dagster UI"
     error = failure.event_specific_data.error
     while error.cause is not None:
         error = error.cause
-    return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
+    return f"step {failure.step_key}: {error_reason(error.message)}"
 
 
 PREPARE_ASSETS = ("file_inventory", "completeness_report", "chunked_documents")
@@ -371,6 +373,7 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
                         state.completeness_rows(key), state.failures(key), args.dry_run
                     )
                 )
+                summary.add_notes(state.source_notes(key))
             except (psycopg.Error, TargetConfigurationError) as error:
                 summary.run_errors.append(f"partition {key}: target database lost: {error}")
 
@@ -451,7 +454,7 @@ def print_status(openwebui, vector_store) -> int:
     from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
 
     try:
-        names = {knowledge.id: knowledge.name for knowledge in openwebui.knowledge_bases()}
+        names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
         rows = vector_store.state().status_rows()
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
@@ -512,6 +515,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = RunSummary(dry_run=args.dry_run)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
+    if args.retry_failed and not args.only:
+        # Knowledge-base and memory failures are recorded under their kind; their rebuild
+        # skips every complete unit, so it retries exactly the failed ones.
+        failed = state.failed_files()
+        kinds |= {kind for kind in KINDS if failed.get(kind)}
     if "files" in kinds:
         _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
         if args.prune and not args.dry_run and not narrowed:

@@ -184,6 +184,8 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         DEFAULT_EXTRACTION_TIMEOUT_SECONDS,
         int,
     ),
+    # Open WebUI's upload limit in MB; unset (its default) or 0 means no limit.
+    "file_max_size_mb": SettingSpec("rag.file.max_size", "RAG_FILE_MAX_SIZE", None, int),
 }
 
 # Settings that only say how to reach an extraction service (or hold its secrets): never part
@@ -238,6 +240,7 @@ class RagSettings:
     external_document_loader_api_key: str
     external_document_loader_headers: dict[str, Any]
     extraction_timeout_seconds: int
+    file_max_size_mb: int | None = None
 
     def with_overrides(self, **overrides: Any) -> RagSettings:
         """Apply resource-config overrides; `None` means "keep Open WebUI's value"."""
@@ -262,6 +265,7 @@ class RagSettings:
             "azure_openai_api_key",
             "azure_openai_api_version",
             "embedding_batch_size",
+            "file_max_size_mb",
             *_EXTRACTION_TRANSPORT,
         ):
             relevant.pop(secret_or_transport)

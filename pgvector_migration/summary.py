@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,25 @@ FAILED = "failed"
 
 # When a file appears in several partitions, the outcome that says most wins.
 PRECEDENCE = [FAILED, PROCESSED, WOULD_PROCESS, SKIPPED_UNSUPPORTED, SKIPPED_COMPLETE]
+
+
+# Lines PostgreSQL adds after its primary message; a reason shows the primary one.
+_POSTGRES_SECTIONS = re.compile(r"^(DETAIL|HINT|CONTEXT|QUERY|LINE \d+):")
+
+
+def error_reason(message: str) -> str:
+    """The line of an error message a person can act on. A PostgreSQL error reads as its
+    primary message, with its DETAIL line (never CONTEXT or HINT, which only say where it
+    happened); any other error as its last line."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    sections = [i for i, line in enumerate(lines) if _POSTGRES_SECTIONS.match(line)]
+    if not sections:
+        return lines[-1]
+    primary = " ".join(line.strip() for line in lines[: sections[0]])
+    detail = next((line for line in lines if line.startswith("DETAIL:")), None)
+    return f"{primary} ({detail.removeprefix('DETAIL:').strip()})" if detail else primary
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,14 @@ class RunSummary:
     dry_run: bool = False
     kinds: dict[str, KindSummary] = field(default_factory=dict)
     rows_pruned: int = 0
+    notes: list[dict[str, str]] = field(default_factory=list)
+
+    def add_notes(self, notes: Iterable[Mapping[str, str]]) -> None:
+        """Fold in what a partition's inventory found odd in the source (`{id, note}`)."""
+        for note in notes:
+            entry = {"id": note["id"], "note": note["note"]}
+            if entry not in self.notes:
+                self.notes.append(entry)
 
     def add_transplant(self, metadata: dict[str, Any]) -> None:
         """Fold in one partition's transplanted_embeddings metadata."""
@@ -225,6 +253,7 @@ class RunSummary:
                 }
                 for kind, summary in self.kinds.items()
             },
+            "source_notes": self.notes,
             "run_errors": self.run_errors,
         }
 
@@ -268,5 +297,6 @@ class RunSummary:
             lines.extend(
                 f"  failed: {KIND_LABELS[kind]} {f['id']}: {f['error']}" for f in summary.failed
             )
+        lines.extend(f"  note: {note['id']}: {note['note']}" for note in self.notes)
         lines.extend(f"  run error: {error}" for error in self.run_errors)
         return "\n".join(lines)

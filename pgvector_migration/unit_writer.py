@@ -44,6 +44,19 @@ class WriteReport:
     failures: dict[str, dict] = field(default_factory=dict)
 
 
+def postgres_reason(error: psycopg.Error) -> str:
+    """PostgreSQL's own words for an error: its primary message, with the detail when it has
+    one, never the CONTEXT or HINT lines (a full disk reads "could not extend file ...: No
+    space left on device", not "COPY document_chunk, line 11"). Errors raised by psycopg
+    before the server saw anything have no primary message: their first line is used."""
+    primary = error.diag.message_primary
+    if not primary:
+        lines = str(error).strip().splitlines()
+        primary = lines[0] if lines else type(error).__name__
+    detail = error.diag.message_detail
+    return f"{primary} ({detail})" if detail else primary
+
+
 def waves(units: Iterable[WriteUnit], texts_per_wave: int) -> Iterator[list[WriteUnit]]:
     """Group whole units until a wave holds enough texts to fill embedding batches; memory is
     bounded by the wave, not by the partition."""
@@ -225,8 +238,12 @@ class UnitWriter:
             )
             try:
                 self._vector_store.replace_unit(connection, unit, unit_vectors, record)
-            except psycopg.DataError as error:
-                fail(unit, f"{unit.collection_name}: {error}")
+            except psycopg.Error as error:
+                # The unit's transaction is rolled back; the next unit can go on unless the
+                # connection itself is gone.
+                if connection.broken:
+                    raise
+                fail(unit, f"writing {unit.collection_name}: {postgres_reason(error)}")
                 continue
             report.collections_written += 1
             report.chunks_written += len(unit.chunks)

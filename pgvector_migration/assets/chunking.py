@@ -2,6 +2,7 @@
 
 import os
 
+import psycopg
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -17,6 +18,7 @@ from pgvector_migration.pipeline.text_source import TextSource, fallback_note
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.unit_writer import postgres_reason
 
 PARALLEL_FROM_FILES = 16
 
@@ -73,13 +75,24 @@ def chunked_documents(
                 failures.append({"file_id": file.id, "filename": file.filename, "error": message})
                 context.log.warning(f"file {file.id} ({file.filename}): {message}")
                 continue
-            state.stage_chunks(
-                connection,
-                file.id,
-                plan.chunks_by_collection,
-                plan.content_hash,
-                plan.settings_fingerprint,
-            )
+            try:
+                state.stage_chunks(
+                    connection,
+                    file.id,
+                    plan.chunks_by_collection,
+                    plan.content_hash,
+                    plan.settings_fingerprint,
+                )
+            except psycopg.Error as error:
+                # Rolled back: one file's rows never stop the others, unless the connection
+                # itself is gone.
+                if connection.broken:
+                    raise
+                message = f"staging its chunks: {postgres_reason(error)}"
+                state.record_failure(partition_key, file.id, file.filename, "chunking", message)
+                failures.append({"file_id": file.id, "filename": file.filename, "error": message})
+                context.log.warning(f"file {file.id} ({file.filename}): {message}")
+                continue
             if plan.fallback_reason:
                 note = fallback_note(plan.fallback_reason)
                 state.annotate_completeness(partition_key, file.id, note)

@@ -109,6 +109,8 @@ def assess_file(
         return planned().content_hash, planned().settings_fingerprint
 
     try:
+        if file.source_problem:
+            raise LoaderError(file.source_problem)
         if file.oversize:
             raise UnsupportedFileType(file.oversize)
         if text_source is TextSource.UPLOAD_ONLY or file.stored_content is None:

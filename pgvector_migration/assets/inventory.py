@@ -21,7 +21,8 @@ class InventoryConfig(Config):
     group_name="migration",
     automation_condition=nightly_automation(),
     description="Every file of the knowledge base (or of no knowledge base), where its upload "
-    "is, and the collections it must be in. Dangling file ids are reported, not fatal.",
+    "is, and the collections it must be in. Dangling file ids, rows of deleted knowledge "
+    "bases and unusable file rows are reported, not fatal.",
 )
 def file_inventory(
     context: AssetExecutionContext,
@@ -35,6 +36,7 @@ def file_inventory(
     if config.file_ids:
         file_ids = [file_id for file_id in file_ids if file_id in set(config.file_ids)]
     rows: list[dict] = []
+    notes = openwebui.partition_notes(partition_key)
 
     def listed_files():
         # Listing files downloads none of them; the steps that read bytes do.
@@ -48,13 +50,19 @@ def file_inventory(
                     "upload": str(file.upload_path) if file.upload_path else file.upload_problem,
                     "upload_path": str(file.upload_path) if file.upload_path else None,
                     "collections": len(file.collection_names(partition_key)),
+                    "source problem": file.source_problem,
                 }
             )
+            notes.extend((file.id, note) for note in file.notes)
+            if file.source_problem:
+                context.log.warning(file.source_problem)
             yield file
 
-    vector_store.state().replace_inventory(partition_key, listed_files())
-    for knowledge_id, file_id in dangling:
-        context.log.warning(f"knowledge base {knowledge_id} lists file {file_id}, which is gone")
+    state = vector_store.state()
+    state.replace_inventory(partition_key, listed_files())
+    state.replace_source_notes(partition_key, notes)
+    for subject_id, note in notes:
+        context.log.warning(f"{subject_id}: {note}")
     return MaterializeResult(
         metadata={
             "files": MetadataValue.int(len(rows)),
@@ -63,6 +71,12 @@ def file_inventory(
                 sum(1 for row in rows if row["upload"] != row["upload_path"])
             ),
             "dangling_file_ids": MetadataValue.json([file_id for _, file_id in dangling]),
+            "files_with_unusable_rows": MetadataValue.int(
+                sum(1 for row in rows if row["source problem"])
+            ),
+            "notes": markdown_table(
+                [{"id": subject_id, "note": note} for subject_id, note in notes], ["id", "note"]
+            ),
             "preview": markdown_table(rows, list(rows[0]) if rows else ["file_id"]),
         }
     )

@@ -16,12 +16,18 @@ from pgvector_migration.assets.common import (
     write_units,
 )
 from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
+from pgvector_migration.pipeline.metadata import sanitize_text
 from pgvector_migration.pipeline.records import (
     KNOWLEDGE_BASES_COLLECTION,
     MEMORY_COLLECTION_PREFIX,
     WriteUnit,
 )
-from pgvector_migration.pipeline.system_collections import knowledge_base_unit, memory_units
+from pgvector_migration.pipeline.source_rows import knowledge_base_problem, memory_problem
+from pgvector_migration.pipeline.system_collections import (
+    knowledge_base_unit,
+    memory_collection_name,
+    memory_units,
+)
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -49,8 +55,13 @@ def rebuild(
     config: SystemCollectionConfig,
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
+    unusable: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, MetadataValue]:
-    """Assess every unit, write the selected ones, and describe both for the UI."""
+    """Assess every unit, write the selected ones, and describe both for the UI.
+
+    `unusable` are (id, label, reason) of source rows that cannot be written (see
+    `pipeline.source_rows`): each is recorded as a failed unit of its own, so it counts and a
+    later run retries it, and nothing else waits for it."""
     state = vector_store.state()
     records = state.written_records(sorted({unit.collection_name for unit in units}))
     fingerprint = settings.splitting_fingerprint()
@@ -69,7 +80,11 @@ def rebuild(
         for unit in units
     ]
     selected = [unit for unit, a in assessed if config.overwrite or a.status.needs_work]
-    state.clear_failures(kind, [unit.source_id for unit in units])
+    # Every unit of the kind is assessed on every run: no earlier failure stays true unheard.
+    state.clear_failures(kind, None)
+    for source_id, label, reason in unusable:
+        state.record_failure(kind, source_id, label, "source", reason)
+        context.log.warning(reason)
     report = WriteReport()
     if selected and not config.dry_run:
         report = write_units(context, kind, selected, settings, embeddings, vector_store)
@@ -84,13 +99,17 @@ def rebuild(
         }
         for unit, assessment in assessed
     ]
+    preview += [
+        {"collection": "", "source": label, "status": "failed", "reason": reason}
+        for _, label, reason in unusable
+    ]
     return {
-        "units": MetadataValue.int(len(units)),
+        "units": MetadataValue.int(len(units) + len(unusable)),
         "units_complete_before": MetadataValue.int(
             sum(1 for _, a in assessed if a.status == UnitStatus.COMPLETE)
         ),
-        "units_selected": MetadataValue.int(len(selected)),
-        "units_failed": MetadataValue.int(len(report.failures)),
+        "units_selected": MetadataValue.int(len(selected) + len(unusable)),
+        "units_failed": MetadataValue.int(len(report.failures) + len(unusable)),
         **write_metadata(report, settings),
         "report": markdown_table(
             preview, ["collection", "source", "status", "rows", "present", "reason"]
@@ -115,7 +134,17 @@ def knowledge_base_collection(
     settings = effective_settings(openwebui, embeddings)
     knowledge_bases = openwebui.knowledge_bases()
     fingerprint = settings.splitting_fingerprint()
-    units = [knowledge_base_unit(knowledge, fingerprint) for knowledge in knowledge_bases]
+    problems = {knowledge.id: knowledge_base_problem(knowledge) for knowledge in knowledge_bases}
+    units = [
+        knowledge_base_unit(knowledge, fingerprint)
+        for knowledge in knowledge_bases
+        if not problems[knowledge.id]
+    ]
+    unusable = [
+        (knowledge.id, sanitize_text(knowledge.name or knowledge.id), problems[knowledge.id])
+        for knowledge in knowledge_bases
+        if problems[knowledge.id]
+    ]
     present = set(vector_store.row_ids(KNOWLEDGE_BASES_COLLECTION))
     metadata = rebuild(
         context,
@@ -126,6 +155,7 @@ def knowledge_base_collection(
         config,
         vector_store,
         embeddings,
+        unusable,
     )
     orphans = sorted(present - {knowledge.id for knowledge in knowledge_bases})
     pruned = 0
@@ -155,7 +185,17 @@ def memory_collections(
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
     settings = effective_settings(openwebui, embeddings)
-    units = memory_units(openwebui.memories(), settings.splitting_fingerprint())
+    memories = openwebui.memories()
+    problems = {memory.id: memory_problem(memory) for memory in memories}
+    units = memory_units(
+        [memory for memory in memories if not problems[memory.id]],
+        settings.splitting_fingerprint(),
+    )
+    unusable = [
+        (memory.id, f"memory {memory.id}", problems[memory.id])
+        for memory in memories
+        if problems[memory.id]
+    ]
     counts = vector_store.row_counts([unit.collection_name for unit in units])
     metadata = rebuild(
         context,
@@ -166,8 +206,14 @@ def memory_collections(
         config,
         vector_store,
         embeddings,
+        unusable,
     )
-    wanted = {unit.collection_name for unit in units}
+    # A user whose memories all failed keeps the collection until the rows are repaired.
+    wanted = {unit.collection_name for unit in units} | {
+        memory_collection_name(memory.user_id)
+        for memory in memories
+        if problems[memory.id] and isinstance(memory.user_id, str)
+    }
     orphans = [
         name
         for name in vector_store.collections_with_prefix(MEMORY_COLLECTION_PREFIX)

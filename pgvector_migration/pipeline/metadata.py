@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,12 @@ def sanitize_text(value: str) -> str:
     if "\x00" not in value and not _SURROGATES.search(value):
         return value
     return _SURROGATES.sub("", value.replace("\x00", ""))
+
+
+def holds_invalid_text(value: str) -> bool:
+    """Whether PostgreSQL text (or a jsonb key) cannot hold `value` as it is: a NUL character or
+    a lone surrogate (which is also what bytes that are not UTF-8 become when read leniently)."""
+    return "\x00" in value or bool(_SURROGATES.search(value))
 
 
 def without_excluded_keys(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +88,38 @@ def stored_form(metadata: Mapping[str, Any]) -> dict[str, Any]:
         else:
             stored[key] = value
     return stored
+
+
+# Keys every chunk gets from the file row itself; a `meta` field of the same name never reaches
+# the stored metadata.
+FILE_IDENTITY_KEYS = frozenset(
+    {"name", "created_by", "file_id", "source", "hash", "embedding_config", "start_index"}
+)
+
+
+def unstorable_metadata(meta: Mapping[str, Any]) -> str | None:
+    """Why the fields a file's `meta` adds to every chunk cannot be stored in `vmetadata`, or
+    None when they can.
+
+    Open WebUI writes `vmetadata` through the standard JSON encoder into jsonb: a NaN or
+    infinite number is refused ("Token NaN is invalid") and so is a key holding a NUL or a lone
+    surrogate ("unsupported Unicode escape sequence"); values are cleaned, keys are not. Such a
+    file was never indexed by Open WebUI either. Nested values are stored as their `str()`,
+    which is where absurd nesting gives up.
+    """
+    fields = {
+        key: value for key, value in file_meta_fields(meta).items() if key not in FILE_IDENTITY_KEYS
+    }
+    try:
+        stored = stored_form(fields)
+    except (RecursionError, MemoryError):
+        return "it is nested too deeply to be stored as text"
+    for key, value in stored.items():
+        if holds_invalid_text(key):
+            return f"the key {key!r} holds a NUL character or a lone surrogate"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"the field {key!r} is {value}, which JSON cannot hold"
+    return None
 
 
 def chunk_metadata(

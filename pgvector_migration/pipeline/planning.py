@@ -95,6 +95,8 @@ def source_documents(
     """
     if settings is None:
         settings = resolve_rag_settings({}, {})
+    if file.source_problem:
+        raise LoaderError(file.source_problem)
     if file.oversize:
         raise UnsupportedFileType(file.oversize)
     content = file.stored_content

@@ -24,8 +24,10 @@ class SourceFile:
     """One row of Open WebUI's `file` table, with where its bytes are on this machine.
 
     `upload_path` is the resolved local path (None when no readable upload exists) and
-    `upload_problem` says why not, when it matters; `oversize` says why the file is over the
-    configured size limit, if it is.
+    `upload_problem` says why not, when it matters; `oversize` says why an upload that must be
+    read is over the configured size limit, if it is; `source_problem` says why the row itself
+    cannot be migrated (see `pipeline.source_rows`); `notes` are worth reporting without
+    stopping the file.
     """
 
     id: str
@@ -40,6 +42,8 @@ class SourceFile:
     upload_path: Path | None = None
     upload_problem: str | None = None
     oversize: str | None = None
+    source_problem: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def stored_content(self) -> str | None:

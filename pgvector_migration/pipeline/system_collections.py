@@ -21,16 +21,20 @@ from pgvector_migration.pipeline.records import (
 
 @dataclass(frozen=True)
 class KnowledgeBase:
+    """A `knowledge` row; `name` is None only in a corrupt row (see `source_rows`)."""
+
     id: str
-    name: str
+    name: str | None
     description: str | None
 
 
 @dataclass(frozen=True)
 class Memory:
+    """A `memory` row; `user_id` and `content` are None only in a corrupt row."""
+
     id: str
-    user_id: str
-    content: str
+    user_id: str | None
+    content: str | None
     type: str | None
     path: str | None
     created_at: int | None

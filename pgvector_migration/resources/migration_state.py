@@ -92,6 +92,12 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.file_failure (
     failed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (partition_key, file_id)
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.source_note (
+    partition_key text NOT NULL,
+    subject_id text NOT NULL,
+    note text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 ENGINE_ORIGIN = "engine"
@@ -454,12 +460,41 @@ class MigrationState:
         if unit is not None:
             yield unit
 
-    def clear_failures(self, partition_key: str, file_ids: Sequence[str]) -> None:
+    def clear_failures(self, partition_key: str, file_ids: Sequence[str] | None) -> None:
+        """Forget the recorded failures of these ids (None: of every id under the key)."""
         with self._connect(with_vectors=False) as connection:
+            if file_ids is None:
+                connection.execute(
+                    f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s",
+                    (partition_key,),
+                )
+                return
             connection.execute(
                 f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s AND file_id = ANY(%s)",
                 (partition_key, list(file_ids)),
             )
+
+    def replace_source_notes(self, partition_key: str, notes: Iterable[tuple[str, str]]) -> None:
+        """Store what the inventory found odd in the source for this partition, as
+        (id, note) pairs, replacing the notes of its previous run."""
+        with self._connect(with_vectors=False) as connection, connection.transaction():
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.source_note WHERE partition_key = %s", (partition_key,)
+            )
+            with connection.cursor().copy(
+                f"COPY {SCHEMA}.source_note (partition_key, subject_id, note) FROM STDIN"
+            ) as copy:
+                for subject_id, note in notes:
+                    copy.write_row((partition_key, subject_id, note))
+
+    def source_notes(self, partition_key: str) -> list[dict[str, str]]:
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"SELECT subject_id, note FROM {SCHEMA}.source_note WHERE partition_key = %s "
+                "ORDER BY subject_id, note",
+                (partition_key,),
+            ).fetchall()
+        return [{"id": row[0], "note": row[1]} for row in rows]
 
     def record_failure(
         self, partition_key: str, file_id: str, filename: str, stage: str, error: str

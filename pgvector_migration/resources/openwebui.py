@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, SourceFile
+from pgvector_migration.pipeline.source_rows import read_file_row
 from pgvector_migration.pipeline.system_collections import KnowledgeBase, Memory
 from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, is_s3_url
 from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
@@ -24,7 +25,6 @@ UNSUPPORTED_STORAGE_PREFIXES = {"gs://": "gcs"}
 # ones whose bytes are read unless re-extraction is asked), every one, or none.
 S3Fetch = Literal["missing-content", "always", "never"]
 FILE_BATCH = 50
-DEFAULT_MAX_FILE_MB = 100.0
 
 
 class SourceDatabaseError(RuntimeError):
@@ -33,10 +33,13 @@ class SourceDatabaseError(RuntimeError):
 
 @dataclass(frozen=True)
 class KnowledgeMembership:
-    """Which files each knowledge base lists, and listed ids whose file row is gone."""
+    """Which files each existing knowledge base lists; (knowledge id, file id) pairs listed by
+    an existing knowledge base whose file row is gone; and pairs left behind by a deleted
+    knowledge base (such a file belongs to no knowledge base, so to the standalone partition)."""
 
     files_by_knowledge: dict[str, list[str]]
     dangling: list[tuple[str, str]]
+    of_deleted_knowledge: list[tuple[str, str]]
 
 
 def _json_value(value: Any) -> Any:
@@ -53,6 +56,16 @@ def _json_object(value: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def _lenient_utf8(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _read_text_leniently(dbapi_connection, _record) -> None:
+    """SQLite hands back whatever bytes a text column holds; bytes that are not UTF-8 become
+    lone surrogates instead of failing the whole query, and `source_rows` fails that row."""
+    dbapi_connection.text_factory = _lenient_utf8
+
+
 def readonly_engine(database_url: str) -> sa.Engine:
     """An engine that cannot write: SQLite opened with `mode=ro`, PostgreSQL sessions with
     `default_transaction_read_only`."""
@@ -62,9 +75,11 @@ def readonly_engine(database_url: str) -> sa.Engine:
         path = Path(parsed.database or "").expanduser()
         if not path.is_file():
             raise SourceDatabaseError(f"Open WebUI database {path} does not exist (DATABASE_URL)")
-        return sa.create_engine(
+        engine = sa.create_engine(
             f"sqlite+pysqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=sa.NullPool
         )
+        sa.event.listen(engine, "connect", _read_text_leniently)
+        return engine
     if parsed.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
         return sa.create_engine(
             parsed.set(drivername="postgresql+psycopg"),
@@ -73,6 +88,16 @@ def readonly_engine(database_url: str) -> sa.Engine:
         )
     raise SourceDatabaseError(
         f"DATABASE_URL scheme {parsed.drivername!r} is not supported; use sqlite or postgresql"
+    )
+
+
+def over_limit(size: int | None, limit_mb: float | None) -> str | None:
+    """Why an upload of `size` bytes is over the limit, or None."""
+    if size is None or limit_mb is None or size <= limit_mb * 1024 * 1024:
+        return None
+    return (
+        f"the upload is {size / 1024 / 1024:.1f} MB, over the {limit_mb:g} MB limit "
+        "(RAG_FILE_MAX_SIZE / rag.file.max_size)"
     )
 
 
@@ -89,6 +114,8 @@ def resolve_upload(stored_path: str | None, upload_dir: Path) -> tuple[Path | No
     """
     if not stored_path:
         return None, "file.path is empty"
+    if "\x00" in stored_path:
+        return None, "file.path holds a NUL character, so no file system can hold it"
     if is_s3_url(stored_path):
         return None, (
             f"storage provider s3: {stored_path} is downloaded only for files without stored "
@@ -139,8 +166,9 @@ class OpenWebUIResource(ConfigurableResource):
     )
     max_file_mb: float | None = Field(
         default=None,
-        description="Files (upload bytes or stored text) larger than this many MB are skipped "
-        "with a reason. Empty: RAG_FILE_MAX_SIZE (Open WebUI's own limit), else 100.",
+        description="Uploads larger than this many MB are not read (skipped with a reason; "
+        "stored text is still migrated). Empty: Open WebUI's rag.file.max_size (config table, "
+        "then RAG_FILE_MAX_SIZE), else no limit, as in Open WebUI; 0: no limit.",
     )
     chunk_size: int | None = Field(
         default=None, description="Override CHUNK_SIZE (else config table, env, 1000)."
@@ -235,7 +263,7 @@ class OpenWebUIResource(ConfigurableResource):
     def knowledge_bases(self) -> list[KnowledgeBase]:
         """Every knowledge base with the name and description Open WebUI embeds."""
         rows = self._query("SELECT id, name, description FROM knowledge ORDER BY created_at, id")
-        return [KnowledgeBase(row[0], row[1] or "", row[2]) for row in rows]
+        return [KnowledgeBase(row[0], row[1], row[2]) for row in rows]
 
     def memories(self) -> list[Memory]:
         """Every user memory; `type` and `path` exist from Open WebUI 0.9 on and are None
@@ -271,16 +299,49 @@ class OpenWebUIResource(ConfigurableResource):
             for knowledge_id, data in self._query("SELECT id, data FROM knowledge"):
                 file_ids = _json_object(data).get("file_ids") or []
                 pairs.extend((knowledge_id, file_id) for file_id in file_ids)
+        knowledge_ids = set(self.knowledge_ids())
         files_by_knowledge: dict[str, list[str]] = {}
-        dangling = []
+        dangling, of_deleted = [], []
         for knowledge_id, file_id in pairs:
-            if file_id in existing:
+            if knowledge_id not in knowledge_ids:
+                of_deleted.append((knowledge_id, file_id))
+            elif file_id in existing:
                 listed = files_by_knowledge.setdefault(knowledge_id, [])
                 if file_id not in listed:
                     listed.append(file_id)
             else:
                 dangling.append((knowledge_id, file_id))
-        return KnowledgeMembership(files_by_knowledge, dangling)
+        return KnowledgeMembership(files_by_knowledge, dangling, of_deleted)
+
+    def partition_notes(self, partition_key: str) -> list[tuple[str, str]]:
+        """What the source holds that no file outcome shows, as (id, note): a knowledge base
+        listing a file that is gone, and (standalone partition) rows of deleted knowledge bases,
+        whose files are migrated as files in no knowledge base."""
+        membership = self.knowledge_membership()
+        if partition_key != STANDALONE_PARTITION_KEY:
+            return [
+                (file_id, f"knowledge base {knowledge_id} lists file {file_id}, which is gone")
+                for knowledge_id, file_id in membership.dangling
+                if knowledge_id == partition_key
+            ]
+        existing = set(self.file_ids())
+        listed = {file_id for ids in membership.files_by_knowledge.values() for file_id in ids}
+
+        def fate(file_id: str) -> str:
+            if file_id not in existing:
+                return "is gone too; nothing to migrate"
+            if file_id in listed:
+                return "is still in other knowledge bases, and migrated with them"
+            return "is in no knowledge base now, so it is migrated to its own collection only"
+
+        return [
+            (
+                file_id,
+                f"knowledge_file row of deleted knowledge base {knowledge_id}: file {file_id} "
+                f"{fate(file_id)}",
+            )
+            for knowledge_id, file_id in membership.of_deleted_knowledge
+        ]
 
     def partition_file_ids(self, partition_key: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The file ids one partition covers, and the dangling ids its knowledge base lists.
@@ -314,7 +375,10 @@ class OpenWebUIResource(ConfigurableResource):
 
         Uploads kept in S3 are downloaded (once) as `fetch_s3` says: by default only for files
         without stored content; pass "always" when the uploads will be re-extracted. A failed
-        download leaves `upload_path` None with the reason in `upload_problem`.
+        download leaves `upload_path` None with the reason in `upload_problem`. A row that
+        cannot be migrated comes with `source_problem` set (see `pipeline.source_rows`); the
+        JSON columns are fetched as text and parsed here, row by row, so no row can fail the
+        query that reads its neighbours.
         """
         membership = self.knowledge_membership()
         knowledge_of: dict[str, list[str]] = {}
@@ -322,8 +386,10 @@ class OpenWebUIResource(ConfigurableResource):
             for file_id in listed:
                 knowledge_of.setdefault(file_id, []).append(knowledge_id)
         upload_dir = self.resolved_upload_dir()
+        limit_mb = self.size_limit_mb()
         query = sa.text(
-            "SELECT id, user_id, filename, path, meta, data, hash FROM file WHERE id IN :ids"
+            "SELECT id, user_id, filename, path, CAST(meta AS TEXT), CAST(data AS TEXT), hash "
+            "FROM file WHERE id IN :ids"
         ).bindparams(sa.bindparam("ids", expanding=True))
         for start in range(0, len(file_ids), FILE_BATCH):
             batch = list(file_ids[start : start + FILE_BATCH])
@@ -338,62 +404,75 @@ class OpenWebUIResource(ConfigurableResource):
                 if file_id not in rows:
                     continue
                 _, user_id, filename, path, meta, data, content_hash = rows.pop(file_id)
-                meta_dict = _json_object(meta)
-                data_dict = _json_object(data)
-                upload_path, problem = resolve_upload(path, upload_dir)
-                content = data_dict.get("content")
-                oversize = None
-                if is_s3_url(path) and (
-                    fetch_s3 == "always"
-                    or (fetch_s3 == "missing-content" and not isinstance(content, str))
-                ):
-                    download = self.s3_uploads().fetch(path, max_bytes=self._limit_bytes())
-                    upload_path, problem = download.path, download.problem
-                    if download.over_limit and download.size is not None:
-                        oversize = self._upload_oversize(download.size)
-                yield SourceFile(
+                row = read_file_row(file_id, user_id, filename, path, meta, data, content_hash)
+                base = SourceFile(
                     id=file_id,
-                    user_id=user_id,
-                    filename=filename or meta_dict.get("name") or file_id,
-                    stored_path=path,
-                    content_type=meta_dict.get("content_type"),
-                    meta=meta_dict,
-                    data=data_dict,
-                    content_hash_column=content_hash,
+                    user_id=user_id if isinstance(user_id, str) else None,
+                    filename=row.filename,
+                    stored_path=row.stored_path,
+                    content_type=row.content_type,
+                    meta=row.meta,
+                    data=row.data,
+                    content_hash_column=content_hash if isinstance(content_hash, str) else None,
                     knowledge_ids=tuple(knowledge_of.get(file_id, ())),
-                    upload_path=upload_path,
-                    upload_problem=problem,
-                    oversize=oversize or self._oversize(upload_path, content),
                 )
+                if row.problem:
+                    yield replace(base, source_problem=row.problem, upload_problem=row.problem)
+                    continue
+                yield self._with_upload(base, path, upload_dir, fetch_s3, limit_mb)
 
-    def size_limit_mb(self) -> float:
-        configured = self.max_file_mb or os.environ.get("RAG_FILE_MAX_SIZE")
-        return float(configured) if configured else DEFAULT_MAX_FILE_MB
+    def _with_upload(
+        self,
+        file: SourceFile,
+        path: str | None,
+        upload_dir: Path,
+        fetch_s3: S3Fetch,
+        limit_mb: float | None,
+    ) -> SourceFile:
+        """The file with where its upload is and how it stands against the size limit.
 
-    def _limit_bytes(self) -> int:
-        return int(self.size_limit_mb() * 1024 * 1024)
-
-    def _upload_oversize(self, size: int) -> str | None:
-        limit = self.size_limit_mb()
-        if size <= limit * 1024 * 1024:
-            return None
-        megabytes = size / 1024 / 1024
-        return f"the upload is {megabytes:.1f} MB, over the {limit:g} MB limit (RAG_FILE_MAX_SIZE)"
-
-    def _oversize(self, upload_path: Path | None, content: Any) -> str | None:
-        limit = self.size_limit_mb()
-        limit_bytes = limit * 1024 * 1024
+        Open WebUI checks its limit (`rag.file.max_size`) only when a file is uploaded, so a
+        file that exists was accepted: when its stored text is what gets migrated, an upload
+        over a limit set since is only noted. An upload that must be read (no stored text,
+        or re-extraction) and is over the limit is left out as unsupported, with the reason.
+        """
+        upload_path, problem = resolve_upload(path, upload_dir)
+        reads_upload = file.stored_content is None or fetch_s3 == "always"
+        size = None
+        if is_s3_url(path) and (
+            fetch_s3 == "always" or (fetch_s3 == "missing-content" and reads_upload)
+        ):
+            max_bytes = None if limit_mb is None else int(limit_mb * 1024 * 1024)
+            download = self.s3_uploads().fetch(path, max_bytes=max_bytes)
+            upload_path, problem = download.path, download.problem
+            if download.over_limit:
+                size = download.size
         if upload_path is not None:
-            too_big = self._upload_oversize(upload_path.stat().st_size)
-            if too_big:
-                return too_big
-        if isinstance(content, str) and len(content) > limit_bytes:
-            size = len(content) / 1024 / 1024
-            return (
-                f"the stored text is {size:.1f} M characters, over the {limit:g} MB limit "
-                "(RAG_FILE_MAX_SIZE)"
-            )
-        return None
+            size = upload_path.stat().st_size
+        elif size is None and isinstance(file.meta.get("size"), int):
+            size = file.meta["size"]
+        over = over_limit(size, limit_mb)
+        file = replace(file, upload_path=upload_path, upload_problem=problem)
+        if over is None:
+            return file
+        if reads_upload:
+            return replace(file, oversize=over)
+        return replace(
+            file,
+            notes=(
+                f"{over}; Open WebUI accepted it before that limit, and its stored text is "
+                "migrated",
+            ),
+        )
+
+    def size_limit_mb(self) -> float | None:
+        """The upload size limit in MB: this resource's `max_file_mb`, else Open WebUI's
+        `rag.file.max_size` (config table, then RAG_FILE_MAX_SIZE); None or 0: no limit, which
+        is Open WebUI's default."""
+        if self.max_file_mb is not None:
+            return self.max_file_mb or None
+        limit = self.rag_settings().file_max_size_mb
+        return limit if limit and limit > 0 else None
 
     def partition_keys(self) -> list[str]:
         """Every partition the source calls for: each knowledge base and the standalone key."""
