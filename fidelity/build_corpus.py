@@ -55,28 +55,37 @@ DEBIAN_DOCUMENTS = {
 def package_folder(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        sys.exit(f"build_corpus: {module} is not installed in {sys.executable}; run it with "
-                 "Open WebUI's venv Python (fidelity/install_openwebui.sh)")
+        sys.exit(
+            f"build_corpus: {module} is not installed in {sys.executable}; run it with "
+            "Open WebUI's venv Python (fidelity/install_openwebui.sh)"
+        )
     return Path(spec.origin).parent
 
 
 def run(*command: str, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
-    environment = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "FORCE_SOURCE_DATE": "1",
-                   "TZ": "UTC"}
-    result = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True,
-                            env=environment, timeout=300)
+    environment = {
+        **os.environ,
+        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+        "FORCE_SOURCE_DATE": "1",
+        "TZ": "UTC",
+    }
+    result = subprocess.run(
+        command, cwd=cwd, input=stdin, capture_output=True, env=environment, timeout=300
+    )
     if result.returncode != 0:
-        sys.exit(f"build_corpus: {' '.join(command)} failed ({result.returncode}):\n"
-                 f"{result.stderr.decode(errors='replace')[-2000:]}")
+        sys.exit(
+            f"build_corpus: {' '.join(command)} failed ({result.returncode}):\n"
+            f"{result.stderr.decode(errors='replace')[-2000:]}"
+        )
     return result.stdout
 
 
-def libreoffice(source: Path, target_format: str, out_dir: Path, profile: Path,
-                input_filter: str | None = None) -> Path:
+def libreoffice(
+    source: Path, target_format: str, out_dir: Path, profile: Path, input_filter: str | None = None
+) -> Path:
     """Convert with LibreOffice in its own profile folder (other LibreOffice processes on the
     machine must not share it)."""
-    command = ["soffice", f"-env:UserInstallation=file://{profile}", "--headless",
-               "--norestore"]
+    command = ["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--norestore"]
     if input_filter:
         command.append(f"--infilter={input_filter}")
     run(*command, "--convert-to", target_format, "--outdir", str(out_dir), str(source))
@@ -97,12 +106,14 @@ def changelog_releases(changelog: str, count: int) -> list[dict[str, str]]:
             continue
         for section in re.split(r"^### ", body, flags=re.M)[1:]:
             title, _, entries = section.partition("\n")
-            releases.append({
-                "version": match["version"],
-                "date": match["date"],
-                "section": title.strip(),
-                "entries": entries.strip(),
-            })
+            releases.append(
+                {
+                    "version": match["version"],
+                    "date": match["date"],
+                    "section": title.strip(),
+                    "entries": entries.strip(),
+                }
+            )
     return releases
 
 
@@ -142,15 +153,18 @@ def flat_presentation(releases: list[dict[str, str]]) -> str:
         'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
         'xmlns:presentation="urn:oasis:names:tc:opendocument:xmlns:presentation:1.0" '
         'office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.presentation">'
-        "<office:master-styles><style:master-page style:name=\"Default\"/></office:master-styles>"
+        '<office:master-styles><style:master-page style:name="Default"/></office:master-styles>'
         f"<office:body><office:presentation>{''.join(slides)}</office:presentation></office:body>"
         "</office:document>\n"
     )
 
 
 def build(out: Path) -> list[dict]:
-    missing = [f"{tool} (apt-get install {package})" for tool, package in TOOLS.items()
-               if shutil.which(tool) is None]
+    missing = [
+        f"{tool} (apt-get install {package})"
+        for tool, package in TOOLS.items()
+        if shutil.which(tool) is None
+    ]
     missing += [str(path) for path in DEBIAN_DOCUMENTS.values() if not path.exists()]
     if missing:
         sys.exit("build_corpus: missing " + "; ".join(missing))
@@ -183,15 +197,21 @@ def build(out: Path) -> list[dict]:
         writer.writerows(releases)
     add("iris.csv", "scikit-learn data", ["Data tables", "Iris"])
     add("wine_data.csv", "scikit-learn data", ["Data tables"])
-    add("openwebui_releases.csv", "Python csv, UTF-8 BOM, quoted multi-line fields",
-        ["Data tables", "Release notes"])
+    add(
+        "openwebui_releases.csv",
+        "Python csv, UTF-8 BOM, quoted multi-line fields",
+        ["Data tables", "Release notes"],
+    )
 
     # Markdown with headers and plain text.
     (out / "openwebui_changelog.md").write_text(
         changelog_excerpt(changelog, CHANGELOG_RELEASES), encoding="utf-8"
     )
-    add("openwebui_changelog.md", "Open WebUI CHANGELOG.md (newest releases)",
-        ["Docs", "Release notes"])
+    add(
+        "openwebui_changelog.md",
+        "Open WebUI CHANGELOG.md (newest releases)",
+        ["Docs", "Release notes"],
+    )
     shutil.copyfile(DEBIAN_DOCUMENTS["Apache-2.0.txt"], out / "apache-2.0.txt")
     add("apache-2.0.txt", "Debian common-licenses", ["Docs"])
 
@@ -199,17 +219,38 @@ def build(out: Path) -> list[dict]:
     shutil.copyfile(DEBIAN_DOCUMENTS["users-and-groups.html"], out / "users-and-groups.html")
     add("users-and-groups.html", "Debian base-passwd manual (DebianDoc-SGML)", ["Docs", "Office"])
     (out / "wine_data_docutils.html").write_bytes(
-        run("rst2html", "--quiet", "--no-datestamp", "--no-generator",
-            str(sklearn / "datasets" / "descr" / "wine_data.rst"))
+        run(
+            "rst2html",
+            "--quiet",
+            "--no-datestamp",
+            "--no-generator",
+            str(sklearn / "datasets" / "descr" / "wine_data.rst"),
+        )
     )
     add("wine_data_docutils.html", "docutils rst2html", ["Docs"])
 
     # PDFs of several producers.
-    run("pandoc", str(out / "iris.rst"), "-f", "rst", "--pdf-engine=pdflatex",
-        "-o", str(out / "iris_pdflatex.pdf"))
+    run(
+        "pandoc",
+        str(out / "iris.rst"),
+        "-f",
+        "rst",
+        "--pdf-engine=pdflatex",
+        "-o",
+        str(out / "iris_pdflatex.pdf"),
+    )
     add("iris_pdflatex.pdf", "pandoc + pdfTeX (LaTeX)", ["Manuals (PDF)", "Iris"])
-    run("pandoc", str(out / "breast_cancer.rst"), "-f", "rst", "--pdf-engine=pdflatex",
-        "-V", "geometry:a5paper", "-o", str(out / "breast_cancer_pdflatex.pdf"))
+    run(
+        "pandoc",
+        str(out / "breast_cancer.rst"),
+        "-f",
+        "rst",
+        "--pdf-engine=pdflatex",
+        "-V",
+        "geometry:a5paper",
+        "-o",
+        str(out / "breast_cancer_pdflatex.pdf"),
+    )
     add("breast_cancer_pdflatex.pdf", "pandoc + pdfTeX (LaTeX), A5", ["Manuals (PDF)"])
     man_page = gzip.decompress(DEBIAN_DOCUMENTS["gs.1"].read_bytes())
     (out / "gs_manual_groff.pdf").write_bytes(run("groff", "-man", "-Tpdf", stdin=man_page))
@@ -224,15 +265,38 @@ def build(out: Path) -> list[dict]:
         libreoffice(html_copy, "pdf:writer_pdf_Export", work, profile, "HTML (StarWriter)"),
         out / "users_and_groups_libreoffice.pdf",
     )
-    add("users_and_groups_libreoffice.pdf", "LibreOffice Writer PDF export",
-        ["Manuals (PDF)", "Office"])
+    add(
+        "users_and_groups_libreoffice.pdf",
+        "LibreOffice Writer PDF export",
+        ["Manuals (PDF)", "Office"],
+    )
     # A scan: the first page of the LaTeX PDF as a picture only (no text layer), and a report
     # mixing text and that picture, exported by LibreOffice.
-    run("pdftoppm", "-r", "100", "-f", "1", "-l", "1", "-png", "-singlefile",
-        str(out / "iris_pdflatex.pdf"), str(work / "scan"))
-    run("img2pdf", "--producer", "img2pdf", "--creationdate", "2023-11-14T22:13:20Z",
-        "--moddate", "2023-11-14T22:13:20Z", "-o", str(out / "scanned_page.pdf"),
-        str(work / "scan.png"))
+    run(
+        "pdftoppm",
+        "-r",
+        "100",
+        "-f",
+        "1",
+        "-l",
+        "1",
+        "-png",
+        "-singlefile",
+        str(out / "iris_pdflatex.pdf"),
+        str(work / "scan"),
+    )
+    run(
+        "img2pdf",
+        "--producer",
+        "img2pdf",
+        "--creationdate",
+        "2023-11-14T22:13:20Z",
+        "--moddate",
+        "2023-11-14T22:13:20Z",
+        "-o",
+        str(out / "scanned_page.pdf"),
+        str(work / "scan.png"),
+    )
     add("scanned_page.pdf", "pdftoppm + img2pdf (image only, no text layer)", ["Manuals (PDF)"])
     report = work / "report_with_scan.html"
     iris_text = (out / "iris.rst").read_text(encoding="utf-8")
@@ -249,8 +313,11 @@ def build(out: Path) -> list[dict]:
         libreoffice(report, "pdf:writer_pdf_Export", work, profile, "HTML (StarWriter)"),
         out / "report_with_scan_libreoffice.pdf",
     )
-    add("report_with_scan_libreoffice.pdf", "LibreOffice Writer PDF export, text + image",
-        ["Manuals (PDF)", "Iris"])
+    add(
+        "report_with_scan_libreoffice.pdf",
+        "LibreOffice Writer PDF export, text + image",
+        ["Manuals (PDF)", "Iris"],
+    )
 
     # Office files: docx by LibreOffice and by pandoc, xlsx and pptx by LibreOffice.
     shutil.copyfile(
@@ -258,14 +325,19 @@ def build(out: Path) -> list[dict]:
         out / "users_and_groups.docx",
     )
     add("users_and_groups.docx", "LibreOffice Writer (Word 2007 XML)", ["Office"])
-    run("pandoc", str(out / "openwebui_changelog.md"), "-f", "gfm",
-        "-o", str(out / "openwebui_changelog_pandoc.docx"))
+    run(
+        "pandoc",
+        str(out / "openwebui_changelog.md"),
+        "-f",
+        "gfm",
+        "-o",
+        str(out / "openwebui_changelog_pandoc.docx"),
+    )
     add("openwebui_changelog_pandoc.docx", "pandoc docx writer", ["Office", "Release notes"])
     wine_csv = work / "wine_data.csv"
     shutil.copyfile(out / "wine_data.csv", wine_csv)
     shutil.copyfile(
-        libreoffice(wine_csv, "xlsx:Calc MS Excel 2007 XML", work, profile,
-                    "CSV:44,34,76,1"),
+        libreoffice(wine_csv, "xlsx:Calc MS Excel 2007 XML", work, profile, "CSV:44,34,76,1"),
         out / "wine_data.xlsx",
     )
     add("wine_data.xlsx", "LibreOffice Calc (Excel 2007 XML)", ["Office", "Data tables"])
@@ -275,8 +347,11 @@ def build(out: Path) -> list[dict]:
         libreoffice(presentation, "pptx:Impress MS PowerPoint 2007 XML", work, profile),
         out / "openwebui_releases.pptx",
     )
-    add("openwebui_releases.pptx", "LibreOffice Impress (PowerPoint 2007 XML)",
-        ["Office", "Release notes"])
+    add(
+        "openwebui_releases.pptx",
+        "LibreOffice Impress (PowerPoint 2007 XML)",
+        ["Office", "Release notes"],
+    )
 
     shutil.rmtree(work, ignore_errors=True)
     return documents

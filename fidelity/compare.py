@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 EXAMPLES_PER_KEY = 3
 # Keys that order the rows of one text so that repeated texts are paired position by position.
-POSITION_KEYS = ("file_id", "page", "row", "start_index")
+POSITION_KEYS = ("page", "row", "start_index")
+ABSENT = "<absent>"
 
 
 @dataclass
@@ -28,7 +29,7 @@ class CollectionComparison:
     collection: str
     theirs: int
     ours: int
-    reproduced: int  # their texts we have (multiset intersection)
+    reproduced: int  # their chunks (file, text) we have, as a multiset
     vectors_equal: int  # of the paired rows
     ids_equal: int  # of the paired rows
     differing_keys: dict[str, int] = field(default_factory=dict)  # key -> paired rows differing
@@ -38,44 +39,49 @@ class CollectionComparison:
     def share(self) -> float:
         return 1.0 if self.theirs == 0 and self.ours == 0 else self.reproduced / max(self.theirs, 1)
 
-    @property
-    def paired(self) -> int:
-        return self.reproduced
-
 
 def _position(row: Row) -> tuple:
+    """Any total order does: both sides of a pair are sorted by the same one."""
     return tuple(str(row.metadata.get(key, "")) for key in POSITION_KEYS)
 
 
+def _chunk(row: Row) -> tuple[str, str]:
+    """What a chunk is, across the two tables: its text and the file it came from (Open WebUI's
+    chunk ids are random; two files of one knowledge base may share a text)."""
+    return str(row.metadata.get("file_id", "")), row.text
+
+
 def compare_collection(collection: str, theirs: list[Row], ours: list[Row]) -> CollectionComparison:
-    """Share of their chunk texts we reproduce, and for rows of the same text (paired in the
-    order of file, page, row and start index) which metadata values, vectors and ids differ."""
-    their_texts, our_texts = Counter(r.text for r in theirs), Counter(r.text for r in ours)
+    """Share of their chunks (text of a file, as a multiset) that we reproduce, and for the
+    rows of the same chunk (paired in the order of page, row and start index) which metadata
+    values, vectors and ids differ."""
+    their_chunks, our_chunks = Counter(map(_chunk, theirs)), Counter(map(_chunk, ours))
     result = CollectionComparison(
         collection=collection,
         theirs=len(theirs),
         ours=len(ours),
-        reproduced=sum((their_texts & our_texts).values()),
+        reproduced=sum((their_chunks & our_chunks).values()),
         vectors_equal=0,
         ids_equal=0,
     )
-    by_text_theirs, by_text_ours = defaultdict(list), defaultdict(list)
+    by_chunk_theirs, by_chunk_ours = defaultdict(list), defaultdict(list)
     for row in theirs:
-        by_text_theirs[row.text].append(row)
+        by_chunk_theirs[_chunk(row)].append(row)
     for row in ours:
-        by_text_ours[row.text].append(row)
+        by_chunk_ours[_chunk(row)].append(row)
     differing: Counter = Counter()
-    for text, their_rows in by_text_theirs.items():
+    for chunk, their_rows in by_chunk_theirs.items():
         pairs = zip(
-            sorted(their_rows, key=_position), sorted(by_text_ours.get(text, []), key=_position),
+            sorted(their_rows, key=_position),
+            sorted(by_chunk_ours.get(chunk, []), key=_position),
             strict=False,
         )
         for their_row, our_row in pairs:
             result.vectors_equal += their_row.vector == our_row.vector
             result.ids_equal += their_row.id == our_row.id
             for key in sorted(set(their_row.metadata) | set(our_row.metadata)):
-                their_value = their_row.metadata.get(key, "<absent>")
-                our_value = our_row.metadata.get(key, "<absent>")
+                their_value = their_row.metadata.get(key, ABSENT)
+                our_value = our_row.metadata.get(key, ABSENT)
                 if their_value != our_value:
                     differing[key] += 1
                     examples = result.examples.setdefault(key, [])
@@ -86,8 +92,9 @@ def compare_collection(collection: str, theirs: list[Row], ours: list[Row]) -> C
 
 
 def _short(value: object, limit: int = 120) -> object:
+    """A metadata value for the report: as it is, or its text cut at `limit` characters."""
     text = value if isinstance(value, str) else repr(value)
-    return value if len(text) <= limit and not isinstance(value, str) else text[:limit]
+    return value if len(text) <= limit else text[:limit]
 
 
 def compare_tables(theirs: list[Row], ours: list[Row]) -> list[CollectionComparison]:

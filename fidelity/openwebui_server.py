@@ -28,7 +28,11 @@ def free_port() -> int:
 
 
 def openwebui_environment(
-    data_dir: Path, database_url: str, embedding_base_url: str, api_key: str, model: str,
+    data_dir: Path,
+    database_url: str,
+    embedding_base_url: str,
+    api_key: str,
+    model: str,
     dimensions: int,
 ) -> dict[str, str]:
     """Open WebUI's own environment names for an offline server on pgvector."""
@@ -82,9 +86,19 @@ class OpenWebUI:
     def start(self, timeout: float = 300) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the server writes it until stop()
         self.process = subprocess.Popen(
-            [str(self.python), "-m", "uvicorn", "open_webui.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env={**os.environ, **self.environment}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(self.python),
+                "-m",
+                "uvicorn",
+                "open_webui.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env={**os.environ, **self.environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             cwd=self.environment["DATA_DIR"],
         )
         deadline = time.monotonic() + timeout
@@ -96,12 +110,16 @@ class OpenWebUI:
                 )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    self.client = httpx.Client(base_url=self.url, timeout=PROCESSING_TIMEOUT_SECONDS)
+                    self.client = httpx.Client(
+                        base_url=self.url, timeout=PROCESSING_TIMEOUT_SECONDS
+                    )
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        raise RuntimeError(f"Open WebUI did not answer /health in {timeout:.0f} s; see {self.log_path}")
+        raise RuntimeError(
+            f"Open WebUI did not answer /health in {timeout:.0f} s; see {self.log_path}"
+        )
 
     def stop(self) -> None:
         if self.client is not None:
@@ -117,7 +135,9 @@ class OpenWebUI:
     def _call(self, method: str, path: str, **kwargs) -> dict | list:
         response = self.client.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise RuntimeError(f"Open WebUI {method} {path}: {response.status_code} {response.text}")
+            raise RuntimeError(
+                f"Open WebUI {method} {path}: {response.status_code} {response.text}"
+            )
         return response.json()
 
     def sign_up_admin(self) -> None:
@@ -127,7 +147,8 @@ class OpenWebUI:
 
     def create_knowledge(self, name: str) -> str:
         answer = self._call(
-            "POST", "/api/v1/knowledge/create",
+            "POST",
+            "/api/v1/knowledge/create",
             json={"name": name, "description": f"{name} (fidelity corpus)"},
         )
         return answer["id"]
@@ -137,8 +158,11 @@ class OpenWebUI:
         metadata = {"knowledge_id": knowledge_id} if knowledge_id else {}
         with open(path, "rb") as handle:
             answer = self._call(
-                "POST", "/api/v1/files/", params={"process": "true"},
-                files={"file": (path.name, handle)}, data={"metadata": json.dumps(metadata)},
+                "POST",
+                "/api/v1/files/",
+                params={"process": "true"},
+                files={"file": (path.name, handle)},
+                data={"metadata": json.dumps(metadata)},
             )
         deadline = time.monotonic() + PROCESSING_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psycopg
@@ -48,9 +48,24 @@ DEFAULT_VENV = Path.home() / ".cache/pgvector-migration/openwebui-0.12.4"
 QUERIES = ("What is this document about?", "How many instances and attributes are there?")
 # Library versions that shape extracted text, split or metadata: reported for both venvs.
 SHAPING_LIBRARIES = (
-    "pypdf", "beautifulsoup4", "chardet", "docx2txt", "ftfy", "langchain-text-splitters",
-    "langchain-core", "langchain-community", "unstructured", "pypandoc", "python-pptx",
-    "openpyxl", "pandas", "xlrd", "tiktoken", "lxml", "python-docx", "spacy",
+    "pypdf",
+    "beautifulsoup4",
+    "chardet",
+    "docx2txt",
+    "ftfy",
+    "langchain-text-splitters",
+    "langchain-core",
+    "langchain-community",
+    "unstructured",
+    "pypandoc",
+    "python-pptx",
+    "openpyxl",
+    "pandas",
+    "xlrd",
+    "tiktoken",
+    "lxml",
+    "python-docx",
+    "spacy",
 )
 
 
@@ -92,9 +107,12 @@ def search(python: Path, environment: dict[str, str], pgvector_url: str, queries
     """Open WebUI's PgvectorClient, in Open WebUI's venv, on the table at `pgvector_url`."""
     result = subprocess.run(
         [str(python), str(Path(__file__).with_name("openwebui_search.py"))],
-        input=json.dumps(queries), capture_output=True, text=True,
+        input=json.dumps(queries),
+        capture_output=True,
+        text=True,
         env={**os.environ, **environment, "PGVECTOR_DB_URL": pgvector_url},
-        cwd=environment["DATA_DIR"], timeout=600,
+        cwd=environment["DATA_DIR"],
+        timeout=600,
     )
     if result.returncode != 0:
         raise RuntimeError(f"Open WebUI's PgvectorClient search failed:\n{result.stderr[-3000:]}")
@@ -121,37 +139,56 @@ def build_deployment(ui: OpenWebUI, corpus: Path) -> dict:
             for name in others:
                 refusal = ui.add_to_knowledge(knowledge[name], row["id"])
                 if refusal:
-                    refusals.append({"file": document["name"], "knowledge": name,
-                                     "refusal": refusal})
+                    refusals.append(
+                        {"file": document["name"], "knowledge": name, "refusal": refusal}
+                    )
         timings.append(time.monotonic() - started)
-    return {"files": files, "knowledge": knowledge, "refusals": refusals,
-            "upload_seconds": round(sum(timings), 1)}
+    return {
+        "files": files,
+        "knowledge": knowledge,
+        "refusals": refusals,
+        "upload_seconds": round(sum(timings), 1),
+    }
 
 
 def run_migration(label: str, args: list[str], environment: dict[str, str], work: Path) -> dict:
     script = Path(sys.executable).with_name("pgvector-migrate")
-    command = [str(script) if script.exists() else "pgvector-migrate", "--no-progress",
-               "--summary-json", str(work / f"summary-{label}.json"), *args]
+    command = [
+        str(script) if script.exists() else "pgvector-migrate",
+        "--no-progress",
+        "--summary-json",
+        str(work / f"summary-{label}.json"),
+        *args,
+    ]
     dagster_home = work / f"dagster-{label}"
     dagster_home.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(work / f"migrate-{label}.log", "wb") as log:
         code = subprocess.run(
-            command, env={**os.environ, **environment, "DAGSTER_HOME": str(dagster_home)},
-            stdout=log, stderr=subprocess.STDOUT,
+            command,
+            env={**os.environ, **environment, "DAGSTER_HOME": str(dagster_home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         ).returncode
     summary_path = work / f"summary-{label}.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return {"command": " ".join(map(shlex.quote, command)), "exit_code": code,
-            "seconds": round(time.monotonic() - started, 1),
-            "files_failed": summary.get("files_failed"), "chunks_written": summary.get("chunks_written")}
+    return {
+        "command": " ".join(map(shlex.quote, command)),
+        "exit_code": code,
+        "seconds": round(time.monotonic() - started, 1),
+        "files_failed": summary.get("files_failed"),
+        "chunks_written": summary.get("chunks_written"),
+    }
 
 
 def index_exists(database_url: str) -> bool:
     with psycopg.connect(database_url) as connection:
-        return connection.execute(
-            "SELECT 1 FROM pg_indexes WHERE indexname = 'idx_document_chunk_vector'"
-        ).fetchone() is not None
+        return (
+            connection.execute(
+                "SELECT 1 FROM pg_indexes WHERE indexname = 'idx_document_chunk_vector'"
+            ).fetchone()
+            is not None
+        )
 
 
 def describe(collection: str, deployment: dict) -> tuple[str, str]:
@@ -167,25 +204,148 @@ def describe(collection: str, deployment: dict) -> tuple[str, str]:
 
 def print_table(label: str, comparisons: list, deployment: dict, searches: dict) -> None:
     print(f"\n== {label} ==")
-    print(f"{'kind':<9} {'collection':<36} {'theirs':>6} {'ours':>6} {'texts':>7} "
-          f"{'vectors':>7} {'search':>6}  metadata keys differing")
+    print(
+        f"{'kind':<9} {'collection':<36} {'theirs':>6} {'ours':>6} {'texts':>7} "
+        f"{'vectors':>7} {'search':>6}  metadata keys differing"
+    )
     for c in comparisons:
         kind, name = describe(c.collection, deployment)
         keys = ", ".join(f"{k} ({n})" for k, n in sorted(c.differing_keys.items())) or "-"
-        print(f"{kind:<9} {name[:36]:<36} {c.theirs:>6} {c.ours:>6} {c.share:>7.1%} "
-              f"{c.vectors_equal:>7} {searches.get(c.collection, '-'):>6}  {keys}")
+        print(
+            f"{kind:<9} {name[:36]:<36} {c.theirs:>6} {c.ours:>6} {c.share:>7.1%} "
+            f"{c.vectors_equal:>7} {searches.get(c.collection, '-'):>6}  {keys}"
+        )
+
+
+@dataclass
+class Fidelity:
+    """What every variant is compared against: Open WebUI's venv, environment and table."""
+
+    python: Path
+    environment: dict[str, str]
+    openwebui_url: str
+    dimensions: int
+    deployment: dict
+
+
+def search_agreement(fidelity: Fidelity, theirs: list[Row], comparisons, target: str) -> dict:
+    """Per collection, "equal/asked": queries whose hits through Open WebUI's PgvectorClient
+    are the same on Open WebUI's table and on ours (two questions and the collection's first
+    chunk text)."""
+    queries, owners = [], []
+    for comparison in comparisons:
+        texts = [r.text for r in theirs if r.collection == comparison.collection]
+        if not texts:
+            continue
+        for question in (*QUERIES, min(texts)):
+            vector = expected_embedding(MODEL, question.replace("\n", " "), fidelity.dimensions)
+            queries.append({"collection": comparison.collection, "vector": vector})
+            owners.append(comparison.collection)
+    their_hits = search(fidelity.python, fidelity.environment, fidelity.openwebui_url, queries)
+    our_hits = search(fidelity.python, fidelity.environment, target, queries)
+    equal, asked = Counter(), Counter()
+    for owner, their, our in zip(owners, their_hits, our_hits, strict=True):
+        asked[owner] += 1
+        equal[owner] += same_search_results(their, our)
+    return {c: f"{equal[c]}/{asked[c]}" for c in asked}
+
+
+def share_by_type(comparisons, deployment: dict) -> dict[str, str]:
+    """Reproduced/their chunk texts summed over the file collections of each extension."""
+    totals: dict[str, list[int]] = {}
+    for c in comparisons:
+        kind, name = describe(c.collection, deployment)
+        if kind == "file":
+            entry = totals.setdefault(name.rsplit(".", 1)[-1], [0, 0])
+            entry[0] += c.reproduced
+            entry[1] += c.theirs
+    return {ext: f"{r}/{t} ({r / max(t, 1):.1%})" for ext, (r, t) in sorted(totals.items())}
+
+
+def compare_variant(
+    variant: str,
+    migration: dict,
+    theirs: list[Row],
+    target: str,
+    fidelity: Fidelity,
+    threshold: float,
+) -> dict:
+    """Print and return the comparison of one migration run with Open WebUI's rows."""
+    deployment = fidelity.deployment
+    comparisons = compare_tables(theirs, read_rows(target))
+    searches = search_agreement(fidelity, theirs, comparisons, target)
+    print_table(f"our run: pgvector-migrate {variant}".rstrip(), comparisons, deployment, searches)
+    their_total = sum(c.theirs for c in comparisons)
+    reproduced = sum(c.reproduced for c in comparisons)
+    below = [c.collection for c in comparisons if c.share < threshold]
+    search_counts = [tuple(map(int, v.split("/"))) for v in searches.values()]
+    index_built = index_exists(target)
+    by_type = share_by_type(comparisons, deployment)
+    print("by type: " + "; ".join(f"{ext} {share}" for ext, share in by_type.items()))
+    print(
+        f"overall: {reproduced}/{their_total} of Open WebUI's chunk texts reproduced "
+        f"({reproduced / max(their_total, 1):.2%}); {len(below)} of {len(comparisons)} "
+        f"collections below {threshold:.0%}; searches equal "
+        f"{sum(e for e, _ in search_counts)}/{sum(a for _, a in search_counts)}; migration "
+        f"exit {migration['exit_code']} in {migration['seconds']} s; vector index built: "
+        f"{index_built}"
+    )
+    for comparison in comparisons:
+        name = describe(comparison.collection, deployment)[1]
+        for key, examples in sorted(comparison.examples.items()):
+            print(f"  {name}: {key}: Open WebUI {examples[0][0]!r} / ours {examples[0][1]!r}")
+    processed_by_openwebui = {
+        file_id for file_id, f in deployment["files"].items() if f["status"] == "completed"
+    }
+    failed_here = [
+        f["file_id"]
+        for f in migration["files_failed"] or []
+        if f["file_id"] in processed_by_openwebui
+    ]
+    problems = [f"{describe(c, deployment)[1]} below {threshold:.0%}" for c in below]
+    problems += [
+        f"{describe(c.collection, deployment)[1]}: {c.ours} rows written, Open WebUI has {c.theirs}"
+        for c in comparisons
+        if c.ours != c.theirs and c.collection not in below
+    ]
+    problems += [f"failed a file Open WebUI processed: {file_id}" for file_id in failed_here]
+    if not index_built:
+        problems.append("no vector index built")
+    return {
+        "our_args": variant,
+        "migration": migration,
+        "index_built": index_built,
+        "overall_share": reproduced / max(their_total, 1),
+        "share_by_type": by_type,
+        "problems": problems,
+        "collections": [
+            {
+                **asdict(c),
+                "kind": describe(c.collection, deployment)[0],
+                "name": describe(c.collection, deployment)[1],
+                "share": c.share,
+                "searches_equal": searches.get(c.collection),
+            }
+            for c in comparisons
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path(".fidelity/run"))
-    parser.add_argument("--openwebui-venv", type=Path,
-                        default=Path(os.environ.get("OPENWEBUI_VENV", DEFAULT_VENV)))
+    parser.add_argument(
+        "--openwebui-venv", type=Path, default=Path(os.environ.get("OPENWEBUI_VENV", DEFAULT_VENV))
+    )
     parser.add_argument("--dimensions", type=int, default=1536)
-    parser.add_argument("--our-args", action="append", default=None,
-                        help="a migration variant: pgvector-migrate's arguments as one string "
-                        "(repeatable; default: the default run and --reextract)")
+    parser.add_argument(
+        "--our-args",
+        action="append",
+        default=None,
+        help="a migration variant: pgvector-migrate's arguments as one string "
+        "(repeatable; default: the default run and --reextract)",
+    )
     parser.add_argument("--threshold", type=float, default=0.99)
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -226,88 +386,69 @@ def main(argv: list[str] | None = None) -> int:
         deployment["openwebui_seconds"] = round(time.monotonic() - phase, 1)
     finally:
         ui.stop()
-    print(f"Open WebUI: started in {startup_seconds} s, corpus uploaded and processed in "
-          f"{deployment['openwebui_seconds']} s; files: "
-          + ", ".join(f"{n}: {c}" for n, c in
-                      Counter(f["status"] for f in deployment["files"].values()).items()))
+    print(
+        f"Open WebUI: started in {startup_seconds} s, corpus uploaded and processed in "
+        f"{deployment['openwebui_seconds']} s; files: "
+        + ", ".join(
+            f"{n}: {c}"
+            for n, c in Counter(f["status"] for f in deployment["files"].values()).items()
+        )
+    )
     for file in deployment["files"].values():
         if file["status"] != "completed":
             print(f"  Open WebUI did not process {file['name']}: {file['error']}")
     for refusal in deployment["refusals"]:
-        print(f"  Open WebUI refused {refusal['file']} for {refusal['knowledge']}: "
-              f"{refusal['refusal'][:200]}")
+        print(
+            f"  Open WebUI refused {refusal['file']} for {refusal['knowledge']}: "
+            f"{refusal['refusal'][:200]}"
+        )
 
     theirs = read_rows(urls["openwebui"])
     migration_environment = {
-        "DATABASE_URL": urls["openwebui"], "DATA_DIR": str(data_dir),
+        "DATABASE_URL": urls["openwebui"],
+        "DATA_DIR": str(data_dir),
         "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": str(args.dimensions),
-        "RAG_EMBEDDING_ENGINE": "openai", "RAG_EMBEDDING_MODEL": MODEL,
-        "RAG_OPENAI_API_BASE_URL": embeddings.base_url, "RAG_OPENAI_API_KEY": API_KEY,
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_BASE_URL": embeddings.base_url,
+        "RAG_OPENAI_API_KEY": API_KEY,
         "HF_HUB_OFFLINE": "1",
     }
     report = {
-        "corpus": str(args.corpus), "dimensions": args.dimensions,
-        "openwebui_startup_seconds": startup_seconds, "deployment": deployment,
-        "library_versions": {"openwebui": library_versions(python),
-                             "ours": library_versions(Path(sys.executable))},
+        "corpus": str(args.corpus),
+        "dimensions": args.dimensions,
+        "openwebui_startup_seconds": startup_seconds,
+        "deployment": deployment,
+        "library_versions": {
+            "openwebui": library_versions(python),
+            "ours": library_versions(Path(sys.executable)),
+        },
         "variants": [],
     }
-    failing = []
+    failing: list[str] = []
     for number, variant in enumerate(variants):
-        label = variant.strip() or "default"
-        target = urls[f"ours{number}"]
-        migration = run_migration(f"ours{number}", shlex.split(variant),
-                                  {**migration_environment, "PGVECTOR_DB_URL": target}, work)
-        ours = read_rows(target)
-        comparisons = compare_tables(theirs, ours)
-        queries, owners = [], []
-        for comparison in comparisons:
-            if comparison.theirs == 0:
-                continue
-            first_text = min(r.text for r in theirs if r.collection == comparison.collection)
-            for question in (*QUERIES, first_text):
-                vector = expected_embedding(MODEL, question.replace("\n", " "), args.dimensions)
-                queries.append({"collection": comparison.collection, "vector": vector})
-                owners.append(comparison.collection)
-        their_hits = search(python, environment, urls["openwebui"], queries)
-        our_hits = search(python, environment, target, queries)
-        equal_searches: Counter = Counter()
-        total_searches: Counter = Counter()
-        for owner, their, our in zip(owners, their_hits, our_hits, strict=True):
-            total_searches[owner] += 1
-            equal_searches[owner] += same_search_results(their, our)
-        searches = {c: f"{equal_searches[c]}/{total_searches[c]}" for c in total_searches}
-        print_table(f"our run: pgvector-migrate {variant}".rstrip(), comparisons, deployment,
-                    searches)
-        their_total = sum(c.theirs for c in comparisons)
-        reproduced = sum(c.reproduced for c in comparisons)
-        below = [c.collection for c in comparisons if c.share < args.threshold]
-        print(f"overall: {reproduced}/{their_total} of Open WebUI's chunk texts reproduced "
-              f"({reproduced / max(their_total, 1):.2%}); {len(below)} of {len(comparisons)} "
-              f"collections below {args.threshold:.0%}; searches equal "
-              f"{sum(equal_searches.values())}/{sum(total_searches.values())}; migration exit "
-              f"{migration['exit_code']} in {migration['seconds']} s; vector index built: "
-              f"{index_exists(target)}")
-        for comparison in comparisons:
-            for key, examples in sorted(comparison.examples.items()):
-                kind, name = describe(comparison.collection, deployment)
-                print(f"  {name}: {key}: Open WebUI {examples[0][0]!r} / ours {examples[0][1]!r}")
-        report["variants"].append({
-            "our_args": variant, "migration": migration, "index_built": index_exists(target),
-            "overall_share": reproduced / max(their_total, 1), "collections_below": below,
-            "collections": [
-                {**asdict(c), "kind": describe(c.collection, deployment)[0],
-                 "name": describe(c.collection, deployment)[1], "share": c.share,
-                 "searches_equal": searches.get(c.collection)}
-                for c in comparisons
-            ],
-        })
-        if number == 0 and (below or migration["exit_code"] != 0):
-            failing = below or [f"migration exit {migration['exit_code']}"]
+        result = compare_variant(
+            variant,
+            run_migration(
+                f"ours{number}",
+                shlex.split(variant),
+                {**migration_environment, "PGVECTOR_DB_URL": urls[f"ours{number}"]},
+                work,
+            ),
+            theirs,
+            urls[f"ours{number}"],
+            Fidelity(python, environment, urls["openwebui"], args.dimensions, deployment),
+            args.threshold,
+        )
+        report["variants"].append(result)
+        if number == 0:
+            failing = result["problems"]
     embeddings.stop()
     report["seconds"] = round(time.monotonic() - started, 1)
     report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nreport: {report_path}; total {report['seconds']} s")
+    for problem in failing:
+        print(f"FAIL ({variants[0] or 'default run'}): {problem}")
     return 1 if failing else 0
 
 
