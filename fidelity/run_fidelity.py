@@ -206,14 +206,14 @@ def print_table(label: str, comparisons: list, deployment: dict, searches: dict)
     print(f"\n== {label} ==")
     print(
         f"{'kind':<9} {'collection':<36} {'theirs':>6} {'ours':>6} {'texts':>7} "
-        f"{'vectors':>7} {'search':>6}  metadata keys differing"
+        f"{'vectors':>7} {'ids':>5} {'search':>6}  metadata keys differing"
     )
     for c in comparisons:
         kind, name = describe(c.collection, deployment)
         keys = ", ".join(f"{k} ({n})" for k, n in sorted(c.differing_keys.items())) or "-"
         print(
             f"{kind:<9} {name[:36]:<36} {c.theirs:>6} {c.ours:>6} {c.share:>7.1%} "
-            f"{c.vectors_equal:>7} {searches.get(c.collection, '-'):>6}  {keys}"
+            f"{c.vectors_equal:>7} {c.ids_equal:>5} {searches.get(c.collection, '-'):>6}  {keys}"
         )
 
 
@@ -269,6 +269,7 @@ def compare_variant(
     target: str,
     fidelity: Fidelity,
     threshold: float,
+    allowed_keys: frozenset[str],
 ) -> dict:
     """Print and return the comparison of one migration run with Open WebUI's rows."""
     deployment = fidelity.deployment
@@ -309,6 +310,12 @@ def compare_variant(
         if c.ours != c.theirs and c.collection not in below
     ]
     problems += [f"failed a file Open WebUI processed: {file_id}" for file_id in failed_here]
+    problems += [
+        f"{describe(c.collection, deployment)[1]}: metadata {key} differs in {count} rows"
+        for c in comparisons
+        for key, count in sorted(c.differing_keys.items())
+        if key not in allowed_keys
+    ]
     if not index_built:
         problems.append("no vector index built")
     return {
@@ -347,6 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         "(repeatable; default: the default run and --reextract)",
     )
     parser.add_argument("--threshold", type=float, default=0.99)
+    parser.add_argument(
+        "--allow-metadata-difference",
+        action="append",
+        default=["collection_name"],
+        metavar="KEY",
+        help="a metadata key whose differences are reported but do not fail the run "
+        "(default: collection_name, which our rows take from file.meta as Open WebUI's own "
+        "re-indexing does, and its upload-time rows lack)",
+    )
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
     variants = args.our_args if args.our_args is not None else ["", "--reextract"]
@@ -439,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             urls[f"ours{number}"],
             Fidelity(python, environment, urls["openwebui"], args.dimensions, deployment),
             args.threshold,
+            frozenset(args.allow_metadata_difference),
         )
         report["variants"].append(result)
         if number == 0:
