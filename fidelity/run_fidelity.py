@@ -7,13 +7,15 @@
    bases and uploads every corpus document through the HTTP API (some into several bases).
 4. `pgvector-migrate` with Open WebUI's environment names into each fresh target (the default
    run, and any variant given with --our-args).
-5. Per collection: share of Open WebUI's chunk texts reproduced (multiset), metadata values,
-   vectors and ids of rows with the same text, and the same queries through Open WebUI's own
-   `PgvectorClient` on both tables.
+5. Per collection: share of Open WebUI's chunks reproduced (text of a file, as a multiset),
+   metadata values, vectors and ids of rows of the same chunk, and the same queries through
+   Open WebUI's own `PgvectorClient` on both tables.
 
     python fidelity/run_fidelity.py --corpus .fidelity/corpus --work .fidelity/run
 
-Exit code 1 when a collection of the first variant is below --threshold (default 0.99).
+Exit code 1 when the first variant has a collection below --threshold (default 0.99), a
+collection whose row count differs, a metadata value that differs (keys in
+--allow-metadata-difference aside), a failed file that Open WebUI processed, or no vector index.
 """
 
 from __future__ import annotations
@@ -338,6 +340,91 @@ def compare_variant(
     }
 
 
+def deploy_corpus(python: Path, environment: dict[str, str], corpus: Path, work: Path) -> dict:
+    """Start Open WebUI, upload the corpus through it, stop it; returns the deployment."""
+    ui = OpenWebUI(python=python, environment=environment, log_path=work / "openwebui.log")
+    try:
+        phase = time.monotonic()
+        ui.start()
+        startup_seconds = round(time.monotonic() - phase, 1)
+        phase = time.monotonic()
+        deployment = build_deployment(ui, corpus)
+    finally:
+        ui.stop()
+    deployment["startup_seconds"] = startup_seconds
+    deployment["openwebui_seconds"] = round(time.monotonic() - phase, 1)
+    statuses = Counter(f["status"] for f in deployment["files"].values())
+    print(
+        f"Open WebUI: started in {startup_seconds} s, corpus uploaded and processed in "
+        f"{deployment['openwebui_seconds']} s; files: "
+        + ", ".join(f"{status}: {count}" for status, count in statuses.items())
+    )
+    for file in deployment["files"].values():
+        if file["status"] != "completed":
+            print(f"  Open WebUI did not process {file['name']}: {file['error']}")
+    for refusal in deployment["refusals"]:
+        print(
+            f"  Open WebUI refused {refusal['file']} for {refusal['knowledge']}: "
+            f"{refusal['refusal'][:200]}"
+        )
+    return deployment
+
+
+def run_variants(
+    args: argparse.Namespace,
+    variants: list[str],
+    python: Path,
+    environment: dict[str, str],
+    urls: dict[str, str],
+    deployment: dict,
+    embeddings: EmbeddingServer,
+) -> dict:
+    """Migrate into each variant's fresh target and compare it with Open WebUI's table."""
+    theirs = read_rows(urls["openwebui"])
+    migration_environment = {
+        "DATABASE_URL": urls["openwebui"],
+        "DATA_DIR": environment["DATA_DIR"],
+        "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": str(args.dimensions),
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_BASE_URL": embeddings.base_url,
+        "RAG_OPENAI_API_KEY": API_KEY,
+        "HF_HUB_OFFLINE": "1",
+    }
+    fidelity = Fidelity(python, environment, urls["openwebui"], args.dimensions, deployment)
+    report = {
+        "corpus": str(args.corpus),
+        "dimensions": args.dimensions,
+        "deployment": deployment,
+        "library_versions": {
+            "openwebui": library_versions(python),
+            "ours": library_versions(Path(sys.executable)),
+        },
+        "variants": [],
+    }
+    work = args.work.resolve()
+    for number, variant in enumerate(variants):
+        target = urls[f"ours{number}"]
+        migration = run_migration(
+            f"ours{number}",
+            shlex.split(variant),
+            {**migration_environment, "PGVECTOR_DB_URL": target},
+            work,
+        )
+        report["variants"].append(
+            compare_variant(
+                variant,
+                migration,
+                theirs,
+                target,
+                fidelity,
+                args.threshold,
+                frozenset(args.allow_metadata_difference),
+            )
+        )
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True)
@@ -392,82 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     environment = openwebui_environment(
         data_dir, urls["openwebui"], embeddings.base_url, API_KEY, MODEL, args.dimensions
     )
-    ui = OpenWebUI(python=python, environment=environment, log_path=work / "openwebui.log")
     try:
-        phase = time.monotonic()
-        ui.start()
-        startup_seconds = round(time.monotonic() - phase, 1)
-        phase = time.monotonic()
-        deployment = build_deployment(ui, args.corpus)
-        deployment["openwebui_seconds"] = round(time.monotonic() - phase, 1)
+        deployment = deploy_corpus(python, environment, args.corpus, work)
+        report = run_variants(args, variants, python, environment, urls, deployment, embeddings)
     finally:
-        ui.stop()
-    print(
-        f"Open WebUI: started in {startup_seconds} s, corpus uploaded and processed in "
-        f"{deployment['openwebui_seconds']} s; files: "
-        + ", ".join(
-            f"{n}: {c}"
-            for n, c in Counter(f["status"] for f in deployment["files"].values()).items()
-        )
-    )
-    for file in deployment["files"].values():
-        if file["status"] != "completed":
-            print(f"  Open WebUI did not process {file['name']}: {file['error']}")
-    for refusal in deployment["refusals"]:
-        print(
-            f"  Open WebUI refused {refusal['file']} for {refusal['knowledge']}: "
-            f"{refusal['refusal'][:200]}"
-        )
-
-    theirs = read_rows(urls["openwebui"])
-    migration_environment = {
-        "DATABASE_URL": urls["openwebui"],
-        "DATA_DIR": str(data_dir),
-        "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": str(args.dimensions),
-        "RAG_EMBEDDING_ENGINE": "openai",
-        "RAG_EMBEDDING_MODEL": MODEL,
-        "RAG_OPENAI_API_BASE_URL": embeddings.base_url,
-        "RAG_OPENAI_API_KEY": API_KEY,
-        "HF_HUB_OFFLINE": "1",
-    }
-    report = {
-        "corpus": str(args.corpus),
-        "dimensions": args.dimensions,
-        "openwebui_startup_seconds": startup_seconds,
-        "deployment": deployment,
-        "library_versions": {
-            "openwebui": library_versions(python),
-            "ours": library_versions(Path(sys.executable)),
-        },
-        "variants": [],
-    }
-    failing: list[str] = []
-    for number, variant in enumerate(variants):
-        result = compare_variant(
-            variant,
-            run_migration(
-                f"ours{number}",
-                shlex.split(variant),
-                {**migration_environment, "PGVECTOR_DB_URL": urls[f"ours{number}"]},
-                work,
-            ),
-            theirs,
-            urls[f"ours{number}"],
-            Fidelity(python, environment, urls["openwebui"], args.dimensions, deployment),
-            args.threshold,
-            frozenset(args.allow_metadata_difference),
-        )
-        report["variants"].append(result)
-        if number == 0:
-            failing = result["problems"]
-    embeddings.stop()
+        embeddings.stop()
     report["seconds"] = round(time.monotonic() - started, 1)
     report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nreport: {report_path}; total {report['seconds']} s")
+    failing = report["variants"][0]["problems"]
     for problem in failing:
         print(f"FAIL ({variants[0] or 'default run'}): {problem}")
     return 1 if failing else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
