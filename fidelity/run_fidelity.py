@@ -491,3 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in failing:
         print(f"FAIL ({variants[0] or 'default run'}): {problem}")
     return 1 if failing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
