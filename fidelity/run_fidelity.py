@@ -444,11 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allow-metadata-difference",
         action="append",
-        default=["collection_name"],
+        default=[],
         metavar="KEY",
         help="a metadata key whose differences are reported but do not fail the run "
-        "(default: collection_name, which our rows take from file.meta as Open WebUI's own "
-        "re-indexing does, and its upload-time rows lack)",
+        "(repeatable; default: none)",
     )
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
