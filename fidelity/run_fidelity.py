@@ -320,6 +320,9 @@ def compare_variant(
     ]
     if not index_built:
         problems.append("no vector index built")
+    if migration["exit_code"] != 0:
+        # A file Open WebUI refused (an empty scan) is skipped as unsupported, not failed.
+        problems.append(f"the migration exited {migration['exit_code']}")
     return {
         "our_args": variant,
         "migration": migration,
