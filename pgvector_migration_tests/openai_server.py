@@ -54,6 +54,7 @@ from typing import Any, overload
 import numpy as np
 
 __all__ = [
+    "FAULTS",
     "BudgetRateLimiter",
     "EmbeddingRequestRecord",
     "EmbeddingServer",
@@ -71,6 +72,38 @@ DEFAULT_RATE_LIMIT_TOKENS = 1_000_000_000
 _EMBEDDINGS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+# Misbehaviour on purpose, for testing clients against a broken provider. Value faults answer
+# 200 with a bad payload; wire faults break the HTTP exchange itself.
+VALUE_FAULTS = (
+    "wrong_dimension",  # every vector one value short
+    "bad_index",  # every `index` field 0
+    "no_index",  # no `index` fields, vectors in order (valid: Open WebUI takes the order)
+    "nan",  # NaN in the affected input's vector
+    "infinity",  # Infinity in the affected input's vector
+    "null",  # null in the affected input's vector
+    "out_of_range",  # 1e39 (beyond float32) in the affected input's vector
+    "base64",  # base64 strings although floats were asked for
+    "reject",  # 400 content filter
+)
+WIRE_FAULTS = (
+    "html",  # 200 with an HTML page
+    "truncated",  # 200 with half of the JSON (a complete HTTP message)
+    "empty",  # 200 with an empty body
+    "no_data",  # 200 with JSON that has no `data`
+    "reset",  # the connection reset, no answer
+    "hang",  # accepts, never answers (until the server stops or hang_seconds pass)
+    "trickle",  # the right answer, one byte every trickle_interval seconds
+)
+FAULTS = VALUE_FAULTS + WIRE_FAULTS
+
+
+@dataclass(frozen=True)
+class _WireFault:
+    """An answer the handler writes by hand instead of a JSON response."""
+
+    fault: str
+    body: bytes
 
 
 # ---------------------------------------------------------------------------
@@ -131,10 +164,12 @@ class EmbeddingRequestRecord:
     """Error message sent back, for non-200 responses."""
     body: Any = None
     """Parsed JSON body (``None`` if it was not valid JSON)."""
+    fault: str | None = None
+    """The fault mode this request was answered with (see :data:`FAULTS`), if any."""
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.fault is None
 
 
 class RequestLog(Sequence[EmbeddingRequestRecord]):
@@ -467,6 +502,9 @@ def _injected_error(status: int, retry_after_seconds: float) -> _HTTPError:
 # ---------------------------------------------------------------------------
 
 
+_BAD_VALUES = {"nan": math.nan, "infinity": math.inf, "null": None, "out_of_range": 1e39}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -538,6 +576,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload, headers = owner._handle_embeddings(
                     path, raw_body, self.headers.get("Authorization")
                 )
+                if isinstance(payload, _WireFault):
+                    self._send_fault(payload)
+                    return
             elif method == "GET" and (path in _MODELS_PATHS or path.startswith(_MODEL_PREFIXES)):
                 status, payload, headers = owner._handle_models(
                     path, self.headers.get("Authorization")
@@ -572,6 +613,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
             return b"".join(chunks)
         return b""
+
+    def _send_fault(self, answer: _WireFault) -> None:
+        owner = self.server.owner
+        self.close_connection = True
+        try:
+            if answer.fault == "reset":
+                # SO_LINGER 0: close() sends RST instead of FIN.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                return
+            if answer.fault == "hang":
+                owner._stopping.wait(owner.hang_seconds)
+                return
+            kind = "text/html" if answer.fault == "html" else "application/json"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.flush()
+            if answer.fault != "trickle":
+                self.wfile.write(answer.body)
+                return
+            for position in range(len(answer.body)):
+                if owner._stopping.wait(owner.trickle_interval):
+                    return
+                self.wfile.write(answer.body[position : position + 1])
+                self.wfile.flush()
+        except OSError:
+            pass
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
         body = json.dumps(payload).encode("utf-8")
@@ -634,6 +705,12 @@ class EmbeddingServer:
         self._port = port
         self._lock = threading.Lock()
         self._failures: deque[int] = deque()
+        self._faults: deque[str] = deque()
+        self._faults_by_marker: dict[str, str] = {}
+        self.hang_seconds = 60.0
+        """How long a ``hang`` fault holds the connection before closing it unanswered."""
+        self.trickle_interval = 0.2
+        """Seconds between the bytes of a ``trickle`` fault's answer."""
         self._models_seen: dict[str, None] = {}
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
@@ -713,6 +790,34 @@ class EmbeddingServer:
     def clear_failures(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._faults.clear()
+            self._faults_by_marker.clear()
+
+    def fault_next(self, fault: str, n: int = 1) -> None:
+        """Answer the next ``n`` (authenticated, valid) embeddings requests with ``fault``,
+        one of :data:`FAULTS`; value faults hit the request's first input."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults.extend([fault] * n)
+
+    def fault_when(self, marker: str, fault: str) -> None:
+        """Answer every request with an input containing ``marker`` with ``fault`` (until
+        :meth:`clear_failures`); value faults hit the inputs that contain it."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults_by_marker[marker] = fault
+
+    def _take_fault(self, texts: list[str]) -> tuple[str | None, set[int]]:
+        with self._lock:
+            for marker, fault in self._faults_by_marker.items():
+                hit = {i for i, text in enumerate(texts) if marker in text}
+                if hit:
+                    return fault, hit
+            if self._faults:
+                return self._faults.popleft(), {0}
+        return None, set()
 
     @property
     def pending_failures(self) -> int:
@@ -841,14 +946,30 @@ class EmbeddingServer:
                 headers.update(_retry_after_headers(retry))
             raise _HTTPError(429, decision.message, code="rate_limit_exceeded", headers=headers)
 
+        fault, hit = self._take_fault(texts)
+        record.fault = fault
+        if fault == "reject":
+            raise _HTTPError(
+                400,
+                "The input was rejected by the content filter.",
+                param="input",
+                code="content_filter",
+            )
         data = []
         for index, text in enumerate(texts):
             vector = _embedding_f32(model, text, dimensions)
-            if encoding_format == "base64":
+            if fault == "wrong_dimension":
+                vector = vector[:-1]
+            if fault == "base64" or (encoding_format == "base64" and fault is None):
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
                 embedding = vector.tolist()
-            data.append({"object": "embedding", "index": index, "embedding": embedding})
+                if index in hit and fault in _BAD_VALUES:
+                    embedding[len(embedding) // 2] = _BAD_VALUES[fault]
+            item = {"object": "embedding", "index": 0 if fault == "bad_index" else index}
+            if fault == "no_index":
+                del item["index"]
+            data.append({**item, "embedding": embedding})
         record.dimensions = dimensions
         payload = {
             "object": "list",
@@ -856,6 +977,17 @@ class EmbeddingServer:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+        if fault in WIRE_FAULTS:
+            body = json.dumps(payload).encode("utf-8")
+            if fault == "html":
+                body = b"<!DOCTYPE html><html><body><h1>Sign in to the gateway</h1></body></html>"
+            elif fault == "truncated":
+                body = body[: len(body) // 2]
+            elif fault == "empty":
+                body = b""
+            elif fault == "no_data":
+                body = json.dumps({"object": "list", "model": model}).encode("utf-8")
+            return 200, _WireFault(fault, body), {}
         return 200, payload, dict(decision.headers)
 
     def _validate(self, body: Any) -> tuple[list[str], str, int, str]:

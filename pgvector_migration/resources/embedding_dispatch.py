@@ -214,7 +214,8 @@ class EmbeddingDispatcher:
         try:
             return list(self._send_with_retries(texts))
         except InvalidResponseError as error:
-            if not error.bad_positions:
+            # Every vector bad is no evidence against any one text: splitting will tell.
+            if not error.bad_positions or len(error.bad_positions) == len(texts) > 1:
                 raise
             return [
                 InvalidResponseError(error.bad_positions[position])

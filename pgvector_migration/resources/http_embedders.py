@@ -85,10 +85,8 @@ def _connection_problem(error: httpx.TransportError) -> str:
     """What went wrong on the wire, in words an admin can act on."""
     if isinstance(error, httpx.ConnectError):
         return "could not connect (is the provider running and the URL right?)"
-    if isinstance(error, httpx.RemoteProtocolError):
-        return "the provider closed the connection before its answer was complete"
-    if isinstance(error, httpx.ReadError | httpx.WriteError):
-        return "the connection was reset while the request was under way"
+    if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "the connection was reset or closed before the answer was complete"
     if isinstance(error, httpx.ProxyError):
         return "the proxy refused the request"
     return f"the connection failed ({type(error).__name__})"
