@@ -706,7 +706,7 @@ class EmbeddingServer:
         self._lock = threading.Lock()
         self._failures: deque[int] = deque()
         self._faults: deque[str] = deque()
-        self._faults_by_marker: dict[str, str] = {}
+        self._faults_by_marker: dict[str, tuple[str, int | None]] = {}
         self.hang_seconds = 60.0
         """How long a ``hang`` fault holds the connection before closing it unanswered."""
         self.trickle_interval = 0.2
@@ -801,19 +801,25 @@ class EmbeddingServer:
         with self._lock:
             self._faults.extend([fault] * n)
 
-    def fault_when(self, marker: str, fault: str) -> None:
-        """Answer every request with an input containing ``marker`` with ``fault`` (until
-        :meth:`clear_failures`); value faults hit the inputs that contain it."""
+    def fault_when(self, marker: str, fault: str, times: int | None = None) -> None:
+        """Answer requests with an input containing ``marker`` with ``fault``: the next
+        ``times`` such requests, or every one until :meth:`clear_failures`; value faults hit
+        the inputs that contain it."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
         with self._lock:
-            self._faults_by_marker[marker] = fault
+            self._faults_by_marker[marker] = (fault, times)
 
     def _take_fault(self, texts: list[str]) -> tuple[str | None, set[int]]:
         with self._lock:
-            for marker, fault in self._faults_by_marker.items():
+            for marker, (fault, times) in list(self._faults_by_marker.items()):
                 hit = {i for i, text in enumerate(texts) if marker in text}
                 if hit:
+                    if times is not None:
+                        if times <= 1:
+                            del self._faults_by_marker[marker]
+                        else:
+                            self._faults_by_marker[marker] = (fault, times - 1)
                     return fault, hit
             if self._faults:
                 return self._faults.popleft(), {0}
