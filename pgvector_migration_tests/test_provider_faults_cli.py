@@ -289,7 +289,7 @@ def test_protocol_faults_are_retried_and_no_request_outlives_its_deadline(
         ("Likes short", "hang"),
         ("Teaches geography", "trickle"),
         ("Files one and two", "base64"),
-        ("File three", "truncated"),
+        ("Second file", "truncated"),
     ):
         provider.fault_when(marker, fault, times=1)
     started = time.monotonic()
