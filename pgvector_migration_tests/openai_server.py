@@ -29,6 +29,12 @@ request is recorded in :attr:`EmbeddingServer.requests` *before* its response
 is written, so a record is visible as soon as the client has its answer.
 Requests rejected with 401 do not consume injected failures.
 
+Misbehaviour on purpose: :meth:`EmbeddingServer.fault_next` and
+:meth:`EmbeddingServer.fault_when` (tied to a marker text) answer valid requests with one of
+:data:`FAULTS`: a wrong dimension, bad or missing ``index`` fields, NaN, Infinity, null or
+out-of-range values, base64 where floats were asked, a content-filter 400, an HTML page, cut-off
+JSON, an empty body, no ``data``, a reset connection, no answer at all, or a trickle of bytes.
+
 Standard library plus numpy only.
 """
 
