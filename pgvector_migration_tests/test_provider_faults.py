@@ -12,8 +12,14 @@ import pytest
 
 from pgvector_migration.redaction import redact_text, redact_url
 from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import EmbeddingError, OpenAIEmbedder
+from pgvector_migration.resources.embeddings import (
+    AzureOpenAIEmbedder,
+    EmbeddingError,
+    OllamaEmbedder,
+    OpenAIEmbedder,
+)
 from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
+from pgvector_migration_tests.provider_servers import AzureOpenAIServer, OllamaServer
 
 MODEL = "fault-model"
 DIMENSIONS = 8
@@ -189,3 +195,40 @@ def test_redaction_masks_passwords_and_keys_and_keeps_the_rest():
     assert redact_text("failed: postgresql://me:s3cret@db/x and key sk-123456", ["sk-123456"]) == (
         "failed: postgresql://me:***@db/x and key ***"
     )
+
+
+@pytest.mark.parametrize("engine_kind", ["ollama", "azure_openai"])
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("nan", ["NaN"]),
+        ("wrong_dimension", ["7-dimensional"]),
+        ("html", ["not JSON"]),
+        ("missing_vectors", ["without"]),
+    ],
+)
+def test_ollama_and_azure_answers_are_checked_the_same_way(engine_kind, fault, words):
+    texts = [*TEXTS[:5], "the forbidden text", *TEXTS[5:8]]
+    server_type = OllamaServer if engine_kind == "ollama" else AzureOpenAIServer
+    with server_type(dimensions=DIMENSIONS) as server:
+        if engine_kind == "ollama":
+            engine = OllamaEmbedder(MODEL, server.base_url, "", None, timeout=2)
+        else:
+            engine = AzureOpenAIEmbedder(
+                MODEL, server.base_url, "azure-test-key", "2024-10-21", None, 2
+            )
+        dispatcher = EmbeddingDispatcher(
+            engine, max_batch_inputs=16, max_in_flight=1, max_retries=1
+        )
+        dispatcher.expected_dimension = DIMENSIONS
+        server.corrupt_when("forbidden", fault)
+        results = dispatcher.embed_each(texts)
+        failed = [t for t, r in zip(texts, results, strict=True) if isinstance(r, EmbeddingError)]
+        assert failed == ["the forbidden text"]
+        message = str(results[5])
+        assert server.base_url in message and all(word in message for word in words), message
+        assert not any(internal in message for internal in PYTHON_INTERNALS), message
+        for text, result in zip(texts, results, strict=True):
+            if text != "the forbidden text":
+                assert np.array_equal(result, expected_embedding(MODEL, text, DIMENSIONS))
+        dispatcher.close()
