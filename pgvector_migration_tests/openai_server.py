@@ -801,7 +801,8 @@ class EmbeddingServer:
 
     def fault_next(self, fault: str, n: int = 1) -> None:
         """Answer the next ``n`` (authenticated, valid) embeddings requests with ``fault``,
-        one of :data:`FAULTS`; value faults hit the request's first input."""
+        one of :data:`FAULTS`; a bad value spoils the request's first input, a wrong
+        dimension every vector."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
         with self._lock:
@@ -809,27 +810,42 @@ class EmbeddingServer:
 
     def fault_when(self, marker: str, fault: str, times: int | None = None) -> None:
         """Answer requests with an input containing ``marker`` with ``fault``: the next
-        ``times`` such requests, or every one until :meth:`clear_failures`; value faults hit
-        the inputs that contain it."""
+        ``times`` such requests, or every one until :meth:`clear_failures`; bad values and a
+        wrong dimension spoil only the inputs that contain it."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
         with self._lock:
             self._faults_by_marker[marker] = (fault, times)
 
-    def _take_fault(self, texts: list[str]) -> tuple[str | None, set[int]]:
+    def _take_fault(self, texts: list[str]) -> tuple[str | None, dict[int, str]]:
+        """The fault of the whole request (the first marked one, else the next queued one) and
+        the value faults of single inputs: every marker's value fault spoils only the inputs
+        that contain it, so a request holding several marked texts spoils each its own way."""
+        request_fault: str | None = None
+        by_position: dict[int, str] = {}
         with self._lock:
             for marker, (fault, times) in list(self._faults_by_marker.items()):
-                hit = {i for i, text in enumerate(texts) if marker in text}
-                if hit:
-                    if times is not None:
-                        if times <= 1:
-                            del self._faults_by_marker[marker]
-                        else:
-                            self._faults_by_marker[marker] = (fault, times - 1)
-                    return fault, hit
-            if self._faults:
-                return self._faults.popleft(), {0}
-        return None, set()
+                hit = [i for i, text in enumerate(texts) if marker in text]
+                if not hit:
+                    continue
+                if fault in _BAD_VALUES or fault == "wrong_dimension":
+                    for position in hit:
+                        by_position.setdefault(position, fault)
+                elif request_fault is None:
+                    request_fault = fault
+                else:
+                    continue
+                if times is not None and times <= 1:
+                    del self._faults_by_marker[marker]
+                elif times is not None:
+                    self._faults_by_marker[marker] = (fault, times - 1)
+            if request_fault is None and not by_position and self._faults:
+                queued = self._faults.popleft()
+                if queued in _BAD_VALUES:
+                    by_position[0] = queued
+                else:
+                    request_fault = queued
+        return request_fault, by_position
 
     @property
     def pending_failures(self) -> int:
@@ -958,8 +974,8 @@ class EmbeddingServer:
                 headers.update(_retry_after_headers(retry))
             raise _HTTPError(429, decision.message, code="rate_limit_exceeded", headers=headers)
 
-        fault, hit = self._take_fault(texts)
-        record.fault = fault
+        fault, by_position = self._take_fault(texts)
+        record.fault = fault or (min(by_position.values()) if by_position else None)
         if fault == "reject":
             raise _HTTPError(
                 400,
@@ -970,14 +986,14 @@ class EmbeddingServer:
         data = []
         for index, text in enumerate(texts):
             vector = _embedding_f32(model, text, dimensions)
-            if fault == "wrong_dimension":
+            if "wrong_dimension" in (fault, by_position.get(index)):
                 vector = vector[:-1]
             if fault == "base64" or (encoding_format == "base64" and fault is None):
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
                 embedding = vector.tolist()
-                if index in hit and fault in _BAD_VALUES:
-                    embedding[len(embedding) // 2] = _BAD_VALUES[fault]
+                if by_position.get(index) in _BAD_VALUES:
+                    embedding[len(embedding) // 2] = _BAD_VALUES[by_position[index]]
             item = {"object": "embedding", "index": 0 if fault == "bad_index" else index}
             if fault == "no_index":
                 del item["index"]
