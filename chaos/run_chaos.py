@@ -260,7 +260,7 @@ def provider_faults(args: argparse.Namespace, rng: random.Random, postgres, scra
                 or "none",
                 f"{phase}: each failure names the URL": named,
                 f"{phase}: every other row identical to a clean run": present == reference,
-                f"{phase}: collections differing from a clean run": ", ".join(differing[:5])
+                f"{phase}: collections that differ from a clean run's": ", ".join(differing[:5])
                 or "none",
                 f"{phase}: healthy re-run exit code": final_code,
                 f"{phase}: healthy re-run identical to a clean run": full_rows(url) == clean,
