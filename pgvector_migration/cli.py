@@ -200,9 +200,9 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
 
 def preflight(openwebui, vector_store, embeddings, stored_vectors, dry_run: bool) -> None:
     """Every configuration error, found before anything is written (exit code 2). The model's
-    dimension comes from the embedding cache when it knows it, so a re-run loads no model and
-    sends no request just to check."""
-    from pgvector_migration.resources.embeddings import model_key_of
+    dimension is confirmed by the embedding cache when it holds vectors of the target's length
+    (never with --reembed), so a re-run loads no model and sends no request just to check."""
+    from pgvector_migration.unit_writer import model_dimension
 
     openwebui.check_schema()
     stored_vectors.check()
@@ -210,8 +210,8 @@ def preflight(openwebui, vector_store, embeddings, stored_vectors, dry_run: bool
     settings.validate()
     state = vector_store.state()
     if not dry_run:
-        cached = state.cached_dimension(model_key_of(settings))
-        dimension = cached or embeddings.dispatcher(settings).dimension()
+        dispatcher = embeddings.dispatcher(settings)
+        dimension = model_dimension(dispatcher, vector_store, state, embeddings.reembed)
         vector_store.check_compatible(dimension)
 
 

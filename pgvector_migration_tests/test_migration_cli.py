@@ -318,7 +318,8 @@ def test_reembed_sends_every_text_again_and_replaces_the_cache(deployment, tmp_p
     assert summary["texts_embedded"] == 0 and deployment.server.request_count == 0
 
     code, summary = run(tmp_path, "--only", "files", "--overwrite", "--reembed")
-    assert set(deployment.server.inputs) == first_run_texts
+    # --reembed trusts nothing cached, not even to confirm the model's dimension: it asks.
+    assert set(deployment.server.inputs) - {"dimension probe"} == first_run_texts
     assert summary["texts_embedded"] >= len(first_run_texts)
     with deployment.connect() as connection:
         cached = connection.execute(

@@ -143,12 +143,17 @@ def _copy_into_cache(
 ) -> int:
     """COPY (text hash, vector) pairs into the cache inside the caller's transaction, through a
     temporary table emptied at commit; returns the rows added or replaced."""
+    # A cached vector of another length than the new one was left by an earlier version that
+    # cached unchecked answers: it is replaced, never kept.
     conflict = (
         "ON CONFLICT (model_key, text_hash) DO UPDATE "
         "SET embedding = EXCLUDED.embedding, origin = EXCLUDED.origin"
-        if replace
-        else "ON CONFLICT DO NOTHING"
     )
+    if not replace:
+        conflict += (
+            f" WHERE vector_dims({SCHEMA}.embedding_cache.embedding) "
+            "<> vector_dims(EXCLUDED.embedding)"
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_vector "
@@ -631,29 +636,38 @@ class MigrationState:
             connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
             connection.execute(CACHE_DDL)
 
-    def cached_dimension(self, model_key: str) -> int | None:
-        """The dimension of any vector cached for this model, so that a re-run need not ask
-        the provider again just to learn it."""
+    def has_cached_dimension(self, model_key: str, dimension: int) -> bool:
+        """Whether this model has made vectors of this length before (the target column's), so
+        a re-run need not load the model or ask the provider just to check it. Evidence of one
+        length, never a guess from one arbitrary row: a stray row of another length left by an
+        earlier version is not taken for the model's dimension."""
         with self._connect(with_vectors=False) as connection:
             if (
                 connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
                 is None
             ):
-                return None
+                return False
             row = connection.execute(
-                f"SELECT vector_dims(embedding) FROM {SCHEMA}.embedding_cache "
-                "WHERE model_key = %s LIMIT 1",
-                (model_key,),
+                f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.embedding_cache "
+                "WHERE model_key = %s AND vector_dims(embedding) = %s)",
+                (model_key, dimension),
             ).fetchone()
-        return row[0] if row else None
+        return bool(row[0])
 
     def cached_embeddings(
-        self, connection: psycopg.Connection, model_key: str, text_hashes: Sequence[bytes]
+        self,
+        connection: psycopg.Connection,
+        model_key: str,
+        text_hashes: Sequence[bytes],
+        dimension: int | None = None,
     ) -> CacheHits:
+        """Cached vectors of these texts; with `dimension`, only vectors of that length (a row
+        of another length is ignored, so its text is embedded again and the row replaced)."""
+        length_filter = "AND vector_dims(embedding) = %s" if dimension is not None else ""
         rows = connection.execute(
             f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
-            "WHERE model_key = %s AND text_hash = ANY(%s)",
-            (model_key, list(text_hashes)),
+            f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
+            (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
         ).fetchall()
         return CacheHits(
             {bytes(text_hash): embedding.to_numpy() for text_hash, embedding, _ in rows},
