@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgvector_migration.redaction import redact_url
+
 PROCESSED = "processed"
 WOULD_PROCESS = "would process"
 SKIPPED_COMPLETE = "skipped (complete)"
@@ -158,6 +160,7 @@ class RunSummary:
     dry_run: bool = False
     kinds: dict[str, KindSummary] = field(default_factory=dict)
     rows_pruned: int = 0
+    prune_plan: list[str] = field(default_factory=list)
 
     def add_transplant(self, metadata: dict[str, Any]) -> None:
         """Fold in one partition's transplanted_embeddings metadata."""
@@ -212,12 +215,15 @@ class RunSummary:
                 for kind, summary in self.kinds.items()
             },
             "run_errors": self.run_errors,
+            "prune_plan": self.prune_plan,
         }
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
+        """The summary as JSON, every URL in it redacted."""
+        path.write_text(redact_url(json.dumps(self.as_json(), indent=2)) + "\n")
 
     def text(self) -> str:
+        """The summary for the terminal, every URL in it redacted."""
         lines = [
             f"files total: {len(self.outcomes)}",
             f"files {'to process' if self.dry_run else 'processed'}: "
@@ -249,4 +255,5 @@ class RunSummary:
                 f"  failed: {KIND_LABELS[kind]} {f['id']}: {f['error']}" for f in summary.failed
             )
         lines.extend(f"  run error: {error}" for error in self.run_errors)
-        return "\n".join(lines)
+        lines.extend(self.prune_plan)
+        return redact_url("\n".join(lines))
