@@ -314,15 +314,23 @@ class ProgressBar:
                 bar.refresh()
 
 
+# Errors of ours that already say what happened and what to do, whatever caused them.
+SELF_EXPLAINING_ERRORS = {"TargetLockTimeout", "TargetConfigurationError"}
+
+
 def _failure_message(result) -> str:
-    """The innermost error of the first failed step: the one a person can act on."""
+    """The error of the first failed step a person can act on: one of ours that explains
+    itself, else the innermost; of a PostgreSQL error its primary message (the first line,
+    not the LINE/caret lines after it)."""
     failure = next((event for event in result.all_events if event.is_step_failure), None)
     if failure is None:
         return "the run failed; see it in the Dagster UI"
     error = failure.event_specific_data.error
-    while error.cause is not None:
+    while error.cause is not None and error.cls_name not in SELF_EXPLAINING_ERRORS:
         error = error.cause
-    return f"step {failure.step_key}: {error.message.strip().splitlines()[-1]}"
+    lines = error.message.strip().splitlines()
+    first_line = error.message.startswith("psycopg.") or error.cls_name in SELF_EXPLAINING_ERRORS
+    return f"step {failure.step_key}: {redact_url(lines[0] if first_line else lines[-1])}"
 
 
 PREPARE_ASSETS = ("file_inventory", "completeness_report", "chunked_documents")

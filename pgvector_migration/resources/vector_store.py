@@ -471,11 +471,12 @@ class PgVectorResource(ConfigurableResource):
 
     def ensure_table(self, model_dimension: int) -> None:
         """Create the extensions, `document_chunk` and its collection index as Open WebUI does,
-        after checking that the model's vectors fit."""
+        after checking that the model's vectors fit; called before every write step, it also
+        says who holds locks the writes would wait for."""
         table = self.check_compatible(model_dimension)
+        self.warn_if_locked("writing document_chunk")
         if table.exists and self._has_collection_index():
             return
-        self.warn_if_locked("creating document_chunk and its collection index")
         pgcrypto = self.resolved_pgcrypto()
         text_type, metadata_type = ("bytea", "bytea") if pgcrypto else ("text", "jsonb")
         with self.connect(with_vectors=False) as connection, connection.transaction():
