@@ -32,6 +32,7 @@ INDEX_NAME = "idx_document_chunk_vector"
 BUILDING_NAME = "idx_document_chunk_vector_building"
 # The index rebuild's advisory lock key, its own ("pgmi"): no other lock of ours uses it.
 REBUILD_LOCK = 0x70676D69
+REBUILD_POLL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
 
@@ -120,23 +121,32 @@ def rebuild_turn(connection: psycopg.Connection) -> Iterator[str]:
     """Hold the index rebuild's own advisory lock while this session rebuilds, so two
     rebuilds (two CLIs finishing together, the CLI and the Dagster job) never race on the
     temporary index name. Session-level, since CREATE INDEX CONCURRENTLY runs outside any
-    transaction; a session that ends releases it.
+    transaction; a session that ends releases it. The lock is polled, never waited for in a
+    statement: CREATE INDEX CONCURRENTLY waits for every open statement to end, so a session
+    blocked in pg_advisory_lock would deadlock against it.
 
     Yields "first" (nobody else was rebuilding), "waited" (another rebuild finished while
     this one waited, logged first) or "busy" (another rebuild still runs after the lock
     timeout; its index covers every row, including those written meanwhile)."""
-    if connection.execute("SELECT pg_try_advisory_lock(%s)", (REBUILD_LOCK,)).fetchone()[0]:
-        turn = "first"
-    else:
+
+    def take() -> bool:
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (REBUILD_LOCK,)).fetchone()
+        return bool(row[0])
+
+    turn = "first"
+    if not take():
+        timeout = lock_timeout_seconds()
         log.warning(
-            f"another session is rebuilding {INDEX_NAME}; waiting up to "
-            f"{lock_timeout_seconds():g} s ({LOCK_TIMEOUT_ENV}) for it to finish"
+            f"another session is rebuilding {INDEX_NAME}; waiting up to {timeout:g} s "
+            f"({LOCK_TIMEOUT_ENV}) for it to finish"
         )
-        try:
-            connection.execute("SELECT pg_advisory_lock(%s)", (REBUILD_LOCK,))
-            turn = "waited"
-        except psycopg.errors.LockNotAvailable:
-            turn = "busy"
+        deadline = time.monotonic() + timeout
+        turn = "busy"
+        while time.monotonic() < deadline:
+            time.sleep(REBUILD_POLL_SECONDS)
+            if take():
+                turn = "waited"
+                break
     try:
         yield turn
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,18 +100,23 @@ def display_url(url: str) -> str:
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
-        return redact_url(url)
+        return without_password(url, url)
     user, host = info.get("user", ""), info.get("host", "")
     return f"postgresql://{user}@{host}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+
+
+# A password in a key=value connection string (`host=h password=secret dbname=d`).
+KEYWORD_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<value>'[^']*'|\S+)", re.IGNORECASE)
 
 
 def without_password(text: str, url: str) -> str:
     """`text` (a driver's message about `url`) with its URLs redacted and the URL's password
     removed wherever it is echoed, as libpq does with a string it cannot parse."""
-    text = redact_url(text)
+    text = KEYWORD_PASSWORD.sub(r"\g<key>***", redact_url(text))
     userinfo = url.partition("://")[2].rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    for secret in {password, urllib.parse.unquote(password)} - {""}:
+    passwords = {userinfo.partition(":")[2]}
+    passwords |= {match.group("value") for match in KEYWORD_PASSWORD.finditer(url)}
+    for secret in (passwords | {urllib.parse.unquote(p) for p in passwords}) - {""}:
         text = text.replace(secret, "***")
     return text
 
