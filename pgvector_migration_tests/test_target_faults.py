@@ -94,7 +94,7 @@ def create_role(url: str, role: str, grants: list[str]) -> str:
             connection.execute(f"CREATE ROLE {role} LOGIN")
         connection.execute(f'GRANT CONNECT ON DATABASE "{database}" TO {role}')
         for grant in grants:
-            connection.execute(grant.format(role=role))
+            connection.execute(grant.format(role=role, database=database))
     return role_url(url, role)
 
 
@@ -212,18 +212,18 @@ def test_a_rebuild_still_running_past_the_lock_timeout_is_left_to_finish(
 def test_passwords_in_urls_appear_nowhere(deployment, monkeypatch, tmp_path, capsys):
     target = deployment.target_url.replace("postgres:@", f"postgres:{PASSWORD}@", 1)
     monkeypatch.setenv("PGVECTOR_DB_URL", target)
+    summary_path = tmp_path / "summary.json"
+    assert_clean(migrate(tmp_path))
+    # The provider refuses the URL's credentials: every unit fails, naming the URL.
     provider = deployment.server.base_url.replace("http://", f"http://user:{PASSWORD}@", 1)
     monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", provider)
-    summary_path = tmp_path / "summary.json"
-
-    cli.main(["--no-progress", "--summary-json", str(summary_path)])
-    deployment.server.fail_next(100, status=400)
-    cli.main(["--no-progress", "--overwrite", "--summary-json", str(summary_path)])
+    failed = migrate(tmp_path, "--overwrite", "--reembed")
     cli.main(["status"])
     monkeypatch.setenv("PGVECTOR_DB_URL", target.replace("postgres:", "postgres:x:", 1) + "&&")
     assert cli.main(["--no-progress"]) == cli.EXIT_CONFIG
     printed = capsys.readouterr()
 
+    assert len(failed["files_failed"]) == 9 and "user:***@" in json.dumps(failed)
     assert PASSWORD not in printed.out + printed.err
     assert PASSWORD not in summary_path.read_text()
     for path in deployment.dagster_home.rglob("*"):
@@ -284,8 +284,9 @@ def test_dry_run_prune_shows_the_plan_and_deletes_nothing(deployment, tmp_path, 
     assert any(f"file-{notes}" in line for line in summary["prune_plan"])
     assert vectors(deployment) == before
 
-    migrate(tmp_path, "--prune", "--prune-max-share", "0.01")
-    assert vectors(deployment) == before, "refused: more than 1% of the table"
+    assert cli.main(["--no-progress", "--prune", "--prune-max-share", "0.01"]) == cli.EXIT_CONFIG
+    assert "more than --prune-max-share 0.01" in capsys.readouterr().err
+    assert vectors(deployment) == before
     migrate(tmp_path, "--prune")
     assert [row for row in before if row[0] != f"file-{notes}"] == vectors(deployment)
 
