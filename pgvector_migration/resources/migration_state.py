@@ -7,6 +7,7 @@ picks up from the tables; an admin can read the same tables with SQL.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
 from pgvector_migration.redaction import redact_url
 
 SCHEMA = "pgvector_migration"
+log = logging.getLogger(__name__)
 STAGED_PAGE_ROWS = 2000
 LEASE_SECONDS = 30
 
@@ -534,11 +536,23 @@ class MigrationState:
              WHERE {SCHEMA}.partition_lease.expires_at < now()
             RETURNING holder
         """
+        announced = False
         while True:
             with self._connect(with_vectors=False) as connection:
                 taken = connection.execute(acquire, (partition_key, holder, LEASE_SECONDS))
                 if taken.fetchone():
                     break
+                if not announced:
+                    other = connection.execute(
+                        f"SELECT holder FROM {SCHEMA}.partition_lease WHERE partition_key = %s",
+                        (partition_key,),
+                    ).fetchone()
+                    by = other[0] if other else "another run"
+                    log.warning(
+                        f"partition {partition_key} is being migrated by {by} (host:pid:lease); "
+                        "waiting for it to finish"
+                    )
+                    announced = True
             time.sleep(1.0)
         stop = threading.Event()
 
