@@ -7,6 +7,7 @@ picks up from the tables; an admin can read the same tables with SQL.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -24,8 +25,10 @@ from psycopg.types.json import Jsonb
 
 from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
+from pgvector_migration.redaction import redact_url
 
 SCHEMA = "pgvector_migration"
+log = logging.getLogger(__name__)
 STAGED_PAGE_ROWS = 2000
 LEASE_SECONDS = 30
 
@@ -115,6 +118,12 @@ SEED_PAGE_ROWS = 1000
 CACHE_LOOKUP_PAGE_KEYS = 10_000
 
 
+def state_schema_exists(connection: psycopg.Connection) -> bool:
+    """Whether a run has created our tables (looked up without creating anything)."""
+    row = connection.execute(f"SELECT to_regclass('{SCHEMA}.file_failure')").fetchone()
+    return row[0] is not None
+
+
 def ensure_state_schema(connection: psycopg.Connection) -> None:
     """Create our schema and tables if missing; a lock keeps concurrent first runs apart."""
     with connection.transaction():
@@ -189,8 +198,12 @@ class MigrationState:
     """Reads and writes the `pgvector_migration` tables; each method opens its own connection
     unless it is handed a cursor inside a caller's transaction."""
 
-    def __init__(self, connect: Connector) -> None:
+    def __init__(self, connect: Connector, read_only: bool = False, recorded: bool = True) -> None:
+        """`read_only`: a dry run's or status's view, which records no failure and needs no
+        right but SELECT; `recorded`: whether our tables exist (reads find nothing if not)."""
         self._connect = connect
+        self.read_only = read_only
+        self.recorded = recorded
 
     def replace_inventory(self, partition_key: str, files: Iterable[SourceFile]) -> None:
         with self._connect(with_vectors=False) as connection, connection.transaction():
@@ -218,6 +231,8 @@ class MigrationState:
                     )
 
     def inventory_file_ids(self, partition_key: str) -> list[str]:
+        if not self.recorded:
+            return []
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT file_id FROM {SCHEMA}.inventory WHERE partition_key = %s ORDER BY file_id",
@@ -228,6 +243,8 @@ class MigrationState:
     def written_records(
         self, collection_names: Sequence[str]
     ) -> dict[tuple[str, str], WrittenRecord]:
+        if not self.recorded:
+            return {}
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT collection_name, file_id, content_hash, settings_fingerprint, "
@@ -241,6 +258,8 @@ class MigrationState:
         self, collection_names: Sequence[str], since: datetime
     ) -> set[tuple[str, str]]:
         """The (collection, file id) units written at or after `since`."""
+        if not self.recorded:
+            return set()
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT collection_name, file_id FROM {SCHEMA}.written_collection "
@@ -251,6 +270,8 @@ class MigrationState:
 
     def collections_written(self) -> set[str]:
         """Every collection we have written rows to."""
+        if not self.recorded:
+            return set()
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT DISTINCT collection_name FROM {SCHEMA}.written_collection"
@@ -347,6 +368,8 @@ class MigrationState:
         return selected
 
     def completeness_rows(self, partition_key: str) -> list[dict[str, Any]]:
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
@@ -467,6 +490,8 @@ class MigrationState:
 
     def clear_failures(self, partition_key: str, file_ids: Sequence[str] | None) -> None:
         """Forget the recorded failures of these ids (None: of every id under the key)."""
+        if self.read_only:
+            return
         with self._connect(with_vectors=False) as connection:
             if file_ids is None:
                 connection.execute(
@@ -504,6 +529,11 @@ class MigrationState:
     def record_failure(
         self, partition_key: str, file_id: str, filename: str, stage: str, error: str
     ) -> None:
+        """Record why a file (or memory, knowledge base) failed, its URLs redacted; a
+        read-only view records nothing."""
+        if self.read_only:
+            return
+        error = redact_url(error)
         with self._connect(with_vectors=False) as connection:
             connection.execute(
                 f"""
@@ -527,6 +557,8 @@ class MigrationState:
             )
 
     def failures(self, partition_key: str) -> list[dict[str, Any]]:
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
@@ -555,11 +587,23 @@ class MigrationState:
              WHERE {SCHEMA}.partition_lease.expires_at < now()
             RETURNING holder
         """
+        announced = False
         while True:
             with self._connect(with_vectors=False) as connection:
                 taken = connection.execute(acquire, (partition_key, holder, LEASE_SECONDS))
                 if taken.fetchone():
                     break
+                if not announced:
+                    other = connection.execute(
+                        f"SELECT holder FROM {SCHEMA}.partition_lease WHERE partition_key = %s",
+                        (partition_key,),
+                    ).fetchone()
+                    by = other[0] if other else "another run"
+                    log.warning(
+                        f"partition {partition_key} is being migrated by {by} (host:pid:lease); "
+                        "waiting for it to finish"
+                    )
+                    announced = True
             time.sleep(1.0)
         stop = threading.Event()
 
@@ -595,6 +639,8 @@ class MigrationState:
 
     def failed_files(self) -> dict[str, list[str]]:
         """File ids recorded as failed, per partition."""
+        if not self.recorded:
+            return {}
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT partition_key, file_id FROM {SCHEMA}.file_failure ORDER BY 1, 2"
@@ -607,6 +653,8 @@ class MigrationState:
     def status_rows(self) -> list[dict[str, Any]]:
         """Per partition: files, (file, collection) units, units complete now (complete when
         checked, or written since), unsupported units, failed files, last check."""
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
