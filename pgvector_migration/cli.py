@@ -494,6 +494,7 @@ def print_status(openwebui, vector_store) -> int:
         names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
         state = vector_store.state()
         rows = state.status_rows()
+        stored_text = state.stored_text_files()
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_CONFIG
@@ -503,19 +504,28 @@ def print_status(openwebui, vector_store) -> int:
             "no migration has run against this target"
         )
     names[STANDALONE_PARTITION_KEY] = "(files in no knowledge base)"
-    header = f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7}  last checked"
+    header = (
+        f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7} {'stored text':>11}"
+        f"  {'last checked':16}  id"
+    )
     print(header)
     print("-" * len(header))
     seen = set()
     for row in rows:
-        seen.add(row["partition_key"])
-        name = names.get(row["partition_key"], f"{row['partition_key']} (deleted)")
+        key = row["partition_key"]
+        seen.add(key)
+        name = names.get(key, f"{key} (deleted)")
         complete = f"{row['complete']}/{row['units']}"
         checked = row["checked_at"].strftime("%Y-%m-%d %H:%M")
-        print(f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7}  {checked}")
+        print(
+            f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7} "
+            f"{row['from_stored_text']:>11}  {checked:16}  {key}"
+        )
     for key, name in names.items():
         if key not in seen:
-            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7}")
+            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7} {'-':>11}  {'':16}  {key}")
+    for row in stored_text:
+        print(f"  {row['filename']} ({row['file_id']}): {row['reason']}")
     return EXIT_OK
 
 

@@ -264,6 +264,11 @@ def test_a_missing_upload_falls_back_to_the_stored_text_and_says_so(deployment, 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
     assert summary["files_skipped_complete"] == 3
     assert [e["file_id"] for e in summary["files_from_stored_text"]] == [pdf]
+    capsys.readouterr()
+    assert cli.main(["status"]) == cli.EXIT_OK
+    status = capsys.readouterr().out
+    assert f"constitution.pdf ({pdf}): from Open WebUI's stored text" in status
+    assert FOUNDING in status, "status shows the ids --knowledge-id takes"
 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
     assert code == cli.EXIT_FAILED

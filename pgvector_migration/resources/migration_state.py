@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
+from pgvector_migration.pipeline.text_source import FALLBACK_NOTE_PREFIX
 from pgvector_migration.redaction import redact_url
 
 SCHEMA = "pgvector_migration"
@@ -652,7 +653,8 @@ class MigrationState:
 
     def status_rows(self) -> list[dict[str, Any]]:
         """Per partition: files, (file, collection) units, units complete now (complete when
-        checked, or written since), unsupported units, failed files, last check."""
+        checked, or written since), unsupported units, failed files, files built from stored
+        text, last check."""
         if not self.recorded:
             return []
         with (
@@ -669,13 +671,35 @@ class MigrationState:
                        count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
                        (SELECT count(*) FROM {SCHEMA}.file_failure f
                          WHERE f.partition_key = c.partition_key) AS failed,
+                       count(DISTINCT c.file_id) FILTER (
+                           WHERE strpos(c.reason, %(fallback)s) > 0) AS from_stored_text,
                        max(c.checked_at) AS checked_at
                 FROM {SCHEMA}.completeness c
                 LEFT JOIN {SCHEMA}.written_collection w
                   ON w.collection_name = c.collection_name AND w.file_id = c.file_id
                 GROUP BY c.partition_key
                 ORDER BY c.partition_key
-                """
+                """,
+                {"fallback": FALLBACK_NOTE_PREFIX},
+            )
+            return cursor.fetchall()
+
+    def stored_text_files(self) -> list[dict[str, Any]]:
+        """Files last built from Open WebUI's stored text instead of their upload, with why."""
+        if not self.recorded:
+            return []
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(
+                f"""
+                SELECT DISTINCT ON (file_id) partition_key, file_id, filename,
+                       substr(reason, strpos(reason, %(fallback)s)) AS reason
+                FROM {SCHEMA}.completeness WHERE strpos(reason, %(fallback)s) > 0
+                ORDER BY file_id, partition_key
+                """,
+                {"fallback": FALLBACK_NOTE_PREFIX},
             )
             return cursor.fetchall()
 
