@@ -8,7 +8,6 @@ Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configur
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -531,8 +530,6 @@ def print_status(openwebui, vector_store) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from dagster import DagsterInstance
 
