@@ -404,7 +404,7 @@ def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, su
                 state,
                 settings,
                 args.overwrite,
-                args.reextract,
+                args.text_source,
             )
         )
 

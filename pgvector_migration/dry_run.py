@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pgvector_migration.assets.completeness import assess_file
 from pgvector_migration.pipeline.completeness import UnitStatus
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, file_collection_name
+from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -28,7 +29,7 @@ def assess_partition(
     state: MigrationState,
     settings: RagSettings,
     overwrite: bool,
-    reextract: bool,
+    text_source: TextSource,
 ) -> list[FileOutcome]:
     """One outcome per file of the partition (limited to `file_ids` when given): what the
     migration's completeness report would select, and why a file would be skipped."""
@@ -41,10 +42,12 @@ def assess_partition(
     present = vector_store.present_rows(collection_names)
     records = state.written_records(collection_names)
     rows = []
-    fetch = "always" if reextract else "missing-content"
+    fetch = "missing-content" if text_source is TextSource.STORED else "always"
     for file in openwebui.iter_files(partition_files, fetch_s3=fetch):
         names = file.collection_names(key)
-        for _, name, assessment in assess_file(file, names, present, records, settings, reextract):
+        for _, name, assessment in assess_file(
+            file, names, present, records, settings, text_source
+        ):
             selected = assessment.status.needs_work or (
                 overwrite and assessment.status not in NEVER_SELECTED
             )

@@ -53,13 +53,7 @@ def preflight(openwebui, vector_store, embeddings, stored_vectors, args) -> None
         )
     lock_timeout_seconds()
     check_index_settings(vector_store)
-    try:
-        openwebui.size_limit_mb()
-    except ValueError:
-        raise ConfigurationError(
-            f"RAG_FILE_MAX_SIZE={os.environ.get('RAG_FILE_MAX_SIZE')!r} is not a number of "
-            "megabytes: fix or unset it"
-        ) from None
+    openwebui.size_limit_mb()  # a limit that is not a number names RAG_FILE_MAX_SIZE
     openwebui.check_schema()
     stored_vectors.check()
     settings = embeddings.effective_settings(openwebui.rag_settings())

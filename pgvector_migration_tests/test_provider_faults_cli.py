@@ -303,5 +303,4 @@ def test_protocol_faults_are_retried_and_no_request_outlives_its_deadline(
     # A hang and a trickle cost one 2 s deadline each, not the provider's 10 s or more.
     assert time.monotonic() - started < 90
     out, err = capfd.readouterr()
-    assert "waiting for embedding request to" in out + err
     assert_no_secret(out, err)

@@ -214,17 +214,20 @@ def test_passwords_in_urls_appear_nowhere(deployment, monkeypatch, tmp_path, cap
     monkeypatch.setenv("PGVECTOR_DB_URL", target)
     summary_path = tmp_path / "summary.json"
     assert_clean(migrate(tmp_path))
-    # The provider refuses the URL's credentials: every unit fails, naming the URL.
+    # The provider refuses the URL's credentials: the dimension probe (--reembed trusts no
+    # cached vector) finds it before anything is written, naming the URL.
     provider = deployment.server.base_url.replace("http://", f"http://user:{PASSWORD}@", 1)
     monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", provider)
-    failed = migrate(tmp_path, "--overwrite", "--reembed")
+    capsys.readouterr()
+    refused = cli.main(["--no-progress", "--overwrite", "--reembed"])
+    refusal = capsys.readouterr()
     cli.main(["status"])
     monkeypatch.setenv("PGVECTOR_DB_URL", target.replace("postgres:", "postgres:x:", 1) + "&&")
     assert cli.main(["--no-progress"]) == cli.EXIT_CONFIG
     printed = capsys.readouterr()
 
-    assert len(failed["files_failed"]) == 9 and "user:***@" in json.dumps(failed)
-    assert PASSWORD not in printed.out + printed.err
+    assert refused == cli.EXIT_CONFIG and "user:***@" in refusal.err
+    assert PASSWORD not in refusal.out + refusal.err + printed.out + printed.err
     assert PASSWORD not in summary_path.read_text()
     for path in deployment.dagster_home.rglob("*"):
         if path.is_file():
