@@ -272,13 +272,11 @@ def _openai_style_vectors(data: Any, count: int, where: str) -> tuple[list[Any],
     return [item.get("embedding") for item in items], tokens if isinstance(tokens, int) else 0
 
 
-class OpenAIEmbedder(HTTPEmbedder):
-    """Any OpenAI-compatible `/embeddings` endpoint, called as Open WebUI 0.12.4 calls it
-    (`agenerate_openai_batch_embeddings`): `POST {base_url}/embeddings` with `{"input": texts,
-    "model": model}` and a bearer key; we add `encoding_format: float`, the API's default,
-    so a provider that would rather send base64 is told what to send."""
+class BearerKeyEmbedder(HTTPEmbedder):
+    """An endpoint at `{base_url}{path}` that takes an optional bearer key, as Open WebUI's
+    `bearer_auth_header` sends it: the key stripped, no header when it is empty."""
 
-    engine = "openai"
+    path = ""
 
     def __init__(
         self,
@@ -290,7 +288,7 @@ class OpenAIEmbedder(HTTPEmbedder):
         prefix_field: str | None = None,
     ) -> None:
         super().__init__(
-            model, f"{base_url}/embeddings", prefix, prefix_field, timeout, secrets=[api_key]
+            model, f"{base_url}{self.path}", prefix, prefix_field, timeout, secrets=[api_key]
         )
         self.base_url = base_url
         self._api_key = api_key.strip() if isinstance(api_key, str) else ""
@@ -300,6 +298,16 @@ class OpenAIEmbedder(HTTPEmbedder):
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
+
+
+class OpenAIEmbedder(BearerKeyEmbedder):
+    """Any OpenAI-compatible `/embeddings` endpoint, called as Open WebUI 0.12.4 calls it
+    (`agenerate_openai_batch_embeddings`): `POST {base_url}/embeddings` with `{"input": texts,
+    "model": model}` and a bearer key; we add `encoding_format: float`, the API's default,
+    so a provider that would rather send base64 is told what to send."""
+
+    engine = "openai"
+    path = "/embeddings"
 
     def _body(self, inputs: list[str]) -> dict[str, Any]:
         return {"input": inputs, "model": self.model, "encoding_format": "float"}
@@ -308,7 +316,7 @@ class OpenAIEmbedder(HTTPEmbedder):
         return _openai_style_vectors(data, count, where)
 
 
-class OllamaEmbedder(HTTPEmbedder):
+class OllamaEmbedder(BearerKeyEmbedder):
     """Ollama's `/api/embed`, called as Open WebUI 0.12.4 calls it
     (`retrieval/utils.py: agenerate_ollama_batch_embeddings`): `POST {base_url}/api/embed`
     with `{"input": texts, "model": model, "truncate": true}`, `Content-Type:
@@ -316,28 +324,7 @@ class OllamaEmbedder(HTTPEmbedder):
     are the response's `embeddings`, in input order."""
 
     engine = "ollama"
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        prefix: str | None,
-        timeout: float,
-        prefix_field: str | None = None,
-    ) -> None:
-        super().__init__(
-            model, f"{base_url}/api/embed", prefix, prefix_field, timeout, secrets=[api_key]
-        )
-        self.base_url = base_url
-        # Open WebUI's bearer_auth_header: the key stripped, no header when it is empty.
-        self._api_key = api_key.strip() if isinstance(api_key, str) else ""
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
+    path = "/api/embed"
 
     def _body(self, inputs: list[str]) -> dict[str, Any]:
         return {"input": inputs, "model": self.model, "truncate": True}
