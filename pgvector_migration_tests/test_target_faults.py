@@ -412,11 +412,8 @@ def test_status_and_dry_run_need_only_select_before_any_run(deployment, monkeypa
 
 def test_status_and_dry_run_need_only_select_after_a_run(deployment, monkeypatch, capsys, tmp_path):
     assert_clean(migrate(tmp_path))
-    with sqlite3.connect(deployment.data_dir / "webui.db") as source:
-        source.execute(
-            "UPDATE file SET data = json_set(data, '$.content', 'changed text') WHERE id = ?",
-            (sample_file_id("notes.py"),),
-        )
+    (upload,) = (deployment.data_dir / "uploads").glob(f"{sample_file_id('notes.py')}_*")
+    upload.write_text(upload.read_text() + "\n# changed since the last run\n")
     monkeypatch.setenv("PGVECTOR_DB_URL", grant_read_only(deployment.target_url, "reader_after"))
     before = target_snapshot(deployment.target_url)
     capsys.readouterr()
