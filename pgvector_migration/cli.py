@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="cosine similarity every sample must reach, else no stored vector is used "
         "(default %(default)s)",
     )
+    parser.add_argument(
+        "--partitions-per-run",
+        type=int,
+        default=0,
+        metavar="N",
+        help="knowledge bases per Dagster run (default 0: all of them in one run, so files are "
+        "loaded once and then embedded in one stream that keeps the provider busy; a smaller "
+        "N makes runs the UI can re-execute one by one)",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
     parser.add_argument(
@@ -339,14 +348,14 @@ def _run_figures(result, node: str) -> dict:
 
 
 def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, summary) -> None:
-    """Run the migration job over the selected partitions, many per run (the same runs a
-    backfill makes): the source and our tables are read once per run, and the files of every
-    knowledge base in the run are embedded in one stream. Each step holds its partitions'
+    """Run the migration job over the selected partitions, all in one run unless
+    --partitions-per-run says otherwise (the runs a backfill makes, only larger): the source and
+    our tables are read once per run, and the files of every knowledge base in the run are
+    embedded in one stream, with no pause between knowledge bases. Each step holds its partitions'
     leases; a unit another run writes in between is left out of the write (see
     `staged_units`)."""
     import psycopg
 
-    from pgvector_migration.assets.common import partitions_per_run
     from pgvector_migration.partitions import knowledge_partitions
     from pgvector_migration.resources.vector_store import TargetConfigurationError
     from pgvector_migration.summary import partition_outcomes
@@ -354,7 +363,8 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     started_at = datetime.now(UTC)
     progress = sys.stderr.isatty() and not args.no_progress
     ordered = instance.get_dynamic_partitions(knowledge_partitions.name)
-    for run_keys in partition_runs(ordered, list(keys), partitions_per_run()):
+    per_run = args.partitions_per_run or len(keys)
+    for run_keys in partition_runs(ordered, list(keys), per_run):
         file_ids = sorted({f for key in run_keys for f in keys[key]})
         run_config = _run_config(file_ids, args.overwrite, args.text_source, started_at)
         label = run_keys[0] if len(run_keys) == 1 else f"{run_keys[0]}..{run_keys[-1]}"
@@ -533,7 +543,13 @@ def needs_index(summary, vector_store) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.partitions_per_run < 0:
+        parser.error(
+            "--partitions-per-run must be 0 (all in one run) or more, "
+            f"not {args.partitions_per_run}"
+        )
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from dagster import DagsterInstance
 

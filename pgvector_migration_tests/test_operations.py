@@ -211,13 +211,30 @@ def test_cli_runs_many_partitions_per_run_then_rebuilds_the_index_once(deploymen
         metadata = events[0].asset_materialization.metadata
         assert metadata["collections_written"].value > 0
         assert metadata["partitions_in_run"].value == 3
+        # The sample's corrupt PDF is in no knowledge base: only that partition says so.
+        expected_failed = 1 if key == STANDALONE_PARTITION_KEY else 0
+        assert metadata["files_failed"].value == expected_failed, key
+    # The run is green (the other files are written) but is tagged, and its check is an error.
+    assert run.tags["pgvector_migration/files_failed"] == "1"
+    (evaluation,) = [
+        event.asset_check_evaluation
+        for event in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        if event.asset_check_evaluation.check_name == "all_collections_complete"
+    ]
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["partitions_with_problems"].value == [STANDALONE_PARTITION_KEY]
     assert len(indexes) == 1
     assert indexes[0].status == dg.DagsterRunStatus.SUCCESS
 
-    # A re-run that writes nothing keeps the index instead of rebuilding it.
-    assert cli.main(["--no-progress"]) == cli.EXIT_FAILED  # the sample's corrupt PDF
+    # A re-run that writes nothing keeps the index instead of rebuilding it; smaller runs on
+    # request.
+    rerun = cli.main(["--no-progress", "--partitions-per-run", "2"])
+    assert rerun == cli.EXIT_FAILED  # the sample's corrupt PDF, failed again
     assert len(instance.get_runs(dg.RunsFilter(job_name="rebuild_vector_index"))) == 1
-    assert len(instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))) == 2
+    assert len(instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))) == 1 + 2
 
 
 def test_partition_runs_are_contiguous_ranges_of_bounded_size():
