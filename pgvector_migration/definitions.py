@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from dagster import Definitions, PreviewWarning
@@ -26,6 +27,12 @@ from pgvector_migration.sensors import (
     nightly_migration,
     vector_index_after_loading,
 )
+
+# A migration run covers many knowledge bases, and Dagster records one materialization per
+# knowledge base and asset. With this set, a step's materializations are written in batches of
+# this size (one INSERT each on PostgreSQL instance storage; SQLite stores them one by one
+# either way), in this process and in every run worker that loads the code location.
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", PreviewWarning)
