@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -50,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="migrate (the default) or status: per knowledge base completeness from the database",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="report what would be done; write no vectors"
+        "--dry-run",
+        action="store_true",
+        help="check the whole setup and report what would be done and cost; write nothing",
+    )
+    parser.add_argument(
+        "--price-per-million",
+        type=float,
+        metavar="USD",
+        help="the provider's price per million tokens, for the dry run's cost estimate "
+        "(default: the list price of known OpenAI models)",
     )
     text_source = parser.add_mutually_exclusive_group()
     text_source.add_argument(
@@ -158,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+        "--no-progress",
+        action="store_true",
+        help="no progress: by default a bar on a terminal, else a line every few seconds",
     )
     return parser
 
@@ -211,41 +221,6 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
             f"file id(s) not found in the selected partitions: {', '.join(sorted(missing))}"
         )
     return selected
-
-
-class ProgressBar:
-    """A terminal progress bar over the (file, collection) units of one partition, fed by
-    polling our state tables, so it works whatever executor runs the steps."""
-
-    def __init__(self, state, partition_key: str, enabled: bool) -> None:
-        self._state = state
-        self._key = partition_key
-        self._enabled = enabled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> ProgressBar:
-        if self._enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        if self._enabled:
-            self._thread.join()
-
-    def _poll(self) -> None:
-        from tqdm import tqdm
-
-        with tqdm(desc=self._key[:36], unit="collection", leave=False) as bar:
-            while not self._stop.wait(0.5):
-                try:
-                    selected, written = self._state.progress(self._key)
-                except Exception:  # the tables may not exist yet; try again
-                    continue
-                bar.total = selected
-                bar.n = written
-                bar.refresh()
 
 
 # Errors of ours that already say what happened and what to do, whatever caused them.
@@ -350,7 +325,6 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     from pgvector_migration.summary import partition_outcomes
 
     started_at = datetime.now(UTC)
-    progress = sys.stderr.isatty() and not args.no_progress
     partitions = [
         (key, _partition_config(file_ids, args.overwrite, args.text_source, started_at))
         for key, file_ids in keys.items()
@@ -375,7 +349,7 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
                 if problem is not None:
                     summary.run_errors.append(f"partition {key}: {problem}")
                 else:
-                    with state.partition_lease(key), ProgressBar(state, key, progress):
+                    with state.partition_lease(key):
                         written = _execute(job, instance, key, WRITE_ASSETS, config)
                     _add_written(written, key, stored_vectors, summary)
                 summary.add(
@@ -386,27 +360,6 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
                 summary.run_errors.append(f"partition {key}: {error}")
             except (psycopg.Error, TargetConfigurationError) as error:
                 summary.run_errors.append(f"partition {key}: target database lost: {error}")
-
-
-def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, summary) -> None:
-    """A dry run's files: what each partition's migration would do, with reads only."""
-    from pgvector_migration.dry_run import assess_partition
-
-    state = vector_store.state()
-    settings = embeddings.effective_settings(openwebui.rag_settings())
-    for key, file_ids in keys.items():
-        summary.add(
-            assess_partition(
-                key,
-                file_ids,
-                openwebui,
-                vector_store,
-                state,
-                settings,
-                args.overwrite,
-                args.text_source,
-            )
-        )
 
 
 def _add_written(result, key: str, stored_vectors, summary) -> None:
@@ -534,8 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import build_definitions
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
+    from pgvector_migration.resources.run_progress import run_reporter
     from pgvector_migration.resources.stored_vectors import StoredVectorsResource
     from pgvector_migration.resources.vector_store import PgVectorResource
     from pgvector_migration.summary import RunSummary
@@ -557,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pgvector_migration.preflight import check_prune, preflight
 
     try:
-        preflight(openwebui, vector_store, embeddings, stored_vectors, args)
+        probe = preflight(openwebui, vector_store, embeddings, stored_vectors, args)
         if args.retry_failed and not args.only:
             # Knowledge-base and memory failures are recorded under their kind; their rebuild
             # skips every complete unit, so it retries exactly the failed ones.
@@ -576,12 +531,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = RunSummary(dry_run=args.dry_run)
     if prune_plan is not None and args.dry_run:
         summary.prune_plan = prune_plan.lines()
+    estimate = None
     if "files" in kinds and args.dry_run:
-        _assess_partitions(keys, args, openwebui, vector_store, embeddings, summary)
+        from pgvector_migration.dry_run import assess_run
+
+        estimate = assess_run(keys, args, openwebui, vector_store, embeddings, probe, summary)
     elif "files" in kinds:
         ensure_partitions(instance, list(keys))
         job = defs.resolve_job_def("migrate_knowledge_base")
-        _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
+        names = {k.id: k.name or k.id for k in openwebui.knowledge_bases()}
+        names[STANDALONE_PARTITION_KEY] = "files in no knowledge base"
+        with run_reporter(vector_store, names, list(keys), enabled=not args.no_progress):
+            _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
         if args.prune and not narrowed:
             _prune(defs, instance, args, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)
@@ -594,6 +555,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not index_run.success:
             summary.run_errors.append(f"vector index: {_failure_message(index_run)}")
     print(summary.text())
+    if estimate is not None:
+        from pgvector_migration.dry_run import setup_lines
+
+        settings = embeddings.effective_settings(openwebui.rag_settings())
+        print("\n".join(setup_lines(openwebui, vector_store, settings, probe)))
+        print(estimate.text())
     if args.summary_json:
         summary.write_json(args.summary_json)
     return EXIT_FAILED if summary.has_failures else EXIT_OK
