@@ -198,7 +198,9 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     knowledge_ids = openwebui.knowledge_ids()
     unknown = [k for k in args.knowledge_id if k not in knowledge_ids]
     if unknown:
-        raise ValueError(f"unknown knowledge id(s): {', '.join(unknown)}")
+        from pgvector_migration.status import unknown_knowledge_ids
+
+        raise ValueError(unknown_knowledge_ids(unknown, openwebui.knowledge_bases()))
     keys = args.knowledge_id or list(knowledge_ids)
     if not args.knowledge_id and not args.knowledge_only:
         keys.append(STANDALONE_PARTITION_KEY)
@@ -218,7 +220,7 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     missing = wanted - {f for files in selected.values() for f in files}
     if missing and not args.retry_failed:
         raise ValueError(
-            f"file id(s) not found in the selected partitions: {', '.join(sorted(missing))}"
+            f"--file-id: not found in the selected partitions: {', '.join(sorted(missing))}"
         )
     return selected
 
@@ -435,52 +437,6 @@ def ensure_partitions(instance, keys: list[str]) -> None:
                 raise
 
 
-def print_status(openwebui, vector_store) -> int:
-    """Per knowledge base: files, collections complete, failed files, when last checked, from
-    the tables every run keeps up to date (no `ps | grep`, no `tail -f`). Reads only: a role
-    with SELECT rights will do."""
-    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
-    from pgvector_migration.resources.vector_store import display_url
-
-    try:
-        names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
-        state = vector_store.state()
-        rows = state.status_rows()
-        stored_text = state.stored_text_files()
-    except Exception as error:
-        print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
-        return EXIT_CONFIG
-    if not state.recorded:
-        print(
-            f"nothing recorded yet in {display_url(vector_store.resolved_url())}: "
-            "no migration has run against this target"
-        )
-    names[STANDALONE_PARTITION_KEY] = "(files in no knowledge base)"
-    header = (
-        f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7} {'stored text':>11}"
-        f"  {'last checked':16}  id"
-    )
-    print(header)
-    print("-" * len(header))
-    seen = set()
-    for row in rows:
-        key = row["partition_key"]
-        seen.add(key)
-        name = names.get(key, f"{key} (deleted)")
-        complete = f"{row['complete']}/{row['units']}"
-        checked = row["checked_at"].strftime("%Y-%m-%d %H:%M")
-        print(
-            f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7} "
-            f"{row['from_stored_text']:>11}  {checked:16}  {key}"
-        )
-    for key, name in names.items():
-        if key not in seen:
-            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7} {'-':>11}  {'':16}  {key}")
-    for row in stored_text:
-        print(f"  {row['filename']} ({row['file_id']}): {row['reason']}")
-    return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -506,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_similarity=args.transplant_min_similarity,
     )
     if args.command == "status":
+        from pgvector_migration.status import print_status
+
         return print_status(openwebui, vector_store)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
