@@ -7,24 +7,20 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= .demo
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
-# Empty: pip picks torch's build (see the README, "Supported systems"). Set it to a PyTorch
-# wheel index (https://download.pytorch.org/whl/cpu) to install that index's CPU build first.
-TORCH_INDEX_URL ?=
+# Where torch's CPU build comes from on Linux x86_64 when pip's own indexes have none (see
+# scripts/install_torch_cpu.sh); empty: PyPI's CUDA build.
+export TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP := $(BIN)/python -m pip install --quiet
 
 .PHONY: install demo dev test lint stop clean
 
-$(DEMO_STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml scripts/install_torch_cpu.sh
 	@echo "== creating $(VENV) with $(PYTHON) and installing what the demo needs" \
 		"(the migration, Dagster and the local model: torch, sentence-transformers; about 2 GB," \
 		"a few minutes the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) --upgrade pip
-	@if [ -n "$(TORCH_INDEX_URL)" ]; then \
-		echo "== installing torch from $(TORCH_INDEX_URL)"; \
-		$(PIP) --index-url "$(TORCH_INDEX_URL)" \
-			"$$(sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)"; \
-	fi
+	@scripts/install_torch_cpu.sh $(BIN)/python
 	@$(PIP) -e '.[local]'
 	@$(BIN)/python -c 'import torch; print("== installed torch", torch.__version__, \
 		"(CUDA build)" if torch.version.cuda else "(CPU build)")'
