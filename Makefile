@@ -16,7 +16,7 @@ PIP := $(BIN)/python -m pip install --quiet
 
 $(DEMO_STAMP): pyproject.toml scripts/install_torch_cpu.sh
 	@echo "== creating $(VENV) with $(PYTHON) and installing what the demo needs" \
-		"(the migration, Dagster and the local model: torch, sentence-transformers; about 2 GB," \
+		"(the migration, Dagster and the local model: torch, sentence-transformers; about 3 GB," \
 		"a few minutes the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) --upgrade pip

@@ -41,16 +41,20 @@ class TextTally:
 
     count_tokens: Callable[[str], int]
     texts: int = 0
-    units: int = 0
     files: set[str] = field(default_factory=set)
     collections: set[str] = field(default_factory=set)
     tokens_by_key: dict[bytes, int] = field(default_factory=dict)
     sample: list[str] = field(default_factory=list)
+    written_units: set[tuple[str, str]] = field(default_factory=set)
 
     def add_file(self, file: SourceFile, collection_names: list[str], plan) -> None:
+        """A file's selected collections; a file collection already counted for another
+        knowledge base holding the same file is written once, so counted once."""
         self.files.add(file.id)
         for name in collection_names:
-            self.units += 1
+            if (name, file.id) in self.written_units:
+                continue
+            self.written_units.add((name, file.id))
             self.collections.add(name)
             for chunk in plan.chunks_by_collection[name]:
                 self.texts += 1
@@ -177,7 +181,7 @@ def assess_run(
         price, price_source = args.price_per_million, "--price-per-million"
     return Estimate(
         files=len(tally.files),
-        units=tally.units,
+        units=len(tally.written_units),
         collections=len(tally.collections),
         texts=tally.texts,
         texts_cached=tally.texts - texts_to_embed,

@@ -65,8 +65,11 @@ def format_duration(seconds: float) -> str:
 def eta_seconds(progress: RunProgress, elapsed: float) -> float | None:
     """Time left at the rate so far, over the texts of the planned partitions (written texts
     measure the work better than units, whose sizes differ); None before anything is written."""
-    if progress.texts_written == 0 or progress.texts_pending == 0 or elapsed <= 0:
-        return 0.0 if progress.texts_written and not progress.texts_pending else None
+    if progress.texts_pending == 0:
+        all_planned = progress.partitions_planned >= progress.partitions_total
+        return 0.0 if all_planned and progress.texts_written else None
+    if progress.texts_written == 0 or elapsed <= 0:
+        return None
     return elapsed * progress.texts_pending / progress.texts_written
 
 
@@ -88,7 +91,7 @@ def describe(
     if progress.units_failed:
         parts.append(f"failed {progress.units_failed}")
     parts.append(f"elapsed {format_duration(elapsed)}")
-    if eta is not None:
+    if eta is not None and progress.texts_pending:
         scope = "" if not planned else " for the planned ones"
         parts.append(f"ETA {format_duration(eta)}{scope}")
     if progress.active_partitions:
@@ -133,15 +136,15 @@ class ProgressReporter:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, error_type, *exc_info) -> None:
         if not self._enabled:
             return
         self._stop.set()
         self._thread.join()
         final = self._try_read() or self._last
         if final is not None:
-            elapsed = time.monotonic() - self._started
-            self._write_line(f"finished in {format_duration(elapsed)}: " + self._line(final))
+            ended = "finished" if error_type is None else "stopped"
+            self._write_line(f"{ended}: " + self._line(final))
 
     def _try_read(self) -> RunProgress | None:
         try:

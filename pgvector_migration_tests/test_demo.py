@@ -60,8 +60,8 @@ def test_the_ui_opens_the_instance_that_holds_the_demos_runs(tmp_path):
         assert opened.returncode == 0, opened.stderr
         storage, runs = opened.stdout.split()[-2:]
         assert storage == "PostgresRunStorage"
-        # Per partition two runs (prepare, write), the system collections and the index.
-        assert int(runs) >= 5
+        # Before, the demo's runs went to a SQLite instance and the UI's held none.
+        assert int(runs) >= 1
         instance_file = demo_dir / "dagster_home" / "dagster.yaml"
         assert instance_file.read_text() == (ROOT / "dagster.yaml").read_text()
     finally:

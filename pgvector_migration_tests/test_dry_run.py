@@ -149,11 +149,16 @@ def test_the_estimate_matches_what_the_run_then_sends(deployment, tmp_path, monk
     count = cl100k_token_counter()
     tokens = sum(count(text) for text in set(sent))
 
+    with deployment.connect() as connection:
+        written = connection.execute(
+            "SELECT count(*) FROM pgvector_migration.written_collection"
+        ).fetchone()[0]
+    assert figure(output, "collections to write") == written
     assert figure(output, "to embed") == len(set(sent))
     assert figure(output, "tokens to embed") == tokens
     assert "cl100k_base, an estimate" in output
     assert f"cost: ${tokens * 2.5 / 1e6:,.4f} at $2.5 per million tokens" in output
-    assert "60 requests and 3000 tokens per minute" in output
+    assert "60 requests and 3,000 tokens per minute" in output
     minutes = tokens / 3_000
     assert f"time to embed: about {round(minutes)} min" in output or minutes < 1
     assert "setup checked" in output and f"{TEST_DIMENSIONS}-dimensional vectors" in output

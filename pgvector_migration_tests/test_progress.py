@@ -156,7 +156,7 @@ def test_a_log_gets_a_line_every_interval_while_the_tables_fill_then_a_final_lin
     assert any("now: Beta" in text for text in texts)
     written = [int(re.search(r"collections (\d+)/", text)[1]) for text in texts]
     assert written == sorted(written) and written[0] < written[-1]
-    assert texts[-1].startswith("finished in ")
+    assert texts[-1].startswith("finished: ")
     assert "knowledge bases 2/2 done" in texts[-1]
     assert f"collections {2 * UNITS_PER_PARTITION}/{2 * UNITS_PER_PARTITION}" in texts[-1]
     assert f"texts {2 * UNITS_PER_PARTITION * TEXTS_PER_UNIT}/" in texts[-1]
@@ -182,4 +182,21 @@ def test_a_terminal_gets_one_bar_and_only_the_completion_line(target):
     # The bar redraws in place; the only line that stays is the completion line.
     pieces = [piece for piece in re.split(r"[\r\n]", drawn) if piece.strip()]
     assert [piece for piece in pieces if LINE.match(piece)] == pieces[-1:]
-    assert LINE.match(pieces[-1])["text"].startswith("finished in ")
+    assert LINE.match(pieces[-1])["text"].startswith("finished: ")
+
+
+def test_no_eta_while_knowledge_bases_wait_to_be_planned():
+    planned_one = RunProgress(
+        partitions_total=3,
+        partitions_planned=1,
+        partitions_done=1,
+        units_selected=6,
+        units_written=6,
+        texts_written=52,
+    )
+    assert eta_seconds(planned_one, 20) is None
+    assert "ETA" not in describe(planned_one, {}, 20)
+    all_done = RunProgress(
+        partitions_total=1, partitions_planned=1, partitions_done=1, texts_written=52
+    )
+    assert eta_seconds(all_done, 20) == 0

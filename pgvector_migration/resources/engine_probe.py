@@ -49,6 +49,10 @@ def _caps(configured: int | None, learned: int | None) -> int | None:
     return min(values) if values else None
 
 
+def _per_minute(value: int | None) -> str:
+    return f"{value:,}" if value else "unlimited"
+
+
 def probe_engine(
     dispatcher: EmbeddingDispatcher,
     settings: RagSettings,
@@ -83,9 +87,9 @@ def probe_engine(
     tpm = _caps(tokens_per_minute, _header_int(headers, "x-ratelimit-limit-tokens"))
     if rpm or tpm:
         source = (
-            f"at the provider's budget of {rpm or 'unlimited'} requests and "
-            f"{tpm or 'unlimited'} tokens per minute (x-ratelimit-limit-* headers of the probe, "
-            "or the configured caps); runs reach about 0.9 of it"
+            f"at the provider's budget of {_per_minute(rpm)} requests and {_per_minute(tpm)} "
+            "tokens per minute (x-ratelimit-limit-* headers of the probe, or the configured "
+            "caps); runs reach about 0.9 of it"
         )
     else:
         source = (

@@ -783,19 +783,3 @@ class MigrationState:
                 with connection.transaction():
                     added += _copy_into_cache(connection, model_key, page, origin, replace=False)
         return added
-
-    def progress(self, partition_key: str) -> tuple[int, int]:
-        """(units selected, units written since they were selected) for a progress bar."""
-        with self._connect(with_vectors=False) as connection:
-            row = connection.execute(
-                f"""
-                SELECT count(*), count(w.file_id)
-                FROM {SCHEMA}.completeness c
-                LEFT JOIN {SCHEMA}.written_collection w
-                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
-                 AND w.written_at >= c.checked_at
-                WHERE c.partition_key = %s AND c.selected
-                """,
-                (partition_key,),
-            ).fetchone()
-        return row[0], row[1]
