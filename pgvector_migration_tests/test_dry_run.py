@@ -195,3 +195,13 @@ def test_the_local_model_is_timed_on_this_machine(deployment, tmp_path, monkeypa
     assert code == WOULD_FAIL, output
     assert "cost: none (the local model" in output
     assert re.search(r"texts/s, measured on \d+ of these texts", output)
+
+
+def test_reextract_without_the_uploads_folder_fails_the_dry_run(
+    deployment, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("UPLOAD_DIR", str(tmp_path / "no-uploads"))
+    code, _ = dry_run(tmp_path, "--reextract")
+    assert code == cli.EXIT_CONFIG
+    assert f"UPLOAD_DIR {tmp_path / 'no-uploads'} is not a folder" in capsys.readouterr().err
+    assert deployment.server.request_count == 0
