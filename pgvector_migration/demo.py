@@ -2,7 +2,9 @@
 Open WebUI deployment, and the local embedding model, all under one project-local folder.
 
 `python -m pgvector_migration.demo run` migrates the sample; `env` prints the environment that
-`make dev` hands to `dagster dev`; `stop` stops the embedded server.
+`make dev` hands to `dagster dev`; `stop` stops the embedded server. Both record runs in the one
+Dagster instance of the demo folder (the repository's dagster.yaml, storage in the embedded
+PostgreSQL), so the UI of `make dev` shows the runs `make demo` made.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ TARGET_DATABASE = "openwebui_vectors"
 DAGSTER_DATABASE = "dagster"
 # The sample's deliberately corrupt upload; its failure is the demo showing a failure.
 EXPECTED_FAILURES = {"broken_report.pdf"}
+# The instance configuration `dagster dev` and deployments use (PostgreSQL storage).
+INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def start_embedded_postgres(demo_dir: Path) -> str:
@@ -48,6 +52,20 @@ def ensure_database(server_uri: str, database: str) -> None:
             connection.execute(f'CREATE DATABASE "{database}"')
 
 
+def write_instance_config(dagster_home: Path) -> None:
+    """The repository's dagster.yaml in the demo's DAGSTER_HOME, written before the first run:
+    the demo's CLI runs and `make dev` then share one instance (a SQLite instance here would
+    hold runs the PostgreSQL-backed UI never sees)."""
+    if not INSTANCE_CONFIG.is_file():
+        raise FileNotFoundError(
+            f"{INSTANCE_CONFIG} is missing: the demo runs from a checkout of the repository"
+        )
+    instance_file = dagster_home / "dagster.yaml"
+    wanted = INSTANCE_CONFIG.read_text()
+    if not instance_file.exists() or instance_file.read_text() != wanted:
+        instance_file.write_text(wanted)
+
+
 def demo_environment(demo_dir: Path) -> dict[str, str]:
     """Open WebUI's environment names pointed at the embedded defaults."""
     demo_dir = demo_dir.resolve()
@@ -58,11 +76,7 @@ def demo_environment(demo_dir: Path) -> dict[str, str]:
         ensure_database(server_uri, database)
     dagster_home = demo_dir / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    instance_file = dagster_home / "dagster.yaml"
-    if not instance_file.exists():
-        # Dagster's default local storage, without the telemetry banner; `make dev` replaces
-        # this file with the repository's PostgreSQL-backed dagster.yaml.
-        instance_file.write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(dagster_home)
     return {
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": f"sqlite:///{data_dir / 'webui.db'}",

@@ -37,11 +37,12 @@ def check_output_paths(summary_json: Path | None) -> None:
             raise ConfigurationError(f"--summary-json {summary_json} is not writable")
 
 
-def preflight(openwebui, vector_store, embeddings, stored_vectors, args) -> None:
+def preflight(openwebui, vector_store, embeddings, stored_vectors, args):
     """Every configuration error, found before anything is written (exit code 2). The model's
     dimension is confirmed by the embedding cache when it holds vectors of the target's length
     (never with --reembed), so a re-run loads no model and sends no request just to check. A dry
-    run only reads."""
+    run only reads, and checks the whole setup: it returns the engine's probe (see
+    `check_read_only`)."""
     from pgvector_migration.resources.vector_index import check_index_settings
     from pgvector_migration.resources.vector_store import lock_timeout_seconds
     from pgvector_migration.unit_writer import model_dimension
@@ -58,12 +59,40 @@ def preflight(openwebui, vector_store, embeddings, stored_vectors, args) -> None
     stored_vectors.check()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
-    if not args.dry_run:
-        vector_store.check_can_create()
-        state = vector_store.state()
-        dispatcher = embeddings.dispatcher(settings)
-        dimension = model_dimension(dispatcher, vector_store, state, embeddings.reembed)
-        vector_store.check_compatible(dimension)
+    if args.dry_run:
+        return check_read_only(openwebui, vector_store, embeddings, settings, args)
+    vector_store.check_can_create()
+    state = vector_store.state()
+    dispatcher = embeddings.dispatcher(settings)
+    dimension = model_dimension(dispatcher, vector_store, state, embeddings.reembed)
+    vector_store.check_compatible(dimension)
+    return None
+
+
+def check_read_only(openwebui, vector_store, embeddings, settings, args):
+    """A dry run's checks, reads only: the uploads folder (when uploads are read), the target
+    (reachable, and its table's column against the model), and the engine: a local model
+    loaded, a provider reached with its key by one probe request. Returns the `EngineProbe`."""
+    from pgvector_migration.pipeline.text_source import TextSource
+    from pgvector_migration.resources.engine_probe import probe_engine
+
+    if args.text_source is TextSource.UPLOAD_ONLY:
+        uploads = openwebui.resolved_upload_dir()
+        if not uploads.is_dir():
+            raise ConfigurationError(
+                f"UPLOAD_DIR {uploads} is not a folder, and --reextract reads every upload: "
+                "set UPLOAD_DIR (or DATA_DIR) to the uploads folder as seen from here"
+            )
+    vector_store.describe_table()
+    probe = probe_engine(
+        embeddings.dispatcher(settings),
+        settings,
+        embeddings.requests_per_minute,
+        embeddings.tokens_per_minute,
+        embeddings.max_in_flight,
+    )
+    vector_store.check_compatible(probe.dimension)
+    return probe
 
 
 def check_prune(args, kinds: set[str], narrowed: bool, openwebui, vector_store):

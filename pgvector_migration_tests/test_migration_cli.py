@@ -178,7 +178,7 @@ def test_dry_run_writes_no_vectors_and_source_is_untouched(deployment, tmp_path)
 
     assert summary["files_to_process"] == 8
     assert summary["chunks_written"] == 0
-    assert deployment.server.request_count == 0
+    assert deployment.server.request_count == 1  # the dry run's one probe of the provider
     with deployment.connect() as connection:
         assert connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0] is None
     run(tmp_path)

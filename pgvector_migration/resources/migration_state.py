@@ -841,21 +841,3 @@ class MigrationState:
                 with connection.transaction():
                     added += _copy_into_cache(connection, model_key, page, origin, replace=False)
         return added
-
-    def progress(self, partition_keys: Sequence[str]) -> tuple[int, int]:
-        """(units selected, units written since they were selected) over these partitions, for
-        a progress bar; a file's own collection selected by two of them counts once."""
-        with self._connect(with_vectors=False) as connection:
-            row = connection.execute(
-                f"""
-                SELECT count(DISTINCT (c.collection_name, c.file_id)),
-                       count(DISTINCT (w.collection_name, w.file_id))
-                FROM {SCHEMA}.completeness c
-                LEFT JOIN {SCHEMA}.written_collection w
-                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
-                 AND w.written_at >= c.checked_at
-                WHERE c.partition_key = ANY(%s) AND c.selected
-                """,
-                (list(partition_keys),),
-            ).fetchone()
-        return row[0], row[1]
