@@ -988,7 +988,13 @@ class EmbeddingServer:
             vector = _embedding_f32(model, text, dimensions)
             if "wrong_dimension" in (fault, by_position.get(index)):
                 vector = vector[:-1]
-            if fault == "base64" or (encoding_format == "base64" and fault is None):
+            bad_value = by_position.get(index)
+            if bad_value in ("nan", "infinity") and encoding_format == "base64":
+                vector = vector.copy()
+                vector[len(vector) // 2] = _BAD_VALUES[bad_value]
+            # A value float32 cannot hold (null, 1e39) goes as a float list, base64 or not.
+            as_base64 = encoding_format == "base64" and bad_value not in ("null", "out_of_range")
+            if fault == "base64" or (as_base64 and fault is None):
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
                 embedding = vector.tolist()
