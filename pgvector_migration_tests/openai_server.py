@@ -689,6 +689,7 @@ class EmbeddingServer:
         *,
         api_key: str | None = None,
         latency_seconds: float = 0.0,
+        latency_per_input_seconds: float = 0.0,
         max_inputs_per_request: int = DEFAULT_MAX_INPUTS_PER_REQUEST,
         fail_first: int = 0,
         fail_status: int = 500,
@@ -700,6 +701,9 @@ class EmbeddingServer:
         self.dimensions = dimensions
         self.api_key = api_key
         self.latency_seconds = latency_seconds
+        self.latency_per_input_seconds = latency_per_input_seconds
+        """Added to ``latency_seconds`` for every input of a request, as a provider's time
+        grows with the batch."""
         self.max_inputs_per_request = max_inputs_per_request
         self.retry_after_seconds = retry_after_seconds
         self.rate_limiter = rate_limiter if rate_limiter is not None else StaticRateLimiter()
@@ -950,7 +954,7 @@ class EmbeddingServer:
                 with self._lock:
                     self._models_seen.setdefault(record.model, None)
 
-        latency = self.latency_seconds
+        latency = self.latency_seconds + self.latency_per_input_seconds * len(record.inputs)
         if latency and latency > 0:
             self._stopping.wait(latency)
 
