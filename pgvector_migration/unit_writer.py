@@ -36,7 +36,7 @@ CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP = 3
 LOCAL_BATCHES_PER_WAVE = 8
 API_BATCHES_PER_WAVE = 4
 # Waves whose requests may be out at once; memory is bounded by them (their texts and vectors).
-MAX_WAVES_UNDER_WAY = 16
+MAX_WAVES_UNDER_WAY = 8
 
 
 @dataclass

@@ -702,6 +702,10 @@ class EmbeddingServer:
         self.api_key = api_key
         self.latency_seconds = latency_seconds
         self.latency_per_input_seconds = latency_per_input_seconds
+        self.base64_support = "answer"
+        """``"answer"`` base64 when asked; ``"ignore"`` the field and send floats (as some
+        compatible servers do); ``"refuse"`` it with a 400 naming ``encoding_format`` (as some
+        proxies do)."""
         """Added to ``latency_seconds`` for every input of a request, as a provider's time
         grows with the batch."""
         self.max_inputs_per_request = max_inputs_per_request
@@ -1082,7 +1086,11 @@ class EmbeddingServer:
                 400, f"Invalid value for 'dimensions': {dimensions!r}.", param="dimensions"
             )
         encoding_format = body.get("encoding_format", None) or "float"
-        if encoding_format not in ("float", "base64"):
+        if encoding_format == "base64" and self.base64_support == "ignore":
+            encoding_format = "float"
+        if encoding_format not in ("float", "base64") or (
+            encoding_format == "base64" and self.base64_support == "refuse"
+        ):
             raise _HTTPError(
                 400,
                 f"Invalid value for 'encoding_format': {encoding_format!r}; "

@@ -327,9 +327,10 @@ class EmbeddingDispatcher:
                     check_dimension(response.vectors, self.expected_dimension, self.where)
         self._pacer.observe(response.headers)
         self._pacer.settle(estimated, response.prompt_tokens)
-        self.in_flight.observe(
-            seconds, response.prompt_tokens or estimated, self._pacer.tokens_ready()
-        )
+        if check_length:  # a one-text probe says nothing of a batch's latency
+            self.in_flight.observe(
+                seconds, response.prompt_tokens or estimated, self._pacer.tokens_ready()
+            )
         self._estimator.observe(texts, response.prompt_tokens)
         self.stats.add(tokens=response.prompt_tokens)
         return response.vectors

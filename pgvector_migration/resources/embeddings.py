@@ -250,7 +250,7 @@ class EmbeddingResource(ConfigurableResource):
         default=None,
         description="Most API requests in flight at once. Empty: as many as the measured "
         "latency and the provider's budget call for (its rate-limit headers, or the budgets "
-        "below), up to 32; 4 when no budget is known.",
+        "below), up to 16; 4 when no budget is known.",
     )
     requests_per_minute: int | None = Field(
         default=None,

@@ -10,9 +10,9 @@ spread evenly. A 429 pauses every sender for the `retry-after` the provider asks
 lowers the budget a step; successes raise it back slowly (additive increase, multiplicative
 decrease), so the rate settles just under the limit instead of oscillating.
 
-How many requests are in flight follows from Little's law: the budget's rate times the
-measured latency of a request, divided by its size, or more while the bucket holds more than
-that; a 429 halves it.
+How many requests are in flight follows from Little's law: the rate to send at (the refill, plus
+what spends a full bucket in BUCKET_SPEND_SECONDS) times the measured latency of a request,
+divided by its size; a 429 halves it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ INCREASE_PER_SUCCESS = 0.01
 MIN_FACTOR = 0.2
 # In-flight requests: at most this many (each holds one response, a few MB at 1536 dimensions),
 # and at least this many until latency is measured.
-MAX_IN_FLIGHT = 32
+MAX_IN_FLIGHT = 16
 INITIAL_IN_FLIGHT = 4
+# A full bucket is spent over about this many seconds on top of the refill: fast enough that it
+# is empty well before a large run ends (what is left in it at the end is budget not used), slow
+# enough that answers do not pile up faster than they are written.
+BUCKET_SPEND_SECONDS = 15
 # Weight of the newest request in the running latency and size averages.
 SMOOTHING = 0.2
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -213,10 +217,10 @@ class RequestPacer:
 
 
 class InFlightLimit:
-    """How many requests may be in flight: enough to cover the measured latency at the
-    budget's rate (Little's law), more while the provider's bucket holds more than that,
-    halved by a 429 and grown back by one a success; between 1 and `ceiling`. Without a known
-    budget it stays at `initial`."""
+    """How many requests may be in flight: enough to cover the measured latency at the rate
+    the budget allows (Little's law), more while the provider's bucket holds more than its
+    refill, halved by a 429 and grown back by one a success; between 1 and `ceiling`.
+    Without a known budget it stays at `initial`."""
 
     def __init__(self, ceiling: int = MAX_IN_FLIGHT, initial: int = INITIAL_IN_FLIGHT) -> None:
         self.ceiling = max(1, ceiling)
@@ -265,8 +269,8 @@ class InFlightLimit:
                 needed = self._initial
             else:
                 level, per_second = ready
-                steady = per_second * self._latency / self._tokens
-                needed = math.ceil(max(steady, level / self._tokens)) + 1
+                rate = per_second + level / BUCKET_SPEND_SECONDS
+                needed = math.ceil(rate * self._latency / self._tokens) + 1
             self._wanted = max(1, min(self.ceiling, needed))
             self._cap = min(self.ceiling, self._cap + 1)
             self._condition.notify_all()
