@@ -209,3 +209,39 @@ def test_without_bucket_headers_the_pacer_spreads_the_minute():
         sent += 1000
     # Ten seconds of budget at once, then the rate: never a whole minute's burst.
     assert sent <= 60_000 * 0.97 * (10 + 30) / 60 + 1000
+
+
+def test_waves_under_way_together_send_each_distinct_text_once(fresh_database):
+    url = fresh_database()
+    environ = {
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_KEY": "sk-test",
+    }
+    with EmbeddingServer(dimensions=8, latency_seconds=0.2) as server:
+        environ["RAG_OPENAI_API_BASE_URL"] = server.base_url
+        embeddings = EmbeddingResource(max_batch_size=4, max_retries=2)
+        settings = embeddings.effective_settings(resolve_rag_settings({}, environ))
+        vector_store = PgVectorResource(database_url=url, vector_length=8)
+        state = vector_store.state()
+        prepared = UnitWriter.prepare(settings, embeddings, vector_store, state)
+        # One file a wave: the last file's wave asks for the first file's texts while the
+        # first wave may still be under way.
+        writer = UnitWriter(
+            vector_store, state, prepared._dispatcher, 8, MODEL, texts_per_wave=12, reembed=False
+        )
+        failures: list[str] = []
+        report = writer.write(units(), lambda unit, message: failures.append(message))
+        sent = [text for record in server.requests[1:] for text in record.inputs]
+    assert failures == [] and report.chunks_written == 6 * 12
+    assert len(sent) == len(set(sent)) == 5 * 12
+    assert report.stats.embedded == 5 * 12 and report.stats.reused == 12
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT id, vector_send(vector) FROM document_chunk ORDER BY id"
+        ).fetchall()
+    by_id = dict(rows)
+    for unit in units():
+        for chunk in unit.chunks:
+            wanted = np.float32(expected_embedding(MODEL, chunk.embedding_input, 8))
+            assert by_id[chunk.id] == pgvector_binary(wanted)
