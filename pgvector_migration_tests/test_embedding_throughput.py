@@ -137,9 +137,14 @@ def test_in_flight_limit_covers_latency_at_the_budget_rate_and_halves_after_429s
     assert limit.limit == 32
     limit.rate_limited()
     assert limit.limit == 16
+    # More 429s of requests that were in flight together: one congestion, halved once.
+    limit.rate_limited()
+    assert limit.limit == 16
+    # Successes give the slots back one by one; a 429 after one halves again.
+    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
+    assert limit.limit == 17
     limit.rate_limited()
     assert limit.limit == 8
-    # Successes give the slots back one by one.
     limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
     assert limit.limit == 9
     # Without a known budget there is no rate to cover: it stays where it started.

@@ -230,6 +230,7 @@ class InFlightLimit:
         self._latency: float | None = None
         self._tokens: float | None = None
         self._active = 0
+        self._success_since_halving = True
         self._condition = threading.Condition()
 
     @property
@@ -273,9 +274,13 @@ class InFlightLimit:
                 needed = math.ceil(rate * self._latency / self._tokens) + 1
             self._wanted = max(1, min(self.ceiling, needed))
             self._cap = min(self.ceiling, self._cap + 1)
+            self._success_since_halving = True
             self._condition.notify_all()
 
     def rate_limited(self) -> None:
-        """A 429: half as many in flight; successes add them back one by one."""
+        """A 429: half as many in flight; successes add them back one by one. The 429s of
+        requests that were already in flight together count once."""
         with self._condition:
-            self._cap = max(1, self.limit // 2)
+            if self._success_since_halving:
+                self._cap = max(1, self.limit // 2)
+                self._success_since_halving = False
