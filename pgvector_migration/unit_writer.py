@@ -7,6 +7,7 @@ cache, dimension check, atomic replacement and per-unit failure reporting.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ from pgvector_migration.pipeline.records import (
     WriteUnit,
 )
 from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
+from pgvector_migration.resources.embedding_waves import CachedEmbedding, WaveUnderWay
 from pgvector_migration.resources.embeddings import (
     EmbeddingError,
     EmbeddingResource,
     EmbeddingStats,
-    embed_with_cache,
 )
 from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -33,6 +34,9 @@ from pgvector_migration.settings import RagSettings
 
 CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP = 3
 LOCAL_BATCHES_PER_WAVE = 8
+API_BATCHES_PER_WAVE = 4
+# Waves whose requests may be out at once; memory is bounded by them (their texts and vectors).
+MAX_WAVES_UNDER_WAY = 8
 
 
 @dataclass
@@ -127,8 +131,10 @@ class UnitWriter:
     """Writes units with one engine into the target; construct with `prepare`.
 
     Embedding and writing overlap: while one wave's rows are COPYed by a writer thread (its own
-    connection), the next wave is looked up in the cache and embedded. At most one wave waits
-    to be written, so memory stays bounded by two waves."""
+    connection), later waves are looked up in the cache and their requests are in flight, as
+    many as keep every request slot the provider's budget allows busy (up to
+    MAX_WAVES_UNDER_WAY). At most one wave waits to be written, so memory stays bounded by the
+    waves under way."""
 
     def __init__(
         self,
@@ -160,10 +166,10 @@ class UnitWriter:
         check `document_chunk`; raises before anything is written when they do not fit."""
         dispatcher = embeddings.dispatcher(settings)
         dimension = prepare_target(dispatcher, vector_store, state, embeddings.reembed)
-        # Enough texts to keep every request slot busy; a local model gets a few batches at a
-        # time, so its tokenised inputs stay small and writing starts early.
+        # A few requests' worth a wave (more waves are under way at once); a local model gets a
+        # few batches at a time, so its tokenised inputs stay small and writing starts early.
         texts_per_wave = (
-            max(embeddings.max_batch_size * embeddings.max_in_flight * 2, 512)
+            max(embeddings.max_batch_size * API_BATCHES_PER_WAVE, 512)
             if dispatcher.is_api
             else embeddings.local_batch_size * LOCAL_BATCHES_PER_WAVE
         )
@@ -207,7 +213,38 @@ class UnitWriter:
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
         ):
             model_key = self._dispatcher.model_key
+            embedding = CachedEmbedding(
+                self._dispatcher.submit,
+                None
+                if self._reembed
+                else lambda keys: self._state.cached_embeddings(
+                    cache_connection, model_key, keys, self._dimension
+                ),
+                lambda fresh: self._state.store_embeddings(
+                    cache_connection, model_key, fresh, replace=self._reembed
+                ),
+                report.stats,
+            )
+            under_way: deque[tuple[list[WriteUnit], WaveUnderWay]] = deque()
             pending = None
+
+            def finish_oldest() -> None:
+                nonlocal failed_in_a_row, last_error, pending
+                wave, started = under_way.popleft()
+                results = embedding.finish(started)
+                errors = [r for r in results if isinstance(r, EmbeddingError)]
+                if errors and len(errors) == len(results):
+                    failed_in_a_row += 1
+                    last_error = str(errors[0])
+                else:
+                    failed_in_a_row = 0
+                ready, vectors = self._embedded_units(wave, results, fail)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(
+                    self._write_wave, write_connection, ready, vectors, report, fail
+                )
+
             for wave in waves(units, self._texts_per_wave):
                 wave = [unit for unit in wave if unit.source_id not in report.failures]
                 if failed_in_a_row >= CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP:
@@ -215,48 +252,18 @@ class UnitWriter:
                         fail(unit, f"not attempted after repeated embedding failures: {last_error}")
                     continue
                 texts = [chunk.embedding_input for unit in wave for chunk in unit.chunks]
-                results = embed_with_cache(
-                    texts,
-                    self._dispatcher.embed_each,
-                    None
-                    if self._reembed
-                    else lambda keys: self._state.cached_embeddings(
-                        cache_connection, model_key, keys, self._dimension
-                    ),
-                    lambda fresh: self._state.store_embeddings(
-                        cache_connection, model_key, fresh, replace=self._reembed
-                    ),
-                    report.stats,
-                )
-                errors = [r for r in results if isinstance(r, EmbeddingError)]
-                if errors and len(errors) == len(results):
-                    failed_in_a_row += 1
-                    last_error = str(errors[0])
-                else:
-                    failed_in_a_row = 0
-                ready, vectors, offset = [], [], 0
-                for unit in wave:
-                    unit_results = results[offset : offset + len(unit.chunks)]
-                    offset += len(unit.chunks)
-                    failed = next(
-                        (
-                            (chunk, result)
-                            for chunk, result in zip(unit.chunks, unit_results, strict=True)
-                            if isinstance(result, EmbeddingError)
-                        ),
-                        None,
-                    )
-                    if failed is not None:
-                        fail(unit, text_failure(unit, *failed))
-                        continue
-                    ready.append(unit)
-                    vectors += unit_results
-                wave = ready
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(
-                    self._write_wave, write_connection, wave, vectors, report, fail
-                )
+                under_way.append((wave, embedding.start(texts)))
+                # The oldest wave is finished once its answers are in and the writer is free
+                # (so waiting for the writer never keeps requests from being sent), or when
+                # the waves under way hold more texts than the request slots can take.
+                while under_way and (
+                    (not under_way[0][1].texts_in_flight and (pending is None or pending.done()))
+                    or len(under_way) > MAX_WAVES_UNDER_WAY
+                    or self._texts_in_flight(under_way) > self._texts_wanted_in_flight()
+                ):
+                    finish_oldest()
+            while under_way:
+                finish_oldest()
             if pending is not None:
                 pending.result()
         report.requests = stats.requests - before[0]
@@ -264,6 +271,39 @@ class UnitWriter:
         report.rate_limited = stats.rate_limited - before[2]
         report.retries = stats.retries - before[3]
         return report
+
+    def _texts_wanted_in_flight(self) -> int:
+        """Enough texts to fill every request slot the in-flight limit allows, twice over."""
+        return max(self._texts_per_wave, self._dispatcher.requests_worth_of_texts() * 2)
+
+    @staticmethod
+    def _texts_in_flight(under_way: deque[tuple[list[WriteUnit], WaveUnderWay]]) -> int:
+        return sum(started.texts_in_flight for _, started in under_way)
+
+    @staticmethod
+    def _embedded_units(
+        wave: list[WriteUnit], results: list, fail: Callable[[WriteUnit, str], None]
+    ) -> tuple[list[WriteUnit], list]:
+        """The units of a wave whose every text got a vector, with those vectors in order; each
+        other unit is failed, naming its first text that could not be embedded."""
+        ready, vectors, offset = [], [], 0
+        for unit in wave:
+            unit_results = results[offset : offset + len(unit.chunks)]
+            offset += len(unit.chunks)
+            failed = next(
+                (
+                    (chunk, result)
+                    for chunk, result in zip(unit.chunks, unit_results, strict=True)
+                    if isinstance(result, EmbeddingError)
+                ),
+                None,
+            )
+            if failed is not None:
+                fail(unit, text_failure(unit, *failed))
+                continue
+            ready.append(unit)
+            vectors += unit_results
+        return ready, vectors
 
     def _write_wave(
         self,

@@ -689,6 +689,7 @@ class EmbeddingServer:
         *,
         api_key: str | None = None,
         latency_seconds: float = 0.0,
+        latency_per_input_seconds: float = 0.0,
         max_inputs_per_request: int = DEFAULT_MAX_INPUTS_PER_REQUEST,
         fail_first: int = 0,
         fail_status: int = 500,
@@ -700,6 +701,13 @@ class EmbeddingServer:
         self.dimensions = dimensions
         self.api_key = api_key
         self.latency_seconds = latency_seconds
+        self.latency_per_input_seconds = latency_per_input_seconds
+        self.base64_support = "answer"
+        """``"answer"`` base64 when asked; ``"ignore"`` the field and send floats (as some
+        compatible servers do); ``"refuse"`` it with a 400 naming ``encoding_format`` (as some
+        proxies do)."""
+        """Added to ``latency_seconds`` for every input of a request, as a provider's time
+        grows with the batch."""
         self.max_inputs_per_request = max_inputs_per_request
         self.retry_after_seconds = retry_after_seconds
         self.rate_limiter = rate_limiter if rate_limiter is not None else StaticRateLimiter()
@@ -950,7 +958,7 @@ class EmbeddingServer:
                 with self._lock:
                     self._models_seen.setdefault(record.model, None)
 
-        latency = self.latency_seconds
+        latency = self.latency_seconds + self.latency_per_input_seconds * len(record.inputs)
         if latency and latency > 0:
             self._stopping.wait(latency)
 
@@ -988,7 +996,13 @@ class EmbeddingServer:
             vector = _embedding_f32(model, text, dimensions)
             if "wrong_dimension" in (fault, by_position.get(index)):
                 vector = vector[:-1]
-            if fault == "base64" or (encoding_format == "base64" and fault is None):
+            bad_value = by_position.get(index)
+            if bad_value in ("nan", "infinity") and encoding_format == "base64":
+                vector = vector.copy()
+                vector[len(vector) // 2] = _BAD_VALUES[bad_value]
+            # A value float32 cannot hold (null, 1e39) goes as a float list, base64 or not.
+            as_base64 = encoding_format == "base64" and bad_value not in ("null", "out_of_range")
+            if fault == "base64" or (as_base64 and fault is None):
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
                 embedding = vector.tolist()
@@ -1072,7 +1086,11 @@ class EmbeddingServer:
                 400, f"Invalid value for 'dimensions': {dimensions!r}.", param="dimensions"
             )
         encoding_format = body.get("encoding_format", None) or "float"
-        if encoding_format not in ("float", "base64"):
+        if encoding_format == "base64" and self.base64_support == "ignore":
+            encoding_format = "float"
+        if encoding_format not in ("float", "base64") or (
+            encoding_format == "base64" and self.base64_support == "refuse"
+        ):
             raise _HTTPError(
                 400,
                 f"Invalid value for 'encoding_format': {encoding_format!r}; "

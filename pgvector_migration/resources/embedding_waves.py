@@ -1,0 +1,96 @@
+"""Embedding texts wave after wave through the cache, with several waves under way at once.
+
+A wave's requests are sent while earlier waves are still in flight, so the provider never
+waits for this process between waves: the next wave is looked up and sent while the previous
+one's last answers arrive. Each distinct text costs one embedding, ever: it is looked up in the
+cache, and a text an earlier wave still under way has asked for is not asked for again. New
+vectors are stored in the cache before they are used, and only vectors (never an error) are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pgvector_migration.pipeline.ids import text_key
+from pgvector_migration.resources.embedding_dispatch import PendingEmbeddings, Result
+from pgvector_migration.resources.embedding_responses import EmbeddingError
+from pgvector_migration.resources.embeddings import EmbeddingStats
+from pgvector_migration.resources.migration_state import CacheHits
+
+
+@dataclass
+class WaveUnderWay:
+    """One wave's texts on their way: cached vectors, the texts it asked for, and the texts an
+    earlier wave under way asked for."""
+
+    keys: list[bytes]
+    found: dict[bytes, Result]
+    asked: list[bytes]
+    pending: PendingEmbeddings | None
+    borrowed: dict[bytes, WaveUnderWay]
+    fresh: dict[bytes, Result] = field(default_factory=dict)
+
+    @property
+    def texts_in_flight(self) -> int:
+        return 0 if self.pending is None or self.pending.done() else len(self.asked)
+
+
+class CachedEmbedding:
+    """Starts and finishes waves, in order, against one engine and one cache."""
+
+    def __init__(
+        self,
+        submit: Callable[[list[str]], PendingEmbeddings],
+        lookup: Callable[[list[bytes]], CacheHits] | None,
+        store: Callable[[dict[bytes, np.ndarray]], None],
+        stats: EmbeddingStats,
+    ) -> None:
+        self._submit = submit
+        self._lookup = lookup
+        self._store = store
+        self._stats = stats
+        self._under_way: dict[bytes, WaveUnderWay] = {}
+
+    def start(self, texts: Sequence[str]) -> WaveUnderWay:
+        """Look the texts up and send the ones nobody has (without `lookup`, a forced
+        re-embedding, every distinct text is sent once)."""
+        keys = [text_key(text) for text in texts]
+        hits = self._lookup(sorted(set(keys))) if self._lookup else CacheHits({}, set())
+        missing: dict[bytes, str] = {}
+        borrowed: dict[bytes, WaveUnderWay] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key in hits.vectors or key in missing or key in borrowed:
+                continue
+            if key in self._under_way:
+                borrowed[key] = self._under_way[key]
+            else:
+                missing[key] = text
+        pending = self._submit(list(missing.values())) if missing else None
+        wave = WaveUnderWay(keys, dict(hits.vectors), list(missing), pending, borrowed)
+        for key in missing:
+            self._under_way[key] = wave
+        self._stats.texts += len(keys)
+        self._stats.embedded += len(missing)
+        self._stats.reused += len(keys) - len(missing)
+        self._stats.transplanted += sum(1 for key in keys if key in hits.transplanted)
+        return wave
+
+    def finish(self, wave: WaveUnderWay) -> list[Result]:
+        """For each text of the wave, in order, its vector or the error it got; waves are
+        finished in the order they were started."""
+        if wave.pending is not None:
+            wave.fresh = dict(zip(wave.asked, wave.pending.result(), strict=True))
+            vectors = {k: v for k, v in wave.fresh.items() if not isinstance(v, EmbeddingError)}
+            if vectors:
+                self._store(vectors)
+            for key in wave.asked:
+                if self._under_way.get(key) is wave:
+                    del self._under_way[key]
+        found = wave.found
+        found.update(wave.fresh)
+        for key, earlier in wave.borrowed.items():
+            found[key] = earlier.fresh[key]
+        return [found[key] for key in wave.keys]

@@ -1,0 +1,252 @@
+"""Throughput machinery against the real loopback server and PostgreSQL: base64 answers (and
+servers that ignore or refuse them) write the very same rows as floats, and the in-flight limit
+follows latency, budget and 429s."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import psycopg
+import pytest
+
+from pgvector_migration.pipeline.records import Chunk, WriteUnit
+from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
+from pgvector_migration.resources.embeddings import EmbeddingResource, OpenAIEmbedder
+from pgvector_migration.resources.rate_limits import InFlightLimit, RequestPacer
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.settings import resolve_rag_settings
+from pgvector_migration.unit_writer import UnitWriter
+from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
+
+MODEL = "throughput-model"
+DIMENSIONS = 1536
+
+
+def units(count: int = 6, chunks: int = 12) -> list[WriteUnit]:
+    """Files of a few chunks each; the last file repeats the first one's texts, so the cache
+    and the waves' sharing of texts under way are exercised too."""
+    made = []
+    for number in range(count):
+        file_id = f"file{number}"
+        source = 0 if number == count - 1 else number
+        made.append(
+            WriteUnit(
+                f"file-{file_id}",
+                file_id,
+                f"{file_id}.txt",
+                "hash",
+                "settings",
+                [
+                    Chunk(
+                        hashlib.md5(f"{file_id}/{p}".encode()).hexdigest(),
+                        f"file-{file_id}",
+                        file_id,
+                        p,
+                        f"text {p} of file {source}\nwith a second line",
+                        {"file_id": file_id, "start_index": p},
+                    )
+                    for p in range(chunks)
+                ],
+            )
+        )
+    return made
+
+
+def write_rows(server: EmbeddingServer, url: str, max_batch_size: int = 16) -> list[tuple]:
+    """Write `units()` with the OpenAI engine into the database at `url`; its rows, with each
+    vector as PostgreSQL's own binary form of it."""
+    environ = {
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_BASE_URL": server.base_url,
+        "RAG_OPENAI_API_KEY": "sk-test",
+    }
+    embeddings = EmbeddingResource(max_batch_size=max_batch_size, max_retries=2)
+    settings = embeddings.effective_settings(resolve_rag_settings({}, environ))
+    vector_store = PgVectorResource(database_url=url, vector_length=DIMENSIONS)
+    writer = UnitWriter.prepare(settings, embeddings, vector_store, vector_store.state())
+    failures: list[str] = []
+    report = writer.write(units(), lambda unit, message: failures.append(message))
+    assert failures == []
+    assert report.chunks_written == 6 * 12
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT id, collection_name, text, vmetadata::text, vector_send(vector) "
+            "FROM document_chunk ORDER BY id"
+        ).fetchall()
+
+
+def pgvector_binary(vector: np.ndarray) -> bytes:
+    """pgvector's binary form: dimension, a zero, then big-endian float32 values."""
+    return len(vector).to_bytes(2, "big") + b"\0\0" + vector.astype(">f4").tobytes()
+
+
+@pytest.mark.parametrize("support", ["ignore", "refuse"])
+def test_base64_and_float_answers_write_identical_rows(fresh_database, support):
+    with EmbeddingServer(dimensions=DIMENSIONS) as server:
+        base64_rows = write_rows(server, fresh_database())
+        asked = {record.encoding_format for record in server.requests}
+        assert asked == {"base64"}
+        server.reset()
+        server.base64_support = support
+        float_rows = write_rows(server, fresh_database())
+    assert float_rows == base64_rows
+    by_text = {row[0]: row for row in base64_rows}
+    for unit in units():
+        for chunk in unit.chunks:
+            wanted = np.asarray(
+                expected_embedding(MODEL, chunk.embedding_input, DIMENSIONS), dtype=np.float32
+            )
+            assert by_text[chunk.id][4] == pgvector_binary(wanted)
+
+
+def test_a_server_refusing_base64_is_asked_for_floats_once_then_always(fresh_database, caplog):
+    with EmbeddingServer(dimensions=8) as server:
+        server.base64_support = "refuse"
+        engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
+        dispatcher = EmbeddingDispatcher(engine, max_batch_inputs=4, max_in_flight=1, max_retries=0)
+        texts = [f"t{i}" for i in range(12)]
+        vectors = dispatcher.embed(texts)
+        formats = [(record.encoding_format, record.status) for record in server.requests]
+        assert formats == [("base64", 400)] + [("float", 200)] * 3
+        assert "refused encoding_format=base64" in caplog.text
+        # Remembered for the process: another engine on the same endpoint asks for floats.
+        again = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
+        again.request(["one more"])
+        assert server.requests[-1].encoding_format == "float"
+        dispatcher.close()
+        again.close()
+    for text, vector in zip(texts, vectors, strict=True):
+        assert np.array_equal(vector, np.float32(expected_embedding(MODEL, text, 8)))
+
+
+def test_in_flight_limit_covers_latency_at_the_budget_rate_and_halves_after_429s():
+    limit = InFlightLimit(ceiling=32, initial=4)
+    assert limit.limit == 4
+    # 100k tokens a second to spend, 50k-token requests: 0.5 s covers one request at a time,
+    # 5 s needs ten in flight (plus one to cover the gap between answer and next request).
+    empty_bucket = (0.0, 100_000.0)
+    limit.observe(0.5, 50_000, empty_bucket)
+    assert limit.limit == 2
+    for _ in range(40):
+        limit.observe(5.0, 50_000, empty_bucket)
+    assert limit.limit == 11
+    # While the provider's bucket holds a lot, as many as it can pay for, up to the ceiling.
+    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
+    assert limit.limit == 32
+    limit.rate_limited()
+    assert limit.limit == 16
+    # More 429s of requests that were in flight together: one congestion, halved once.
+    limit.rate_limited()
+    assert limit.limit == 16
+    # Successes give the slots back one by one; a 429 after one halves again.
+    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
+    assert limit.limit == 17
+    limit.rate_limited()
+    assert limit.limit == 8
+    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
+    assert limit.limit == 9
+    # Without a known budget there is no rate to cover: it stays where it started.
+    assert InFlightLimit(ceiling=32, initial=4).limit == 4
+    unbudgeted = InFlightLimit(ceiling=32, initial=4)
+    unbudgeted.observe(10.0, 1000, None)
+    assert unbudgeted.limit == 4
+
+
+def test_a_429_halves_the_dispatchers_in_flight_limit():
+    with EmbeddingServer(dimensions=8, retry_after_seconds=0.01) as server:
+        engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
+        dispatcher = EmbeddingDispatcher(
+            engine, max_batch_inputs=4, max_in_flight=None, max_retries=3
+        )
+        assert dispatcher.in_flight.limit == 4
+        server.fail_next(1, status=429)
+        dispatcher.embed(["a"])
+        assert dispatcher.stats.rate_limited == 1
+        # Halved by the 429, then one back for the success that followed.
+        assert dispatcher.in_flight.limit == 3
+        dispatcher.close()
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_pacer_spends_the_providers_whole_bucket_at_once_then_its_refill():
+    clock = ManualClock()
+    pacer = RequestPacer(clock=clock, sleep=clock.sleep)
+    # A bucket of one minute (60k tokens), full: remaining 60000, full again in 0 s.
+    pacer.observe(
+        {
+            "x-ratelimit-limit-tokens": "60000",
+            "x-ratelimit-remaining-tokens": "60000",
+            "x-ratelimit-reset-tokens": "0s",
+        }
+    )
+    for _ in range(5):
+        pacer.acquire(10_000)  # 50k of the 58.2k under the headroom: no wait
+    assert clock.slept == []
+    pacer.acquire(10_000)  # refills at 970 tokens a second: waits ~1.9 s
+    assert 1.5 < sum(clock.slept) < 2.5
+    # Estimates are settled against what the provider counted: overcharged tokens come back.
+    pacer.settle(charged=10_000, counted=4_000)
+    waited = sum(clock.slept)
+    pacer.acquire(6_000)
+    assert sum(clock.slept) == waited
+
+
+def test_without_bucket_headers_the_pacer_spreads_the_minute():
+    clock = ManualClock()
+    pacer = RequestPacer(tokens_per_minute=60_000, clock=clock, sleep=clock.sleep)
+    sent = 0
+    while clock.now < 100.0 + 30:
+        pacer.acquire(1000)
+        sent += 1000
+    # Ten seconds of budget at once, then the rate: never a whole minute's burst.
+    assert sent <= 60_000 * 0.97 * (10 + 30) / 60 + 1000
+
+
+def test_waves_under_way_together_send_each_distinct_text_once(fresh_database):
+    url = fresh_database()
+    environ = {
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_KEY": "sk-test",
+    }
+    with EmbeddingServer(dimensions=8, latency_seconds=0.2) as server:
+        environ["RAG_OPENAI_API_BASE_URL"] = server.base_url
+        embeddings = EmbeddingResource(max_batch_size=4, max_retries=2)
+        settings = embeddings.effective_settings(resolve_rag_settings({}, environ))
+        vector_store = PgVectorResource(database_url=url, vector_length=8)
+        state = vector_store.state()
+        prepared = UnitWriter.prepare(settings, embeddings, vector_store, state)
+        # One file a wave: the last file's wave asks for the first file's texts while the
+        # first wave may still be under way.
+        writer = UnitWriter(
+            vector_store, state, prepared._dispatcher, 8, MODEL, texts_per_wave=12, reembed=False
+        )
+        failures: list[str] = []
+        report = writer.write(units(), lambda unit, message: failures.append(message))
+        sent = [text for record in server.requests[1:] for text in record.inputs]
+    assert failures == [] and report.chunks_written == 6 * 12
+    assert len(sent) == len(set(sent)) == 5 * 12
+    assert report.stats.embedded == 5 * 12 and report.stats.reused == 12
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT id, vector_send(vector) FROM document_chunk ORDER BY id"
+        ).fetchall()
+    by_id = dict(rows)
+    for unit in units():
+        for chunk in unit.chunks:
+            wanted = np.float32(expected_embedding(MODEL, chunk.embedding_input, 8))
+            assert by_id[chunk.id] == pgvector_binary(wanted)
