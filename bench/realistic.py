@@ -358,7 +358,8 @@ def render_table(results: dict) -> str:
         add(
             part,
             "requests / 429s / most in flight",
-            f"{share['requests']:,} / {share['rate_limited_requests']:,} / {share['most_in_flight']}",
+            f"{share['requests']:,} / {share['rate_limited_requests']:,} / "
+            f"{share['most_in_flight']}",
         )
         c = full["checks"]
         add(part, "rows / duplicate rows", f"{c['rows']:,} / {c['duplicate_rows']}")
