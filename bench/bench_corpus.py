@@ -1,4 +1,4 @@
-"""The documents of the realistic benchmark deployment: ~1,300 real documents made offline.
+"""The documents of the realistic benchmark deployment: ~1,800 real documents made offline.
 
 Users upload what they have: manuals, web pages, READMEs, licences, source files, spreadsheets,
 PDFs and Word files. Every text here is a public document this machine already holds (man pages,
@@ -33,13 +33,13 @@ from fidelity.build_corpus import SOURCE_DATE_EPOCH, libreoffice  # noqa: E402
 OPENWEBUI_SITE = "lib/python3.11/site-packages"
 # How many documents of each kind: about what one mid-sized team uploads over a year.
 QUOTAS = {
-    "man_txt": 620,  # man pages as plain text (groff -Tutf8)
+    "man_txt": 1150,  # man pages as plain text (groff -Tutf8)
     "man_pdf": 70,  # man pages as PDF (groff gropdf)
     "man_docx": 40,  # man pages as Word files (pandoc)
     "doc_html": 230,  # Debian HTML manuals
     "doc_txt": 80,  # Debian text docs
     "licence_txt": 18,  # /usr/share/common-licenses
-    "python_source": 70,  # Python's standard library sources
+    "python_source": 150,  # Python's standard library sources
     "readme_md": 24,  # package READMEs and docs in the venvs
     "html_pdf": 12,  # HTML manuals exported to PDF by LibreOffice Writer
     "html_docx": 12,  # HTML manuals saved as Word files by LibreOffice Writer
@@ -159,11 +159,12 @@ def build(out: Path, openwebui_venv: Path) -> list[Document]:
         keep(f"{_safe_name(path, '')}.txt", path.read_bytes(), path, "Debian common-licenses")
 
     # Python sources and package docs.
-    sources = _distinct(list(Path(sys.base_prefix, "lib", "python3.11").glob("*.py")), 20000)
-    if not sources:
-        sources = _distinct(list(Path("/usr/lib/python3.11").glob("*.py")), 20000)
+    stdlib = Path(sys.base_prefix, "lib", "python3.11")
+    sources = _distinct(
+        [p for p in stdlib.rglob("*.py") if "-packages" not in str(p.relative_to(stdlib))], 20000
+    )
     for path in evenly(sources, QUOTAS["python_source"]):
-        keep(path.name, path.read_bytes(), path, "Python standard library source")
+        keep(_safe_name(path, ""), path.read_bytes(), path, "Python standard library source")
     readmes = _distinct(
         [p for venv in (site, ROOT / ".venv" / OPENWEBUI_SITE) for p in venv.rglob("*.md")], 5000
     )

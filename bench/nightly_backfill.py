@@ -103,7 +103,8 @@ def launch_backfill(env: dict[str, str], partitions: list[str]) -> str:
         json.dumps({"params": params}),
         env=env,
     )
-    answer = json.loads(output.strip().splitlines()[-1])["data"]["launchPartitionBackfill"]
+    reply = [line for line in output.splitlines() if line.startswith('{"data"')][-1]
+    answer = json.loads(reply)["data"]["launchPartitionBackfill"]
     if answer["__typename"] != "LaunchBackfillSuccess":
         raise RuntimeError(f"launchPartitionBackfill: {json.dumps(answer)[:3000]}")
     return answer["backfillId"]

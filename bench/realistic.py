@@ -251,8 +251,8 @@ def measure_noop(cached, folder, provider, server_uri, workdir, args, results) -
         "extra_env": instance,
         "dagster_home": dagster_home,
     }
-    fill = migrate("noop-fill", cli_args=["--knowledge-only"], **common)
-    again = migrate("noop-rerun", cli_args=["--knowledge-only"], **common)
+    fill = migrate("noop-fill", **common)
+    again = migrate("noop-rerun", **common)
     n = args.noop_knowledge_bases
     results["noop"] = {
         "knowledge_bases": n,

@@ -522,6 +522,9 @@ _BAD_VALUES = {"nan": math.nan, "infinity": math.inf, "null": None, "out_of_rang
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A client with many requests in flight (Open WebUI's uploads, a migration's pacer) must
+    # not find the listen backlog full: the default of 5 resets connections under load.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], owner: EmbeddingServer) -> None:
         self.owner = owner
