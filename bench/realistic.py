@@ -119,7 +119,11 @@ class Provider:
         return budget_share.budget_share(self.server.requests.requests(), self.args.tpm)
 
     def settings(self) -> dict[str, str]:
+        """Open WebUI's settings for this provider. webui.db keeps the build's embedding
+        settings (Open WebUI's persistent config, which wins over the environment as in Open
+        WebUI): the benchmark's provider is given by the environment alone."""
         return {
+            "ENABLE_PERSISTENT_CONFIG": "false",
             "PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH": str(self.args.dimensions),
             "RAG_EMBEDDING_ENGINE": "openai",
             "RAG_EMBEDDING_MODEL": MODEL,
@@ -177,7 +181,11 @@ def postgres_instance(dagster_home: Path, server_uri: str) -> dict[str, str]:
     """A Dagster instance as deployments run it: the repository's dagster.yaml (PostgreSQL
     storage, run queue limits, pools) in `dagster_home`, on its own database."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    instance = (ROOT / "dagster.yaml").read_text()
+    # On a loaded machine the daemon's code server can take more than Dagster's default 180 s
+    # to start; the backfill then fails as if its assets were gone.
+    instance += "\ncode_servers:\n  local_startup_timeout: 900\n"
+    (dagster_home / "dagster.yaml").write_text(instance)
     url = create_database(server_uri, "bench_dagster")
     return {"DAGSTER_PG_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
 
