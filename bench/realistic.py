@@ -491,6 +491,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--openwebui-venv", type=Path, default=bench_deployment.DEFAULT_VENV)
     parser.add_argument("--upload-workers", type=int, default=3)
+    parser.add_argument(
+        "--table-from",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS",
+        help="measure nothing: print one table of these results files (parts measured by "
+        "separate --only runs), merged in order, and write it to --results",
+    )
     args = parser.parse_args(argv)
     args.few_many_files = args.few_many_files or (40 if args.quick else 300)
     args.many = args.many or (20 if args.quick else 150)
@@ -499,8 +507,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def merged_table(paths: list[Path], out: Path) -> str:
+    """One table of results files written by separate `--only` runs."""
+    results: dict[str, Any] = {}
+    for path in paths:
+        part = json.loads(path.read_text())
+        part.pop("table", None)
+        results = {**results, **part, "merged_from": [*results.get("merged_from", []), str(path)]}
+    results["table"] = render_table(results)
+    _write(out, results)
+    return results["table"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table_from:
+        print(merged_table(args.table_from, args.results))
+        return 0
     only = set(args.only or ("full", "few-many", "noop", "secondary"))
     folder, cached = bench_deployment.ensure(args.openwebui_venv, args.upload_workers)
     log(f"deployment {folder}: {json.dumps(cached['statistics'])[:400]}")
