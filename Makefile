@@ -61,9 +61,18 @@ stop: $(DEMO_STAMP)
 clean: stop
 	rm -rf $(DEMO_DIR)
 
-## Throughput benchmark (not part of `make test`): ARGS="--quick" for a smoke run.
-.PHONY: bench
+## Benchmark in the realistic regime (not part of `make test`; bench/realistic.py): 1536
+## dimensions, a 5.1M tokens/min provider with latency growing with the batch, a deployment
+## of ~1,200 real documents uploaded once through a real Open WebUI 0.12.4 (cached under
+## ~/.cache/pgvector-migration/bench-deployment-*). ARGS="--quick" for a smoke run.
+.PHONY: bench bench-synthetic
 bench: $(STAMP)
+	OPENWEBUI_VENV=$(OPENWEBUI_VENV) fidelity/install_openwebui.sh
+	fidelity/install_corpus_tools.sh
+	$(BIN)/python bench/realistic.py --openwebui-venv $(OPENWEBUI_VENV) $(ARGS)
+
+## The synthetic throughput benchmark (256 dimensions, generated files): bench/run_bench.py.
+bench-synthetic: $(STAMP)
 	$(BIN)/python bench/run_bench.py $(ARGS)
 
 ## Kill/fault scenarios at scale (not part of `make test`): kills, faults, rows vs a clean run.

@@ -23,7 +23,8 @@ Anything else
     404 (405 for a wrong method on a known path), with an OpenAI-style error body.
 
 Order of checks for an embeddings request: read body, sleep
-``latency_seconds``, authentication (401), injected failures (``fail_next``),
+``latency_seconds`` plus ``latency_per_input_seconds`` for each input (a provider's time grows
+with the batch), authentication (401), injected failures (``fail_next``),
 rate limiter (429), request validation (400), success. Every embeddings
 request is recorded in :attr:`EmbeddingServer.requests` *before* its response
 is written, so a record is visible as soon as the client has its answer.
@@ -172,6 +173,13 @@ class EmbeddingRequestRecord:
     """Parsed JSON body (``None`` if it was not valid JSON)."""
     fault: str | None = None
     """The fault mode this request was answered with (see :data:`FAULTS`), if any."""
+    arrived_at: float | None = None
+    """``time.monotonic()`` when the request's body was read."""
+    answered_at: float | None = None
+    """``time.monotonic()`` when its answer was decided (after the latency and the limiter:
+    for a 200, when its tokens were charged to the budget)."""
+    tokens: int = 0
+    """Tokens of a valid request, as :func:`count_tokens` counts them (what a limiter charges)."""
 
     @property
     def ok(self) -> bool:
@@ -514,6 +522,9 @@ _BAD_VALUES = {"nan": math.nan, "infinity": math.inf, "null": None, "out_of_rang
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A client with many requests in flight (Open WebUI's uploads, a migration's pacer) must
+    # not find the listen backlog full: the default of 5 resets connections under load.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], owner: EmbeddingServer) -> None:
         self.owner = owner
@@ -679,7 +690,8 @@ class EmbeddingServer:
     Use as a context manager (or call :meth:`start` / :meth:`stop`).
 
     Runtime-adjustable attributes: ``dimensions``, ``api_key``,
-    ``latency_seconds``, ``max_inputs_per_request``, ``retry_after_seconds``
+    ``latency_seconds``, ``latency_per_input_seconds``, ``max_inputs_per_request``,
+    ``retry_after_seconds``
     (used in headers of injected 429s) and ``rate_limiter``.
     """
 
@@ -706,8 +718,6 @@ class EmbeddingServer:
         """``"answer"`` base64 when asked; ``"ignore"`` the field and send floats (as some
         compatible servers do); ``"refuse"`` it with a 400 naming ``encoding_format`` (as some
         proxies do)."""
-        """Added to ``latency_seconds`` for every input of a request, as a provider's time
-        grows with the batch."""
         self.max_inputs_per_request = max_inputs_per_request
         self.retry_after_seconds = retry_after_seconds
         self.rate_limiter = rate_limiter if rate_limiter is not None else StaticRateLimiter()
@@ -921,15 +931,22 @@ class EmbeddingServer:
         self, path: str, raw_body: bytes, authorization: str | None
     ) -> tuple[int, Any, dict[str, str]]:
         record = EmbeddingRequestRecord(
-            inputs=[], model=None, authorization=authorization, status=0, path=path
+            inputs=[],
+            model=None,
+            authorization=authorization,
+            status=0,
+            path=path,
+            arrived_at=time.monotonic(),
         )
         try:
             status, payload, headers = self._embeddings(record, raw_body, authorization)
         except _HTTPError as exc:
             record.status, record.error = exc.status, exc.message
+            record.answered_at = time.monotonic()
             self.requests.append(record)
             raise
         record.status = status
+        record.answered_at = time.monotonic()
         self.requests.append(record)
         return status, payload, headers
 
@@ -958,8 +975,10 @@ class EmbeddingServer:
                 with self._lock:
                     self._models_seen.setdefault(record.model, None)
 
-        latency = self.latency_seconds + self.latency_per_input_seconds * len(record.inputs)
-        if latency and latency > 0:
+        latency = (self.latency_seconds or 0.0) + (self.latency_per_input_seconds or 0.0) * len(
+            record.inputs
+        )
+        if latency > 0:
             self._stopping.wait(latency)
 
         self._check_auth(authorization)
@@ -974,6 +993,7 @@ class EmbeddingServer:
         texts, model, dimensions, encoding_format = self._validate(body)
 
         tokens = sum(count_tokens(t) for t in texts)
+        record.tokens = tokens
         decision = self.rate_limiter.admit(tokens)
         if not decision.allowed:
             retry = decision.retry_after_seconds
