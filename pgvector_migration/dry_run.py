@@ -25,6 +25,7 @@ from pgvector_migration.pipeline.records import (
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.resources.migration_state import SCHEMA, MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 from pgvector_migration.summary import FileOutcome, partition_outcomes
@@ -197,7 +198,9 @@ def assess_run(
         price_source=price_source,
         speed=speed,
         texts_per_request=max(1, max(embeddings.max_batch_size, settings.embedding_batch_size)),
-        requests_in_flight=max(1, embeddings.max_in_flight),
+        # Unset, the dispatcher derives its in-flight limit from latency and budget, up to
+        # MAX_IN_FLIGHT: the estimate takes that ceiling (the budget bounds the time anyway).
+        requests_in_flight=max(1, embeddings.max_in_flight or MAX_IN_FLIGHT),
     )
 
 

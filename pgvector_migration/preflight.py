@@ -75,6 +75,7 @@ def check_read_only(openwebui, vector_store, embeddings, settings, args):
     loaded, a provider reached with its key by one probe request. Returns the `EngineProbe`."""
     from pgvector_migration.pipeline.text_source import TextSource
     from pgvector_migration.resources.engine_probe import probe_engine
+    from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT
 
     if args.text_source is TextSource.UPLOAD_ONLY:
         uploads = openwebui.resolved_upload_dir()
@@ -89,7 +90,7 @@ def check_read_only(openwebui, vector_store, embeddings, settings, args):
         settings,
         embeddings.requests_per_minute,
         embeddings.tokens_per_minute,
-        embeddings.max_in_flight,
+        embeddings.max_in_flight or MAX_IN_FLIGHT,
     )
     vector_store.check_compatible(probe.dimension)
     return probe
