@@ -23,6 +23,7 @@ from pgvector_migration.pipeline.transplant import (
     DEFAULT_MIN_SIMILARITY,
     DEFAULT_SAMPLES_PER_COLLECTION,
 )
+from pgvector_migration.verify_command import add_verify_arguments, run_verify
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 KINDS = ("files", "knowledge-bases", "memories")
@@ -44,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["migrate", "status"],
+        choices=["migrate", "status", "verify"],
         default="migrate",
-        help="migrate (the default) or status: per knowledge base completeness from the database",
+        help="migrate (the default); status: per knowledge base completeness from the database; "
+        "verify: does search find what it should, per knowledge base (--tune, --untune)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="report what would be done; write no vectors"
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
+    add_verify_arguments(parser)
     return parser
 
 
@@ -500,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "status":
         return print_status(openwebui, vector_store)
+    if args.command == "verify":
+        return run_verify(args, openwebui, vector_store, embeddings)
     try:
         preflight(openwebui, vector_store, embeddings, stored_vectors, args.dry_run)
         keys = select_partitions(args, openwebui, vector_store.state())
