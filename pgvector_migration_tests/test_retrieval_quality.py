@@ -8,10 +8,15 @@ scan, as a deployment with PGVECTOR_ITERATIVE_SCAN=off has), and tuning must bri
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import dagster as dg
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
+from pgvector_migration.assets.retrieval_quality import retrieval_quality
 from pgvector_migration.pipeline.retrieval_quality import (
     CollectionQuality,
     Hit,
@@ -27,6 +32,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     tuning_ladder,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.search_tuning import (
     SearchIndex,
     TuningError,
@@ -138,15 +144,11 @@ def search_deployment(fresh_database, monkeypatch):
         connection.execute("ANALYZE document_chunk")
     rebuild_vector_index(store)
     with EmbeddingServer(dimensions=DIMENSIONS, api_key="sk-test") as server:
-        settings = resolve_rag_settings(
-            {},
-            {
-                "RAG_EMBEDDING_ENGINE": "openai",
-                "RAG_EMBEDDING_MODEL": MODEL,
-                "RAG_OPENAI_API_BASE_URL": server.base_url,
-                "RAG_OPENAI_API_KEY": "sk-test",
-            },
-        )
+        monkeypatch.setenv("RAG_EMBEDDING_ENGINE", "openai")
+        monkeypatch.setenv("RAG_EMBEDDING_MODEL", MODEL)
+        monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", server.base_url)
+        monkeypatch.setenv("RAG_OPENAI_API_KEY", "sk-test")
+        settings = resolve_rag_settings({}, os.environ)
         yield store, url, query_embedder(settings, EmbeddingResource())
 
 
@@ -218,3 +220,46 @@ def test_untune_restores_role_settings_and_refuses_unknown_settings(search_deplo
         untune_search(store, scope)
         assert scope.current(connection) == before == {"ivfflat.probes": "3"}
         connection.execute("DROP ROLE owui_reader")
+
+
+def test_retrieval_quality_asset_and_its_checks(search_deployment, monkeypatch):
+    store, url, _ = search_deployment
+    monkeypatch.setenv("PGVECTOR_ITERATIVE_SCAN", "off")
+    with psycopg.connect(url, autocommit=True) as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+        connection.execute(f'ALTER DATABASE "{database}" SET hnsw.ef_search = 10')
+    resources = {
+        "openwebui": OpenWebUIResource(),
+        "vector_store": store,
+        "embeddings": EmbeddingResource(),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("knowledge_bases", [MEDIUM, SMALL])
+        runs = {
+            key: dg.materialize(
+                [retrieval_quality],
+                resources=resources,
+                partition_key=key,
+                instance=instance,
+                run_config={"ops": {"retrieval_quality": {"config": {"samples": 8}}}},
+                raise_on_error=False,
+            )
+            for key in (MEDIUM, SMALL)
+        }
+        metadata = runs[MEDIUM].asset_materializations_for_node("retrieval_quality")[0].metadata
+        chart = Path(metadata["chart_path"].value)
+        assert chart.name == f"{MEDIUM}.png" and chart.read_bytes()[:4] == b"\x89PNG"
+    checks = {
+        key: {e.check_name: e for e in run.get_asset_check_evaluations()}
+        for key, run in runs.items()
+    }
+    medium = checks[MEDIUM]
+    assert not medium["recall_at_k_meets_threshold"].passed
+    assert (
+        "hnsw.ef_search"
+        in medium["recall_at_k_meets_threshold"].metadata["proposed_settings"].value
+    )
+    assert medium["chunks_find_themselves"].passed
+    assert all(check.passed for check in checks[SMALL].values())
+    assert metadata["recall_at_k"].value < 0.95 and metadata["rows"].value == 1500
+    assert metadata["chart"].value.startswith("![recall per knowledge base](data:image/png;base64,")
