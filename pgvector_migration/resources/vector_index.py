@@ -1,7 +1,8 @@
 """Building `idx_document_chunk_vector` after loading, the way pgvector recommends.
 
 The new index is built under a temporary name (CONCURRENTLY by default, so searches go on)
-and swapped in, with a generous `maintenance_work_mem` and parallel workers; ivfflat `lists` is
+and swapped in, with `maintenance_work_mem` and parallel workers sized to the index and the
+server (index_sizing.py) unless configured; ivfflat `lists` is
 sized to the table unless configured, since an ivfflat index built on too little data recalls
 poorly. A halfvec column (PGVECTOR_USE_HALFVEC) is indexed with halfvec_cosine_ops, by hnsw
 unless PGVECTOR_INDEX_METHOD says otherwise, as Open WebUI does; an encrypted table
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 
+from pgvector_migration.resources.index_sizing import server_build_sizing
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
 
 INDEX_NAME = "idx_document_chunk_vector"
@@ -32,6 +35,7 @@ class IndexBuild:
     concurrently: bool
     skipped_reason: str = ""
     text_search_skipped_reason: str = ""
+    sizing: str = ""
 
 
 def ivfflat_lists_for(rows: int) -> int:
@@ -80,11 +84,15 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         if rows == 0:
             return IndexBuild(method, options, 0, 0.0, concurrently, "the table is empty")
         started = time.monotonic()
-        connection.execute(f"SET maintenance_work_mem = '{vector_store.maintenance_work_mem}'")
-        connection.execute(
-            "SET max_parallel_maintenance_workers = "
-            f"{int(vector_store.max_parallel_maintenance_workers)}"
+        m = re.search(r"\bm = (\d+)", options)
+        sizing = server_build_sizing(
+            connection, rows, table.dimension or 0, halfvec, method, int(m.group(1)) if m else 16
         )
+        memory = vector_store.maintenance_work_mem or sizing.maintenance_work_mem
+        workers = vector_store.max_parallel_maintenance_workers
+        workers = sizing.workers if workers is None else workers
+        connection.execute("SELECT set_config('maintenance_work_mem', %s, false)", (memory,))
+        connection.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
         # A build killed half-way leaves an invalid index under the temporary name.
         connection.execute(f"DROP INDEX IF EXISTS {BUILDING_NAME}")
         connection.execute(
@@ -109,4 +117,5 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         time.monotonic() - started,
         concurrently,
         text_search_skipped_reason=text_search_skipped,
+        sizing=f"maintenance_work_mem={memory}, {workers} workers ({sizing.reason})",
     )
