@@ -46,10 +46,12 @@ def write_recall_chart(
             label=after_label,
             color="#2e7d32",
         )
-    axes.axhline(min_recall, color="black", linestyle="--", linewidth=1, label=f"{min_recall}")
+    axes.axhline(
+        min_recall, color="black", linestyle="--", linewidth=1, label=f"threshold {min_recall}"
+    )
     axes.set_ylim(0, 1.05)
     axes.set_ylabel(f"recall@{k} (index vs exact)")
-    axes.set_xlabel("knowledge base, largest first")
+    axes.set_xlabel("knowledge base, largest first", labelpad=2)
     if len(order) <= 24:
         axes.set_xticks(positions)
         axes.set_xticklabels(
@@ -59,7 +61,7 @@ def write_recall_chart(
         )
     else:
         axes.set_xticks([])
-    axes.legend(loc="lower left", fontsize=8)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     axes.set_title(f"Filtered search recall@{k} per knowledge base")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 
 from pgvector_migration.pipeline.retrieval_quality import Thresholds
 from pgvector_migration.resources.search_tuning import TuningScope
@@ -67,16 +68,23 @@ def run_verify(args: argparse.Namespace, openwebui, vector_store, embeddings) ->
         settings = embeddings.effective_settings(openwebui.rag_settings())
         settings.validate_embedding()
         collections = args.knowledge_id or knowledge_collections(vector_store)
-        report = verify_search(
-            vector_store,
-            collections,
-            query_embedder(settings, embeddings),
-            thresholds=thresholds,
-            samples=args.verify_samples,
-            tune=args.tune and not args.untune,
-            scope=scope,
-            report=lambda line: print(f"ran: {line}" if line.startswith("ALTER") else line),
-        )
+        with ExitStack() as stack:
+            old_store = None
+            if args.from_chroma:
+                from pgvector_migration.resources.chroma_store import ChromaSnapshot
+
+                old_store = stack.enter_context(ChromaSnapshot(args.from_chroma))
+            report = verify_search(
+                vector_store,
+                collections,
+                query_embedder(settings, embeddings),
+                thresholds=thresholds,
+                samples=args.verify_samples,
+                tune=args.tune and not args.untune,
+                scope=scope,
+                report=lambda line: print(f"ran: {line}" if line.startswith("ALTER") else line),
+                old_store=old_store,
+            )
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -115,6 +123,12 @@ def report_text(report: VerifyReport) -> str:
             f"recall@{report.k} worst / mean (Open WebUI defaults): "
             f"{before['min_recall']} / {before['mean_recall']}, median query "
             f"{before['median_index_ms']} ms (exact {before['median_exact_ms']} ms)"
+        )
+    overlaps = [q.old_store_overlap for q in report.before if q.old_store_overlap is not None]
+    if overlaps:
+        lines.append(
+            f"overlap with the old store's top {report.k} (mean / worst knowledge base): "
+            f"{sum(overlaps) / len(overlaps):.3f} / {min(overlaps):.3f}"
         )
     if report.proposal:
         state = "applied" if report.applied else "proposed (apply with --tune)"

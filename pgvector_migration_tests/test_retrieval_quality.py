@@ -8,15 +8,18 @@ scan, as a deployment with PGVECTOR_ITERATIVE_SCAN=off has), and tuning must bri
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
 from pgvector_migration.assets.retrieval_quality import retrieval_quality
+from pgvector_migration.cli import main
 from pgvector_migration.pipeline.retrieval_quality import (
     CollectionQuality,
     Hit,
@@ -31,6 +34,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     summarize,
     tuning_ladder,
 )
+from pgvector_migration.resources.chroma_store import ChromaSnapshot
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.index_sizing import MB, index_bytes_needed, size_build
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -51,6 +55,7 @@ from pgvector_migration.resources.search_verification import (
 from pgvector_migration.resources.vector_index import rebuild_vector_index
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import resolve_rag_settings
+from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
 from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
 
 MODEL = "text-embedding-3-small"
@@ -138,6 +143,7 @@ def search_deployment(fresh_database, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PGVECTOR_INDEX_METHOD", "hnsw")
     monkeypatch.setenv("ENABLE_PERSISTENT_CONFIG", "false")
+    monkeypatch.setenv("PGVECTOR_DB_URL", url)
     store = PgVectorResource(database_url=url, vector_length=DIMENSIONS)
     store.ensure_table(DIMENSIONS)
     with psycopg.connect(url, autocommit=True) as connection:
@@ -166,6 +172,20 @@ def search_deployment(fresh_database, monkeypatch):
         monkeypatch.setenv("RAG_OPENAI_API_KEY", "sk-test")
         settings = resolve_rag_settings({}, os.environ)
         yield store, url, query_embedder(settings, EmbeddingResource())
+
+
+def chroma_store(url: str, path: Path, model: str) -> Path:
+    """An old Chroma store of the medium and small collections' rows, with `model`'s vectors."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT collection_name, id, text, vmetadata FROM document_chunk "
+            "WHERE collection_name <> %s",
+            (LARGE,),
+        ).fetchall()
+    OpenWebUIChromaWriter(path).add(
+        (c, i, t, m, np.asarray(expected_embedding(model, t, DIMENSIONS))) for c, i, t, m in rows
+    )
+    return path
 
 
 def database_settings(url: str) -> list[str] | None:
@@ -279,3 +299,50 @@ def test_retrieval_quality_asset_and_its_checks(search_deployment, monkeypatch):
     assert all(check.passed for check in checks[SMALL].values())
     assert metadata["recall_at_k"].value < 0.95 and metadata["rows"].value == 1500
     assert metadata["chart"].value.startswith("![recall per knowledge base](data:image/png;base64,")
+
+
+def test_overlap_with_the_old_store_the_vectors_came_from(search_deployment, tmp_path):
+    store, url, embed = search_deployment
+    same = chroma_store(url, tmp_path / "same", MODEL)
+    other = chroma_store(url, tmp_path / "other", "another-model")
+    with ChromaSnapshot(same) as old:
+        kept = verify_search(store, [SMALL, MEDIUM], embed, samples=6, old_store=old)
+    with ChromaSnapshot(other) as old:
+        lost = verify_search(store, [SMALL], embed, samples=6, old_store=old)
+    overlaps = {q.collection: q.old_store_overlap for q in kept.before}
+    assert overlaps[SMALL] >= 0.9 and overlaps[MEDIUM] >= 0.9
+    assert lost.before[0].old_store_overlap < 0.5
+    assert kept.as_json()["before"][0]["old_store_overlap"] == round(overlaps[SMALL], 4)
+
+
+def test_verify_command_prints_writes_the_summary_and_the_chart(
+    search_deployment, tmp_path, capsys, monkeypatch
+):
+    _, url, _ = search_deployment
+    monkeypatch.setenv("PGVECTOR_ITERATIVE_SCAN", "off")
+    with psycopg.connect(url, autocommit=True) as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+        connection.execute(f'ALTER DATABASE "{database}" SET hnsw.ef_search = 10')
+    summary = tmp_path / "out" / "verify.json"
+    common = ["verify", "--verify-samples", "6", "--summary-json", str(summary)]
+    assert main([*common, "--knowledge-id", MEDIUM, "--knowledge-id", SMALL]) == 1
+    printed = capsys.readouterr().out
+    assert "knowledge bases verified: 2" in printed and f"FAILED {MEDIUM}: recall@k" in printed
+    assert "settings proposed (apply with --tune)" in printed
+    figures = json.loads(summary.read_text())
+    assert figures["passed"] is False and figures["index_method"] == "hnsw"
+    assert summary.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+    assert (
+        main([*common, "--tune", "--from-chroma", str(chroma_store(url, tmp_path / "c", MODEL))])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert f'ran: ALTER DATABASE "{database}" SET hnsw.ef_search' in printed
+    assert "overlap with the old store's top 10" in printed
+    assert json.loads(summary.read_text())["after_summary"]["failing"] == 0
+    assert main(["verify", "--untune", "--knowledge-id", SMALL]) == 0
+    assert (
+        f"ran: ALTER DATABASE \"{database}\" SET hnsw.ef_search = '10'" in capsys.readouterr().out
+    )
+    assert main(["verify", "--min-recall", "0.9", "--knowledge-id", "no-such-kb"]) == 0

@@ -12,6 +12,7 @@ closer to a question) in Open WebUI's query shape, and judged by:
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,10 +48,12 @@ class SampledChunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the chunk and the file it came from."""
+    """One search result: the chunk, the file it came from and the md5 of its text (how rows
+    of an old store, under other ids, are recognised)."""
 
     chunk_id: str
     file_id: str | None
+    text_md5: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class QueryMeasure:
     self_retrieved: bool
     index_ms: float
     exact_ms: float
+    old_store_overlap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,11 @@ class CollectionQuality:
         }
 
 
+def text_md5(text: str) -> str:
+    """The md5 of a chunk text, as PostgreSQL's md5() computes it."""
+    return hashlib.md5(text.encode()).hexdigest()
+
+
 def shortened_query(text: str, words: int = SHORT_QUERY_WORDS) -> str:
     """The first words of a chunk, as a stand-in for a question about it."""
     return " ".join(text.split()[:words])
@@ -136,13 +145,10 @@ def overlap(ours: Sequence[str], theirs: Sequence[str], k: int) -> float:
 
 
 def summarize(
-    collection: str,
-    rows: int,
-    measures: Sequence[QueryMeasure],
-    thresholds: Thresholds,
-    old_store_overlap: float | None = None,
+    collection: str, rows: int, measures: Sequence[QueryMeasure], thresholds: Thresholds
 ) -> CollectionQuality:
-    """A collection's figures and, against the thresholds, the reasons it fails (if any)."""
+    """A collection's figures and, against the thresholds, the reasons it fails (if any); the
+    old store's overlap is reported, not judged (the old store's own index is approximate)."""
     if not measures:
         return CollectionQuality(collection, rows, 0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, None)
     full = [m for m in measures if not m.short] or list(measures)
@@ -160,6 +166,7 @@ def summarize(
             f"self-retrieval {self_share:.3f} below {thresholds.min_self_retrieval}: chunks are "
             "not found by their own text (vectors of another model, or stale vectors?)"
         )
+    overlaps = [m.old_store_overlap for m in measures if m.old_store_overlap is not None]
     return CollectionQuality(
         collection=collection,
         rows=rows,
@@ -172,7 +179,7 @@ def summarize(
         else 1.0,
         index_ms=statistics.median(m.index_ms for m in measures),
         exact_ms=statistics.median(m.exact_ms for m in measures),
-        old_store_overlap=old_store_overlap,
+        old_store_overlap=statistics.fmean(overlaps) if overlaps else None,
         failures=tuple(failures),
     )
 

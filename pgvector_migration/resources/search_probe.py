@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import psycopg
@@ -26,14 +27,22 @@ from pgvector_migration.pipeline.retrieval_quality import (
     QueryMeasure,
     SampledChunk,
     Thresholds,
+    overlap,
     recall_at_k,
     self_retrieved,
     summarize,
+    text_md5,
 )
 from pgvector_migration.resources.search_tuning import set_local
 from pgvector_migration.resources.vector_store import PgVectorResource, decryption_errors
 
 EmbedQueries = Callable[[list[str]], list[np.ndarray]]
+
+
+class OldStore(Protocol):
+    """The store the vectors came from (a Chroma snapshot), asked for its own top k."""
+
+    def nearest_texts(self, collection: str, vector: np.ndarray, k: int) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,9 @@ class SearchProbe:
         `settings` applied locally (Open WebUI's SET LOCAL and any candidate tuning)."""
         values = f"(VALUES (0, %(q)s::{self._vector_type}({len(vector)}))) AS q(qid, q_vector)"
         query = (
-            f"SELECT r.id, r.file_id FROM {values} "
+            f"SELECT r.id, r.file_id, r.text_md5 FROM {values} "
             f"JOIN LATERAL (SELECT id, ({self._metadata})->>'file_id' AS file_id, "
+            f"md5(coalesce({self._text}, '')) AS text_md5, "
             "vector <=> q.q_vector AS distance FROM document_chunk "
             "WHERE collection_name = %(collection)s ORDER BY vector <=> q.q_vector "
             "LIMIT %(k)s) r ON true ORDER BY q.qid, r.distance"
@@ -109,7 +119,7 @@ class SearchProbe:
                 prepare=False,
             ).fetchall()
             elapsed = (time.perf_counter() - started) * 1000
-        return tuple(Hit(row[0], row[1]) for row in rows), elapsed
+        return tuple(Hit(row[0], row[1], row[2]) for row in rows), elapsed
 
     def prepare_queries(
         self,
@@ -135,11 +145,20 @@ class SearchProbe:
         queries: Sequence[ProbeQuery],
         settings: Mapping[str, str],
         thresholds: Thresholds,
+        old_store: OldStore | None = None,
     ) -> CollectionQuality:
-        """Run every query under the index with `settings` and judge the collection."""
+        """Run every query under the index with `settings` and judge the collection; with
+        `old_store`, also how much of its top k the new table's top k holds."""
         measures = []
         for query in queries:
             hits, index_ms = self.search(collection, query.vector, settings)
+            shared = None
+            if old_store is not None:
+                theirs = old_store.nearest_texts(collection, query.vector, self.k)
+                if theirs:
+                    shared = overlap(
+                        [h.text_md5 for h in hits], [text_md5(t) for t in theirs], self.k
+                    )
             measures.append(
                 QueryMeasure(
                     chunk_id=query.sample.chunk_id,
@@ -150,6 +169,7 @@ class SearchProbe:
                     self_retrieved=self_retrieved(query.sample, hits, self.k),
                     index_ms=index_ms,
                     exact_ms=query.exact_ms,
+                    old_store_overlap=shared,
                 )
             )
         return summarize(collection, rows, measures, thresholds)

@@ -24,7 +24,12 @@ from pgvector_migration.pipeline.retrieval_quality import (
     tuning_ladder,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
-from pgvector_migration.resources.search_probe import EmbedQueries, ProbeQuery, SearchProbe
+from pgvector_migration.resources.search_probe import (
+    EmbedQueries,
+    OldStore,
+    ProbeQuery,
+    SearchProbe,
+)
 from pgvector_migration.resources.search_tuning import (
     SearchIndex,
     TuningScope,
@@ -119,9 +124,11 @@ def verify_search(
     tune: bool = False,
     scope: TuningScope = DATABASE_SCOPE,
     report: Callable[[str], None] = log.info,
+    old_store: OldStore | None = None,
 ) -> VerifyReport:
     """Measure `collections`; propose settings when one falls short; with `tune` apply them
-    and measure again."""
+    and measure again. With `old_store` (the store the vectors were transplanted from), also
+    the overlap of its top k with the table's, as Open WebUI searches it now."""
     with vector_store.connect() as connection:
         index = describe_search_index(connection)
         session = open_webui_session_settings(index)
@@ -134,13 +141,15 @@ def verify_search(
                 probe.prepare_queries(collection, chosen, embed, session),
             )
 
-        def measure_all(settings: dict[str, str], on: SearchProbe) -> list[CollectionQuality]:
+        def measure_all(
+            settings: dict[str, str], on: SearchProbe, old: OldStore | None = None
+        ) -> list[CollectionQuality]:
             return [
-                on.measure(name, rows, queries, settings, thresholds)
+                on.measure(name, rows, queries, settings, thresholds, old)
                 for name, (rows, queries) in prepared.items()
             ]
 
-        before = measure_all(session, probe)
+        before = measure_all(session, probe, old_store)
         result = VerifyReport(index, session, k, thresholds, before)
         if all(q.recall >= thresholds.min_recall for q in before) or not index.iterative_scans:
             return result
