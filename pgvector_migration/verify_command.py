@@ -134,7 +134,15 @@ def report_text(report: VerifyReport) -> str:
         state = "applied" if report.applied else "proposed (apply with --tune)"
         lines.append(f"settings {state}: {report.proposal}")
         if not report.proposal_sufficient:
-            lines.append("even the widest settings tried stay below the threshold")
+            lines.append(
+                "even the widest settings tried stay below the threshold: the index itself "
+                "recalls too little; rebuild it with "
+                + (
+                    "a larger PGVECTOR_HNSW_M / PGVECTOR_HNSW_EF_CONSTRUCTION"
+                    if index.method == "hnsw"
+                    else "more PGVECTOR_IVFFLAT_LISTS on more rows"
+                )
+            )
     if after:
         lines.append(
             f"recall@{report.k} worst / mean ({'after' if report.applied else 'with proposal'}): "
