@@ -130,6 +130,11 @@ def report_text(report: VerifyReport) -> str:
             f"overlap with the old store's top {report.k} (mean / worst knowledge base): "
             f"{sum(overlaps) / len(overlaps):.3f} / {min(overlaps):.3f}"
         )
+    if index.method and not index.iterative_scans and not report.passed:
+        lines.append(
+            f"pgvector {index.pgvector_version} has no iterative index scans: upgrade to 0.8 or "
+            "newer so filtered searches can be tuned"
+        )
     if report.proposal:
         state = "applied" if report.applied else "proposed (apply with --tune)"
         lines.append(f"settings {state}: {report.proposal}")
