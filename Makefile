@@ -50,3 +50,16 @@ bench: $(STAMP)
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/python chaos/run_chaos.py $(ARGS)
+
+## Fidelity on real documents (not part of `make test`): a real Open WebUI 0.12.4 (installed
+## outside the repository, OPENWEBUI_VENV) uploads a corpus made here; our migration is
+## compared with its rows. ARGS are run_fidelity.py's (e.g. ARGS='--our-args ""').
+FIDELITY_DIR ?= .fidelity
+OPENWEBUI_VENV ?= $(HOME)/.cache/pgvector-migration/openwebui-0.12.4
+.PHONY: fidelity
+fidelity: $(STAMP)
+	OPENWEBUI_VENV=$(OPENWEBUI_VENV) fidelity/install_openwebui.sh
+	fidelity/install_corpus_tools.sh
+	$(OPENWEBUI_VENV)/bin/python fidelity/build_corpus.py --out $(FIDELITY_DIR)/corpus
+	$(BIN)/python fidelity/run_fidelity.py --corpus $(FIDELITY_DIR)/corpus \
+		--work $(FIDELITY_DIR)/run --openwebui-venv $(OPENWEBUI_VENV) $(ARGS)

@@ -8,7 +8,6 @@ Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configur
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -18,11 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgvector_migration.pipeline.pruning import DEFAULT_MAX_PRUNE_SHARE
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.pipeline.transplant import (
     DEFAULT_MIN_SIMILARITY,
     DEFAULT_SAMPLES_PER_COLLECTION,
 )
+from pgvector_migration.redaction import redact_url
 from pgvector_migration.verify_command import add_verify_arguments, run_verify
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -105,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete rows whose source is gone: deleted files, files removed from a knowledge "
         "base, deleted knowledge bases and memories (--overwrite also prunes the "
         "knowledge-bases and memory collections)",
+    )
+    parser.add_argument(
+        "--prune-max-share",
+        type=float,
+        default=DEFAULT_MAX_PRUNE_SHARE,
+        metavar="SHARE",
+        help="refuse (exit 2, nothing deleted) a prune that would delete more than this share "
+        "of document_chunk, or anything when Open WebUI has no files, knowledge bases or "
+        "memories (default %(default)s); --dry-run --prune shows the plan",
+    )
+    parser.add_argument(
+        "--force-prune",
+        action="store_true",
+        help="prune even beyond --prune-max-share or from an empty Open WebUI database",
     )
     parser.add_argument(
         "--reembed",
@@ -201,23 +216,6 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
     return selected
 
 
-def preflight(openwebui, vector_store, embeddings, stored_vectors, dry_run: bool) -> None:
-    """Every configuration error, found before anything is written (exit code 2). The model's
-    dimension comes from the embedding cache when it knows it, so a re-run loads no model and
-    sends no request just to check."""
-    from pgvector_migration.resources.embeddings import model_key_of
-
-    openwebui.check_schema()
-    stored_vectors.check()
-    settings = embeddings.effective_settings(openwebui.rag_settings())
-    settings.validate()
-    state = vector_store.state()
-    if not dry_run:
-        cached = state.cached_dimension(model_key_of(settings))
-        dimension = cached or embeddings.dispatcher(settings).dimension()
-        vector_store.check_compatible(dimension)
-
-
 class ProgressBar:
     """A terminal progress bar over the (file, collection) units of one partition, fed by
     polling our state tables, so it works whatever executor runs the steps."""
@@ -253,22 +251,29 @@ class ProgressBar:
                 bar.refresh()
 
 
+# Errors of ours that already say what happened and what to do, whatever caused them.
+SELF_EXPLAINING_ERRORS = {"TargetLockTimeout", "TargetConfigurationError"}
+
+
 def _failure_message(result) -> str:
-    """The innermost error of the first failed step: the one a person can act on."""
+    """The error of the first failed step a person can act on: one of ours that explains
+    itself, else the innermost; of a PostgreSQL error its primary message (the first line,
+    not the LINE/caret lines after it), else its readable line."""
     from pgvector_migration.summary import error_reason
 
     failure = next((event for event in result.all_events if event.is_step_failure), None)
     if failure is None:
         return "the run failed; see it in the Dagster UI"
     error = failure.event_specific_data.error
-    while error.cause is not None:
+    while error.cause is not None and error.cls_name not in SELF_EXPLAINING_ERRORS:
         error = error.cause
-    return f"step {failure.step_key}: {error_reason(error.message)}"
+    first_line = error.message.startswith("psycopg.") or error.cls_name in SELF_EXPLAINING_ERRORS
+    reason = error.message.strip().splitlines()[0] if first_line else error_reason(error.message)
+    return f"step {failure.step_key}: {redact_url(reason)}"
 
 
 PREPARE_ASSETS = ("file_inventory", "completeness_report", "chunked_documents")
 WRITE_ASSETS = ("transplanted_embeddings", "embedded_collections")
-ASSESS_ASSETS = ("file_inventory", "completeness_report")
 
 
 def _partition_config(
@@ -314,6 +319,7 @@ def prepare_partition(
     from pgvector_migration.resources.vector_store import (
         PgVectorResource,
         TargetConfigurationError,
+        TargetLockTimeout,
     )
 
     try:
@@ -322,6 +328,8 @@ def prepare_partition(
         ensure_partitions(instance, [key])
         with state.partition_lease(key):
             result = _execute(defs.resolve_job_def(job_name), instance, key, assets, config)
+    except TargetLockTimeout as error:
+        return str(error)
     except (psycopg.Error, TargetConfigurationError) as error:
         return f"target database lost: {error}"
     return None if result.success else _failure_message(result)
@@ -333,16 +341,18 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
     loaded and split in a separate process, so a provider's budget is not left idle while
     files are parsed; writes stay one partition at a time. Each phase holds the partition's
     lease; a unit another run writes in between is left out of the write (see
-    `staged_units`). A dry run only assesses."""
+    `staged_units`)."""
     import multiprocessing
 
     import psycopg
 
-    from pgvector_migration.resources.vector_store import TargetConfigurationError
+    from pgvector_migration.resources.vector_store import (
+        TargetConfigurationError,
+        TargetLockTimeout,
+    )
     from pgvector_migration.summary import partition_outcomes
 
     started_at = datetime.now(UTC)
-    prepare_assets = ASSESS_ASSETS if args.dry_run else PREPARE_ASSETS
     progress = sys.stderr.isatty() and not args.no_progress
     partitions = [
         (key, _partition_config(file_ids, args.overwrite, args.text_source, started_at))
@@ -354,31 +364,52 @@ def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, 
         for index, (key, config) in enumerate(partitions):
             if pending is None:
                 problem = prepare_partition(
-                    key, job.name, prepare_assets, config, instance=instance
+                    key, job.name, PREPARE_ASSETS, config, instance=instance
                 )
             else:
                 problem = pending.result()
             pending = None
-            if index + 1 < len(partitions) and not args.dry_run:
+            if index + 1 < len(partitions):
                 next_key, next_config = partitions[index + 1]
                 pending = prefetcher.submit(
-                    prepare_partition, next_key, job.name, prepare_assets, next_config
+                    prepare_partition, next_key, job.name, PREPARE_ASSETS, next_config
                 )
             try:
                 if problem is not None:
                     summary.run_errors.append(f"partition {key}: {problem}")
-                elif not args.dry_run:
+                else:
                     with state.partition_lease(key), ProgressBar(state, key, progress):
                         written = _execute(job, instance, key, WRITE_ASSETS, config)
                     _add_written(written, key, stored_vectors, summary)
                 summary.add(
-                    partition_outcomes(
-                        state.completeness_rows(key), state.failures(key), args.dry_run
-                    )
+                    partition_outcomes(state.completeness_rows(key), state.failures(key), False)
                 )
                 summary.add_notes(state.source_notes(key))
+            except TargetLockTimeout as error:
+                summary.run_errors.append(f"partition {key}: {error}")
             except (psycopg.Error, TargetConfigurationError) as error:
                 summary.run_errors.append(f"partition {key}: target database lost: {error}")
+
+
+def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, summary) -> None:
+    """A dry run's files: what each partition's migration would do, with reads only."""
+    from pgvector_migration.dry_run import assess_partition
+
+    state = vector_store.state()
+    settings = embeddings.effective_settings(openwebui.rag_settings())
+    for key, file_ids in keys.items():
+        summary.add(
+            assess_partition(
+                key,
+                file_ids,
+                openwebui,
+                vector_store,
+                state,
+                settings,
+                args.overwrite,
+                args.text_source,
+            )
+        )
 
 
 def _add_written(result, key: str, stored_vectors, summary) -> None:
@@ -425,9 +456,12 @@ def _run_system_collections(defs, instance, kinds: set[str], args, state, summar
             summary.tokens_spent += metadata["tokens_spent"]
 
 
-def _prune(defs, instance, summary) -> None:
+def _prune(defs, instance, args, summary) -> None:
+    config = {"max_share": args.prune_max_share, "force": args.force_prune}
     result = defs.resolve_job_def("prune_orphaned_rows").execute_in_process(
-        run_config=QUIET_LOGS, instance=instance, raise_on_error=False
+        run_config={**QUIET_LOGS, "ops": {"pruned_file_rows": {"config": config}}},
+        instance=instance,
+        raise_on_error=False,
     )
     if not result.success:
         summary.run_errors.append(f"pruning: {_failure_message(result)}")
@@ -453,36 +487,52 @@ def ensure_partitions(instance, keys: list[str]) -> None:
 
 def print_status(openwebui, vector_store) -> int:
     """Per knowledge base: files, collections complete, failed files, when last checked, from
-    the tables every run keeps up to date (no `ps | grep`, no `tail -f`)."""
+    the tables every run keeps up to date (no `ps | grep`, no `tail -f`). Reads only: a role
+    with SELECT rights will do."""
     from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
+    from pgvector_migration.resources.vector_store import display_url
 
     try:
         names = {k.id: k.name or f"{k.id} (no name)" for k in openwebui.knowledge_bases()}
-        rows = vector_store.state().status_rows()
+        state = vector_store.state()
+        rows = state.status_rows()
+        stored_text = state.stored_text_files()
     except Exception as error:
-        print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
+        print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_CONFIG
+    if not state.recorded:
+        print(
+            f"nothing recorded yet in {display_url(vector_store.resolved_url())}: "
+            "no migration has run against this target"
+        )
     names[STANDALONE_PARTITION_KEY] = "(files in no knowledge base)"
-    header = f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7}  last checked"
+    header = (
+        f"{'knowledge base':40} {'files':>6} {'complete':>13} {'failed':>7} {'stored text':>11}"
+        f"  {'last checked':16}  id"
+    )
     print(header)
     print("-" * len(header))
     seen = set()
     for row in rows:
-        seen.add(row["partition_key"])
-        name = names.get(row["partition_key"], f"{row['partition_key']} (deleted)")
+        key = row["partition_key"]
+        seen.add(key)
+        name = names.get(key, f"{key} (deleted)")
         complete = f"{row['complete']}/{row['units']}"
         checked = row["checked_at"].strftime("%Y-%m-%d %H:%M")
-        print(f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7}  {checked}")
+        print(
+            f"{name[:40]:40} {row['files']:>6} {complete:>13} {row['failed']:>7} "
+            f"{row['from_stored_text']:>11}  {checked:16}  {key}"
+        )
     for key, name in names.items():
         if key not in seen:
-            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7}")
+            print(f"{name[:40]:40} {'-':>6} {'never run':>13} {'-':>7} {'-':>11}  {'':16}  {key}")
+    for row in stored_text:
+        print(f"  {row['filename']} ({row['file_id']}): {row['reason']}")
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Each unreadable file is reported once in the summary; pypdf's own warnings only repeat it.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from dagster import DagsterInstance
 
@@ -493,7 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pgvector_migration.resources.vector_store import PgVectorResource
     from pgvector_migration.summary import RunSummary
 
-    openwebui, vector_store = OpenWebUIResource(), PgVectorResource()
+    # Looking (status, a dry run) needs no right but SELECT: nothing is created or recorded.
+    read_only = args.command == "status" or args.dry_run
+    openwebui, vector_store = OpenWebUIResource(), PgVectorResource(read_only=read_only)
     embeddings = EmbeddingResource(reembed=args.reembed)
     stored_vectors = StoredVectorsResource(
         chroma_path=args.from_chroma,
@@ -505,30 +557,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_status(openwebui, vector_store)
     if args.command == "verify":
         return run_verify(args, openwebui, vector_store, embeddings)
-    try:
-        preflight(openwebui, vector_store, embeddings, stored_vectors, args.dry_run)
-        keys = select_partitions(args, openwebui, vector_store.state())
-    except Exception as error:
-        print(f"pgvector-migrate: configuration error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    defs = build_definitions(embeddings=embeddings, stored_vectors=stored_vectors)
-    instance: DagsterInstance = _instance()
-    ensure_partitions(instance, list(keys))
-    job_name = "assess_knowledge_base" if args.dry_run else "migrate_knowledge_base"
-    job = defs.resolve_job_def(job_name)
-    state = vector_store.state()
-    summary = RunSummary(dry_run=args.dry_run)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
-    if args.retry_failed and not args.only:
-        # Knowledge-base and memory failures are recorded under their kind; their rebuild
-        # skips every complete unit, so it retries exactly the failed ones.
-        failed = state.failed_files()
-        kinds |= {kind for kind in KINDS if failed.get(kind)}
-    if "files" in kinds:
+    from pgvector_migration.preflight import check_prune, preflight
+
+    try:
+        preflight(openwebui, vector_store, embeddings, stored_vectors, args)
+        if args.retry_failed and not args.only:
+            # Knowledge-base and memory failures are recorded under their kind; their rebuild
+            # skips every complete unit, so it retries exactly the failed ones.
+            failed = vector_store.state().failed_files()
+            kinds |= {kind for kind in KINDS if failed.get(kind)}
+        prune_plan = check_prune(args, kinds, narrowed, openwebui, vector_store)
+        keys = select_partitions(args, openwebui, vector_store.state())
+    except Exception as error:
+        print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
+        return EXIT_CONFIG
+    defs = build_definitions(
+        embeddings=embeddings, stored_vectors=stored_vectors, vector_store=vector_store
+    )
+    instance: DagsterInstance = _instance()
+    state = vector_store.state()
+    summary = RunSummary(dry_run=args.dry_run)
+    if prune_plan is not None and args.dry_run:
+        summary.prune_plan = prune_plan.lines()
+    if "files" in kinds and args.dry_run:
+        _assess_partitions(keys, args, openwebui, vector_store, embeddings, summary)
+    elif "files" in kinds:
+        ensure_partitions(instance, list(keys))
+        job = defs.resolve_job_def("migrate_knowledge_base")
         _migrate_partitions(job, instance, keys, args, stored_vectors, state, summary)
-        if args.prune and not args.dry_run and not narrowed:
-            _prune(defs, instance, summary)
+        if args.prune and not narrowed:
+            _prune(defs, instance, args, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)
     if not args.dry_run and not args.no_index and not summary.run_errors:
         index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
@@ -537,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise_on_error=False,
         )
         if not index_run.success:
-            summary.run_errors.append("the vector index rebuild failed; see the Dagster run")
+            summary.run_errors.append(f"vector index: {_failure_message(index_run)}")
     print(summary.text())
     if args.summary_json:
         summary.write_json(args.summary_json)

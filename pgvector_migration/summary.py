@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pgvector_migration.pipeline.text_source import fallback_of
+from pgvector_migration.redaction import redact_url
 
 PROCESSED = "processed"
 WOULD_PROCESS = "would process"
@@ -181,6 +182,7 @@ class RunSummary:
     dry_run: bool = False
     kinds: dict[str, KindSummary] = field(default_factory=dict)
     rows_pruned: int = 0
+    prune_plan: list[str] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)
 
     def add_notes(self, notes: Iterable[Mapping[str, str]]) -> None:
@@ -255,12 +257,15 @@ class RunSummary:
             },
             "source_notes": self.notes,
             "run_errors": self.run_errors,
+            "prune_plan": self.prune_plan,
         }
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
+        """The summary as JSON, every URL in it redacted."""
+        path.write_text(redact_url(json.dumps(self.as_json(), indent=2)) + "\n")
 
     def text(self) -> str:
+        """The summary for the terminal, every URL in it redacted."""
         lines = [
             f"files total: {len(self.outcomes)}",
             f"files {'to process' if self.dry_run else 'processed'}: "
@@ -299,4 +304,5 @@ class RunSummary:
             )
         lines.extend(f"  note: {note['id']}: {note['note']}" for note in self.notes)
         lines.extend(f"  run error: {error}" for error in self.run_errors)
-        return "\n".join(lines)
+        lines.extend(self.prune_plan)
+        return redact_url("\n".join(lines))

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgvector_migration.pipeline.completeness import WrittenRecord
-from pgvector_migration.pipeline.records import WriteUnit
+from pgvector_migration.pipeline.records import (
+    KNOWLEDGE_BASES_COLLECTION,
+    MEMORY_COLLECTION_PREFIX,
+    Chunk,
+    WriteUnit,
+)
 from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
 from pgvector_migration.resources.embeddings import (
     EmbeddingError,
@@ -72,16 +77,50 @@ def waves(units: Iterable[WriteUnit], texts_per_wave: int) -> Iterator[list[Writ
         yield wave
 
 
-def prepare_target(
-    dispatcher: EmbeddingDispatcher, vector_store: PgVectorResource, state: MigrationState
+def model_dimension(
+    dispatcher: EmbeddingDispatcher,
+    vector_store: PgVectorResource,
+    state: MigrationState,
+    reembed: bool = False,
 ) -> int:
-    """The engine's vector dimension (from the cache when it knows it, so a re-run loads no
-    model and sends no request), with `document_chunk` created or checked against it and the
-    embedding cache in place; raises before anything is written when they do not fit."""
-    dimension = state.cached_dimension(dispatcher.model_key) or dispatcher.dimension()
+    """The vector length the target needs (its column's, or PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH
+    for a new table), confirmed for this model by vectors of that length it made before (so a
+    re-run loads no model and sends no request), else by asking the engine; `reembed` trusts
+    nothing cached. What the engine answers is returned, so a mismatch is reported by the
+    target's check, naming both numbers."""
+    table = vector_store.describe_table()
+    wanted = table.dimension if table.exists else vector_store.resolved_vector_length()
+    if not reembed and state.has_cached_dimension(dispatcher.model_key, wanted):
+        return wanted
+    return dispatcher.dimension(expected=wanted)
+
+
+def prepare_target(
+    dispatcher: EmbeddingDispatcher,
+    vector_store: PgVectorResource,
+    state: MigrationState,
+    reembed: bool = False,
+) -> int:
+    """The engine's vector dimension, with `document_chunk` created or checked against it and
+    the embedding cache in place; raises before anything is written when they do not fit. From
+    then on every vector the engine returns must have that length."""
+    dimension = model_dimension(dispatcher, vector_store, state, reembed)
     vector_store.ensure_table(dimension)
     state.ensure_cache()
+    dispatcher.expected_dimension = dimension
     return dimension
+
+
+def text_failure(unit: WriteUnit, chunk: Chunk, error: EmbeddingError) -> str:
+    """Why a unit failed, naming the text's own source: the memory (one user's unit holds all
+    their memories), the knowledge base, or the chunk of the file."""
+    if unit.collection_name.startswith(MEMORY_COLLECTION_PREFIX):
+        what = f"memory {chunk.id}"
+    elif unit.collection_name == KNOWLEDGE_BASES_COLLECTION:
+        what = f"knowledge base {unit.label!r} ({unit.source_id})"
+    else:
+        what = f"chunk {chunk.position} of {unit.label}"
+    return f"{what} could not be embedded: {error}"
 
 
 class UnitWriter:
@@ -120,7 +159,7 @@ class UnitWriter:
         """Load the engine, learn its dimension (from the cache when it has one) and create or
         check `document_chunk`; raises before anything is written when they do not fit."""
         dispatcher = embeddings.dispatcher(settings)
-        dimension = prepare_target(dispatcher, vector_store, state)
+        dimension = prepare_target(dispatcher, vector_store, state, embeddings.reembed)
         # Enough texts to keep every request slot busy; a local model gets a few batches at a
         # time, so its tokenised inputs stay small and writing starts early.
         texts_per_wave = (
@@ -176,27 +215,43 @@ class UnitWriter:
                         fail(unit, f"not attempted after repeated embedding failures: {last_error}")
                     continue
                 texts = [chunk.embedding_input for unit in wave for chunk in unit.chunks]
-                try:
-                    vectors = embed_with_cache(
-                        texts,
-                        self._dispatcher.embed,
-                        None
-                        if self._reembed
-                        else lambda keys: self._state.cached_embeddings(
-                            cache_connection, model_key, keys
-                        ),
-                        lambda fresh: self._state.store_embeddings(
-                            cache_connection, model_key, fresh, replace=self._reembed
-                        ),
-                        report.stats,
-                    )
-                except EmbeddingError as error:
+                results = embed_with_cache(
+                    texts,
+                    self._dispatcher.embed_each,
+                    None
+                    if self._reembed
+                    else lambda keys: self._state.cached_embeddings(
+                        cache_connection, model_key, keys, self._dimension
+                    ),
+                    lambda fresh: self._state.store_embeddings(
+                        cache_connection, model_key, fresh, replace=self._reembed
+                    ),
+                    report.stats,
+                )
+                errors = [r for r in results if isinstance(r, EmbeddingError)]
+                if errors and len(errors) == len(results):
                     failed_in_a_row += 1
-                    last_error = str(error)
-                    for unit in wave:
-                        fail(unit, last_error)
-                    continue
-                failed_in_a_row = 0
+                    last_error = str(errors[0])
+                else:
+                    failed_in_a_row = 0
+                ready, vectors, offset = [], [], 0
+                for unit in wave:
+                    unit_results = results[offset : offset + len(unit.chunks)]
+                    offset += len(unit.chunks)
+                    failed = next(
+                        (
+                            (chunk, result)
+                            for chunk, result in zip(unit.chunks, unit_results, strict=True)
+                            if isinstance(result, EmbeddingError)
+                        ),
+                        None,
+                    )
+                    if failed is not None:
+                        fail(unit, text_failure(unit, *failed))
+                        continue
+                    ready.append(unit)
+                    vectors += unit_results
+                wave = ready
                 if pending is not None:
                     pending.result()
                 pending = writer.submit(

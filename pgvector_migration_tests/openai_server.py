@@ -29,6 +29,12 @@ request is recorded in :attr:`EmbeddingServer.requests` *before* its response
 is written, so a record is visible as soon as the client has its answer.
 Requests rejected with 401 do not consume injected failures.
 
+Misbehaviour on purpose: :meth:`EmbeddingServer.fault_next` and
+:meth:`EmbeddingServer.fault_when` (tied to a marker text) answer valid requests with one of
+:data:`FAULTS`: a wrong dimension, bad or missing ``index`` fields, NaN, Infinity, null or
+out-of-range values, base64 where floats were asked, a content-filter 400, an HTML page, cut-off
+JSON, an empty body, no ``data``, a reset connection, no answer at all, or a trickle of bytes.
+
 Standard library plus numpy only.
 """
 
@@ -54,6 +60,7 @@ from typing import Any, overload
 import numpy as np
 
 __all__ = [
+    "FAULTS",
     "BudgetRateLimiter",
     "EmbeddingRequestRecord",
     "EmbeddingServer",
@@ -71,6 +78,38 @@ DEFAULT_RATE_LIMIT_TOKENS = 1_000_000_000
 _EMBEDDINGS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MODEL_PREFIXES = ("/v1/models/", "/models/")
+
+# Misbehaviour on purpose, for testing clients against a broken provider. Value faults answer
+# 200 with a bad payload; wire faults break the HTTP exchange itself.
+VALUE_FAULTS = (
+    "wrong_dimension",  # every vector one value short
+    "bad_index",  # every `index` field 0
+    "no_index",  # no `index` fields, vectors in order (valid: Open WebUI takes the order)
+    "nan",  # NaN in the affected input's vector
+    "infinity",  # Infinity in the affected input's vector
+    "null",  # null in the affected input's vector
+    "out_of_range",  # 1e39 (beyond float32) in the affected input's vector
+    "base64",  # base64 strings although floats were asked for
+    "reject",  # 400 content filter
+)
+WIRE_FAULTS = (
+    "html",  # 200 with an HTML page
+    "truncated",  # 200 with half of the JSON (a complete HTTP message)
+    "empty",  # 200 with an empty body
+    "no_data",  # 200 with JSON that has no `data`
+    "reset",  # the connection reset, no answer
+    "hang",  # accepts, never answers (until the server stops or hang_seconds pass)
+    "trickle",  # the right answer, one byte every trickle_interval seconds
+)
+FAULTS = VALUE_FAULTS + WIRE_FAULTS
+
+
+@dataclass(frozen=True)
+class _WireFault:
+    """An answer the handler writes by hand instead of a JSON response."""
+
+    fault: str
+    body: bytes
 
 
 # ---------------------------------------------------------------------------
@@ -131,10 +170,12 @@ class EmbeddingRequestRecord:
     """Error message sent back, for non-200 responses."""
     body: Any = None
     """Parsed JSON body (``None`` if it was not valid JSON)."""
+    fault: str | None = None
+    """The fault mode this request was answered with (see :data:`FAULTS`), if any."""
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.fault is None
 
 
 class RequestLog(Sequence[EmbeddingRequestRecord]):
@@ -467,6 +508,9 @@ def _injected_error(status: int, retry_after_seconds: float) -> _HTTPError:
 # ---------------------------------------------------------------------------
 
 
+_BAD_VALUES = {"nan": math.nan, "infinity": math.inf, "null": None, "out_of_range": 1e39}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -538,6 +582,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload, headers = owner._handle_embeddings(
                     path, raw_body, self.headers.get("Authorization")
                 )
+                if isinstance(payload, _WireFault):
+                    self._send_fault(payload)
+                    return
             elif method == "GET" and (path in _MODELS_PATHS or path.startswith(_MODEL_PREFIXES)):
                 status, payload, headers = owner._handle_models(
                     path, self.headers.get("Authorization")
@@ -572,6 +619,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
             return b"".join(chunks)
         return b""
+
+    def _send_fault(self, answer: _WireFault) -> None:
+        owner = self.server.owner
+        self.close_connection = True
+        try:
+            if answer.fault == "reset":
+                # SO_LINGER 0: close() sends RST instead of FIN.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                return
+            if answer.fault == "hang":
+                owner._stopping.wait(owner.hang_seconds)
+                return
+            kind = "text/html" if answer.fault == "html" else "application/json"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.flush()
+            if answer.fault != "trickle":
+                self.wfile.write(answer.body)
+                return
+            for position in range(len(answer.body)):
+                if owner._stopping.wait(owner.trickle_interval):
+                    return
+                self.wfile.write(answer.body[position : position + 1])
+                self.wfile.flush()
+        except OSError:
+            pass
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
         body = json.dumps(payload).encode("utf-8")
@@ -634,6 +711,12 @@ class EmbeddingServer:
         self._port = port
         self._lock = threading.Lock()
         self._failures: deque[int] = deque()
+        self._faults: deque[str] = deque()
+        self._faults_by_marker: dict[str, tuple[str, int | None]] = {}
+        self.hang_seconds = 60.0
+        """How long a ``hang`` fault holds the connection before closing it unanswered."""
+        self.trickle_interval = 0.2
+        """Seconds between the bytes of a ``trickle`` fault's answer."""
         self._models_seen: dict[str, None] = {}
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
@@ -713,6 +796,56 @@ class EmbeddingServer:
     def clear_failures(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._faults.clear()
+            self._faults_by_marker.clear()
+
+    def fault_next(self, fault: str, n: int = 1) -> None:
+        """Answer the next ``n`` (authenticated, valid) embeddings requests with ``fault``,
+        one of :data:`FAULTS`; a bad value spoils the request's first input, a wrong
+        dimension every vector."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults.extend([fault] * n)
+
+    def fault_when(self, marker: str, fault: str, times: int | None = None) -> None:
+        """Answer requests with an input containing ``marker`` with ``fault``: the next
+        ``times`` such requests, or every one until :meth:`clear_failures`; bad values and a
+        wrong dimension spoil only the inputs that contain it."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults_by_marker[marker] = (fault, times)
+
+    def _take_fault(self, texts: list[str]) -> tuple[str | None, dict[int, str]]:
+        """The fault of the whole request (the first marked one, else the next queued one) and
+        the value faults of single inputs: every marker's value fault spoils only the inputs
+        that contain it, so a request holding several marked texts spoils each its own way."""
+        request_fault: str | None = None
+        by_position: dict[int, str] = {}
+        with self._lock:
+            for marker, (fault, times) in list(self._faults_by_marker.items()):
+                hit = [i for i, text in enumerate(texts) if marker in text]
+                if not hit:
+                    continue
+                if fault in _BAD_VALUES or fault == "wrong_dimension":
+                    for position in hit:
+                        by_position.setdefault(position, fault)
+                elif request_fault is None:
+                    request_fault = fault
+                else:
+                    continue
+                if times is not None and times <= 1:
+                    del self._faults_by_marker[marker]
+                elif times is not None:
+                    self._faults_by_marker[marker] = (fault, times - 1)
+            if request_fault is None and not by_position and self._faults:
+                queued = self._faults.popleft()
+                if queued in _BAD_VALUES:
+                    by_position[0] = queued
+                else:
+                    request_fault = queued
+        return request_fault, by_position
 
     @property
     def pending_failures(self) -> int:
@@ -841,14 +974,30 @@ class EmbeddingServer:
                 headers.update(_retry_after_headers(retry))
             raise _HTTPError(429, decision.message, code="rate_limit_exceeded", headers=headers)
 
+        fault, by_position = self._take_fault(texts)
+        record.fault = fault or (min(by_position.values()) if by_position else None)
+        if fault == "reject":
+            raise _HTTPError(
+                400,
+                "The input was rejected by the content filter.",
+                param="input",
+                code="content_filter",
+            )
         data = []
         for index, text in enumerate(texts):
             vector = _embedding_f32(model, text, dimensions)
-            if encoding_format == "base64":
+            if "wrong_dimension" in (fault, by_position.get(index)):
+                vector = vector[:-1]
+            if fault == "base64" or (encoding_format == "base64" and fault is None):
                 embedding: Any = base64.b64encode(vector.tobytes()).decode("ascii")
             else:
                 embedding = vector.tolist()
-            data.append({"object": "embedding", "index": index, "embedding": embedding})
+                if by_position.get(index) in _BAD_VALUES:
+                    embedding[len(embedding) // 2] = _BAD_VALUES[by_position[index]]
+            item = {"object": "embedding", "index": 0 if fault == "bad_index" else index}
+            if fault == "no_index":
+                del item["index"]
+            data.append({**item, "embedding": embedding})
         record.dimensions = dimensions
         payload = {
             "object": "list",
@@ -856,6 +1005,17 @@ class EmbeddingServer:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+        if fault in WIRE_FAULTS:
+            body = json.dumps(payload).encode("utf-8")
+            if fault == "html":
+                body = b"<!DOCTYPE html><html><body><h1>Sign in to the gateway</h1></body></html>"
+            elif fault == "truncated":
+                body = body[: len(body) // 2]
+            elif fault == "empty":
+                body = b""
+            elif fault == "no_data":
+                body = json.dumps({"object": "list", "model": model}).encode("utf-8")
+            return 200, _WireFault(fault, body), {}
         return 200, payload, dict(decision.headers)
 
     def _validate(self, body: Any) -> tuple[list[str], str, int, str]:

@@ -14,7 +14,8 @@ the deployment name in the URL for Azure. Every request, answered or not, is rec
 before its response is written.
 
 Order of checks: read body, authentication (401), injected failures (:meth:`fail_next`, which
-401s do not consume), protocol checks (404/400), success.
+401s do not consume), protocol checks (404/400), success, spoilt on purpose when
+:meth:`corrupt_when` says so.
 
 Standard library plus numpy only (through ``expected_embedding``).
 """
@@ -32,7 +33,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from pgvector_migration_tests.openai_server import expected_embedding
 
-__all__ = ["AzureOpenAIServer", "OllamaServer", "ProviderRequest"]
+__all__ = ["CORRUPTIONS", "AzureOpenAIServer", "OllamaServer", "ProviderRequest"]
+
+CORRUPTIONS = ("nan", "wrong_dimension", "html", "missing_vectors")
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
         status, payload, headers = self.server.owner._answer(record)
+        payload = self.server.owner._corrupted(record, status, payload)
         record.status = status
         self.server.owner._record(record)
         if isinstance(payload, str):
@@ -129,6 +133,7 @@ class _ProviderServer:
         self.retry_after_seconds = retry_after_seconds
         self.requests: list[ProviderRequest] = []
         self._failures: deque[int] = deque()
+        self._corruptions: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -174,6 +179,44 @@ class _ProviderServer:
         `Retry-After` of `retry_after_seconds`)."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def corrupt_when(self, marker: str, fault: str) -> None:
+        """Spoil every successful answer to a request with an input containing `marker`:
+        ``nan`` (NaN in that input's vector), ``wrong_dimension`` (every vector one value
+        short), ``html`` (an HTML page instead of JSON) or ``missing_vectors`` (no
+        `embeddings`/`data` field)."""
+        if fault not in CORRUPTIONS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(CORRUPTIONS)}")
+        with self._lock:
+            self._corruptions[marker] = fault
+
+    def _corrupted(self, record: ProviderRequest, status: int, payload: Any) -> Any:
+        if status != 200 or not isinstance(payload, dict):
+            return payload
+        with self._lock:
+            corruptions = dict(self._corruptions)
+        inputs = record.inputs
+        for marker, fault in corruptions.items():
+            hit = [i for i, text in enumerate(inputs) if marker in text]
+            if not hit:
+                continue
+            if fault == "html":
+                return "<!DOCTYPE html><html><body>Bad gateway</body></html>"
+            key = "embeddings" if "embeddings" in payload else "data"
+            if fault == "missing_vectors":
+                return {name: value for name, value in payload.items() if name != key}
+            vectors = (
+                payload[key]
+                if key == "embeddings"
+                else [item["embedding"] for item in payload[key]]
+            )
+            for position, vector in enumerate(vectors):
+                if fault == "wrong_dimension":
+                    vector.pop()
+                elif position in hit:
+                    vector[0] = math.nan
+            return payload
+        return payload
 
     @property
     def pending_failures(self) -> int:

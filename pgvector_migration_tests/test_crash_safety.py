@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 
 import dagster as dg
+import psycopg
 
 from pgvector_migration import cli
 
@@ -75,6 +77,19 @@ def units_are_whole(url: str) -> bool:
     return broken == 0
 
 
+def wait_until_writing(url: str, run: subprocess.Popen, limit_seconds: float = 240) -> None:
+    """Until the run is past its checks and writing rows (however long a loaded machine takes
+    to start it), so the restart hits the middle of the run, not its preflight."""
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline and run.poll() is None:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(url) as connection:
+            table = connection.execute("SELECT to_regclass('document_chunk')").fetchone()[0]
+            if table and connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the run wrote nothing before it ended or the time ran out")
+
+
 def test_target_restart_mid_run_fails_cleanly_and_the_rerun_completes(
     deployment, tmp_path, monkeypatch
 ):
@@ -95,7 +110,7 @@ def test_target_restart_mid_run_fails_cleanly_and_the_rerun_completes(
     run = subprocess.Popen(
         command, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    time.sleep(7)
+    wait_until_writing(deployment.target_url, run)
     server.stop()
     time.sleep(1)
     server.ensure_postgres_running()

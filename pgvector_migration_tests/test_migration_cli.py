@@ -264,6 +264,11 @@ def test_a_missing_upload_falls_back_to_the_stored_text_and_says_so(deployment, 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING)
     assert summary["files_skipped_complete"] == 3
     assert [e["file_id"] for e in summary["files_from_stored_text"]] == [pdf]
+    capsys.readouterr()
+    assert cli.main(["status"]) == cli.EXIT_OK
+    status = capsys.readouterr().out
+    assert f"constitution.pdf ({pdf}): from Open WebUI's stored text" in status
+    assert FOUNDING in status, "status shows the ids --knowledge-id takes"
 
     code, summary = run(tmp_path, "--only", "files", "--knowledge-id", FOUNDING, "--reextract")
     assert code == cli.EXIT_FAILED
@@ -318,7 +323,8 @@ def test_reembed_sends_every_text_again_and_replaces_the_cache(deployment, tmp_p
     assert summary["texts_embedded"] == 0 and deployment.server.request_count == 0
 
     code, summary = run(tmp_path, "--only", "files", "--overwrite", "--reembed")
-    assert set(deployment.server.inputs) == first_run_texts
+    # --reembed trusts nothing cached, not even to confirm the model's dimension: it asks.
+    assert set(deployment.server.inputs) - {"dimension probe"} == first_run_texts
     assert summary["texts_embedded"] >= len(first_run_texts)
     with deployment.connect() as connection:
         cached = connection.execute(

@@ -580,6 +580,16 @@ def test_plan_file_falls_back_to_the_stored_text_and_says_why(tmp_path):
     assert plan_file(missing, default_settings(), ["file-file-id-1"]).fallback_reason
 
 
+def test_a_file_open_webui_refused_as_empty_stays_refused(tmp_path):
+    """Open WebUI keeps `data.content` empty for an upload without text (a scanned page)."""
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n\n  ")
+    file = source_file("", filename="blank.txt", upload_path=blank)
+    for text_source in TextSource:
+        with pytest.raises(EmptyContentError):
+            plan_file(file, default_settings(), ["file-file-id-1"], text_source)
+
+
 def test_upload_fingerprint_follows_the_upload_bytes(tmp_path):
     upload = tmp_path / "notes.txt"
     upload.write_text("first version of the notes")

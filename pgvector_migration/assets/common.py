@@ -7,6 +7,7 @@ from typing import Any
 from dagster import AutomationCondition, Failure, MetadataValue
 
 from pgvector_migration.pipeline.records import WriteUnit
+from pgvector_migration.redaction import redact_url
 from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
@@ -46,10 +47,12 @@ def effective_settings(openwebui: OpenWebUIResource, embeddings: EmbeddingResour
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> MetadataValue:
-    """A preview table for the UI, cut at PREVIEW_ROWS rows with a note saying so."""
+    """A preview table for the UI, cut at PREVIEW_ROWS rows with a note saying so; URLs in
+    cells are redacted (failure reasons name them)."""
 
     def cell(value: Any) -> str:
-        return str("" if value is None else value).replace("|", "\\|").replace("\n", " ")[:160]
+        text = redact_url(str("" if value is None else value))
+        return text.replace("|", "\\|").replace("\n", " ")[:160]
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += [
@@ -96,9 +99,11 @@ def write_units(
     try:
         writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
     except (TargetConfigurationError, EmbeddingError, ValueError) as error:
-        raise Failure(description=str(error)) from error
+        # Not chained: Dagster records a cause's message, which may hold a URL's password.
+        raise Failure(description=redact_url(str(error))) from None
 
     def record_failure(unit: WriteUnit, message: str) -> None:
+        message = redact_url(message)
         state.record_failure(failure_key, unit.source_id, unit.label, "embedding", message)
         context.log.warning(f"{unit.label} ({unit.source_id}): {message}")
 

@@ -113,8 +113,8 @@ def assess_file(
             raise LoaderError(file.source_problem)
         if file.oversize:
             raise UnsupportedFileType(file.oversize)
-        if text_source is TextSource.UPLOAD_ONLY or file.stored_content is None:
-            planned()
+        if text_source is TextSource.UPLOAD_ONLY or not (file.stored_content or "").strip():
+            planned()  # what cannot be planned is unsupported or unreadable, not "missing"
         assessed = [
             (
                 file,

@@ -1,5 +1,6 @@
 """Shaping embedding requests to a provider's limits: inputs and tokens per request (a text
-over the per-input limit is left to the provider to refuse, as it refuses Open WebUI)."""
+over the per-input limit is left to the provider to refuse, as it refuses Open WebUI), and
+splitting a refused batch to find the text it was refused for."""
 
 from __future__ import annotations
 
@@ -79,3 +80,9 @@ def shape_batches(
     if batch:
         batches.append(batch)
     return batches
+
+
+def halves(items: Sequence[Item]) -> list[list[Item]]:
+    """A batch cut in two for bisection (one part when it cannot be cut)."""
+    middle = len(items) // 2
+    return [list(items[:middle]), list(items[middle:])] if middle else [list(items)]

@@ -125,6 +125,9 @@ def load_pdf(path: Path, options: PdfOptions | None = None) -> list[TextDocument
     document of every page joined as Open WebUI joins them."""
     from pypdf import PdfReader
 
+    # An unreadable PDF is reported once, with its file; pypdf's own warnings (in whichever
+    # process loads it) would only repeat it.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     options = options or PdfOptions()
     reader = PdfReader(str(path))
     if reader.is_encrypted:

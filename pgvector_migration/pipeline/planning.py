@@ -105,6 +105,8 @@ def source_documents(
     try:
         return _read_upload(file, settings)
     except (UnsupportedFileType, LoaderError, EmptyContentError) as error:
+        if isinstance(error, EmptyContentError) and not (content or "").strip():
+            raise  # Open WebUI refused the file as empty at upload, as we do now
         if content is None:
             if isinstance(error, LoaderError) and file.upload_path is None:
                 raise LoaderError(

@@ -1,9 +1,12 @@
-"""Sending embedding requests as fast as the provider allows, and no faster.
+"""Sending embedding requests as fast as the provider allows, and no faster, and making sure
+one bad text costs only its own unit.
 
 Texts are cut into requests within the provider's limits, several requests are in flight at
 once, each waits for the pacer (requests and tokens per minute), transient failures are retried
-with backoff (`tenacity`; a `retry-after` from the provider wins), and a batch the provider
-refuses as too large is split in half until it passes.
+with backoff (`tenacity`; a `retry-after` from the provider wins). A batch the provider refuses
+in a way one text can cause (a 400 content filter, an empty or oversize input, an answer that
+stays unusable) is split in halves until the texts it refuses are found: they get the error,
+every other text its vector.
 """
 
 from __future__ import annotations
@@ -18,21 +21,36 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
-from pgvector_migration.pipeline.batching import RequestLimits, TokenEstimator, shape_batches
-from pgvector_migration.resources.embeddings import (
-    APIEmbedder,
-    LocalEmbedder,
+from pgvector_migration.pipeline.batching import (
+    RequestLimits,
+    TokenEstimator,
+    halves,
+    shape_batches,
+)
+from pgvector_migration.resources.embedding_responses import (
+    EmbeddingError,
+    InvalidResponseError,
+    PermanentEmbeddingError,
     RequestTooLargeError,
     TransientEmbeddingError,
+    check_dimension,
 )
+from pgvector_migration.resources.embeddings import APIEmbedder, LocalEmbedder
 from pgvector_migration.resources.rate_limits import RequestPacer
 
 _backoff = wait_random_exponential(multiplier=0.5, max=30)
 PROBE_RETRIES = 4
+PROBE_ANSWERS = 3
+# An unusable answer to a sound request rarely repeats: retried this often, then taken as
+# caused by the batch's texts.
+INVALID_RESPONSE_RETRIES = 2
+# When every part of a split level this wide fails, the fault is the provider's, not a text's.
+SPLIT_GIVE_UP_PARTS = 4
+
+Result = np.ndarray | EmbeddingError
 
 
 def _wait(state: RetryCallState) -> float:
@@ -43,6 +61,28 @@ def _wait(state: RetryCallState) -> float:
     if retry_after is not None:
         return retry_after + float(np.random.uniform(0, 0.1))
     return _backoff(state)
+
+
+def _stop_after(max_retries: int):
+    """Stop after `max_retries` retries, or fewer for an unusable answer."""
+
+    def stop(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        limit = max_retries
+        if isinstance(error, InvalidResponseError):
+            limit = min(max_retries, INVALID_RESPONSE_RETRIES)
+        return state.attempt_number > limit
+
+    return stop
+
+
+def may_be_one_text(error: EmbeddingError) -> bool:
+    """Whether one text of the batch may have caused this failure, so splitting can find it:
+    a refusal for content or size (400, 413, 422), or an answer that stayed unusable. A provider
+    that is down, slow or refuses the key fails every batch alike and is not split."""
+    if isinstance(error, PermanentEmbeddingError):
+        return error.may_be_one_text
+    return isinstance(error, InvalidResponseError)
 
 
 @dataclass
@@ -67,7 +107,8 @@ class EmbeddingDispatcher:
 
     Any engine with `request()` (`APIEmbedder`: OpenAI, Ollama, Azure OpenAI) is an API engine
     and gets pacing, retries and splitting; anything else (the local model) is called with the
-    whole list at once."""
+    whole list at once. Every vector is checked against `expected_dimension` once it is known
+    (the target column's), so no vector of another length is ever cached or written."""
 
     def __init__(
         self,
@@ -79,6 +120,7 @@ class EmbeddingDispatcher:
         limits: RequestLimits | None = None,
     ) -> None:
         self.embedder = embedder
+        self.expected_dimension: int | None = None
         self._max_batch_inputs = max_batch_inputs
         self._max_in_flight = max(1, max_in_flight)
         self._max_retries = max_retries
@@ -96,6 +138,14 @@ class EmbeddingDispatcher:
     def is_api(self) -> bool:
         return isinstance(self.embedder, APIEmbedder)
 
+    @property
+    def where(self) -> str:
+        """The engine in messages: its URL without credentials, or the local model."""
+        if not self.is_api:
+            return f"the local model {self.embedder.model}"
+        shown = getattr(self.embedder, "display_url", None) or self.embedder.engine
+        return f"embedding request to {shown}"
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         close_engine = getattr(self.embedder, "close", None)
@@ -103,14 +153,20 @@ class EmbeddingDispatcher:
             close_engine()
 
     def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Vectors for `texts`, in order."""
+        """Vectors for `texts`, in order; the first text that could not be embedded raises."""
+        results = self.embed_each(texts)
+        for result in results:
+            if isinstance(result, EmbeddingError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def embed_each(self, texts: Sequence[str]) -> list[Result]:
+        """For each text, in order, its vector or the error that text got: a text the provider
+        refuses fails alone, its batch neighbours still get their vectors."""
         if not texts:
             return []
         if not self.is_api:
-            # The model batches internally and uses every core; threads would only contend.
-            vectors = self.embedder.embed(texts)
-            self.stats.add(requests=1)
-            return vectors
+            return self._embed_locally(texts)
         limits = self._limits
         paced_tokens = self._pacer.max_request_tokens()
         if paced_tokens and paced_tokens < limits.max_tokens_per_request:
@@ -118,32 +174,93 @@ class EmbeddingDispatcher:
         batches = shape_batches(
             list(enumerate(texts)), limits, self._estimator, self._max_batch_inputs
         )
-        results: list[np.ndarray | None] = [None] * len(texts)
-        futures = [self._pool.submit(self._send, batch) for batch in batches]
+        results: list[Result | None] = [None] * len(texts)
+        futures = [self._pool.submit(self._send, [t for _, t in batch]) for batch in batches]
         for batch, future in zip(batches, futures, strict=True):
-            for (index, _), vector in zip(batch, future.result(), strict=True):
-                results[index] = vector
+            for (index, _), result in zip(batch, future.result(), strict=True):
+                results[index] = result
         return results  # type: ignore[return-value]
 
-    def _send(self, batch: list[tuple[int, str]]) -> list[np.ndarray]:
-        texts = [text for _, text in batch]
+    def _embed_locally(self, texts: Sequence[str]) -> list[Result]:
+        # The model batches internally and uses every core; threads would only contend.
+        vectors = self.embedder.embed(texts)
+        self.stats.add(requests=1)
+        results: list[Result] = []
+        for vector in vectors:
+            if not np.all(np.isfinite(vector)):
+                results.append(InvalidResponseError(f"{self.where} produced NaN or infinity"))
+            elif self.expected_dimension and len(vector) != self.expected_dimension:
+                results.append(
+                    InvalidResponseError(
+                        f"{self.where} produced a {len(vector)}-dimensional vector; "
+                        f"document_chunk.vector has {self.expected_dimension} dimensions"
+                    )
+                )
+            else:
+                results.append(vector)
+        return results
+
+    def _send(self, texts: list[str]) -> list[Result]:
         try:
-            return self._send_with_retries(texts)
-        except RequestTooLargeError:
-            if len(batch) == 1:
+            return self._attempt(texts)
+        except EmbeddingError as error:
+            if len(texts) == 1 or not may_be_one_text(error):
+                return [error] * len(texts)
+            return self._isolate(texts, error)
+
+    def _attempt(self, texts: list[str]) -> list[Result]:
+        """One batch with retries; when its answer stayed unusable only for some texts, those
+        get the reason and the others keep their (checked) vectors."""
+        try:
+            return list(self._send_with_retries(texts))
+        except InvalidResponseError as error:
+            # Every vector bad is no evidence against any one text: splitting will tell.
+            if not error.bad_positions or len(error.bad_positions) == len(texts) > 1:
                 raise
-            self.stats.add(splits=1)
-            middle = len(batch) // 2
-            return self._send(batch[:middle]) + self._send(batch[middle:])
+            return [
+                InvalidResponseError(error.bad_positions[position])
+                if position in error.bad_positions
+                else error.vectors[position]
+                for position in range(len(texts))
+            ]
+
+    def _isolate(self, texts: list[str], error: EmbeddingError) -> list[Result]:
+        """Find the texts the provider refuses by splitting the batch in halves, level by level,
+        until each failing part is a single text. When every part of a level of
+        SPLIT_GIVE_UP_PARTS or more fails alike, the fault is the provider's, not a text's: the
+        remaining texts fail with it instead of being sent one by one."""
+        results: dict[int, Result] = {}
+        failing: list[tuple[list[int], EmbeddingError]] = [(list(range(len(texts))), error)]
+        while failing:
+            parts = [half for positions, _ in failing for half in halves(positions)]
+            self.stats.add(splits=len(failing))
+            failing, failed_parts, too_large = [], 0, False
+            for positions in parts:
+                try:
+                    outcome = self._attempt([texts[p] for p in positions])
+                except EmbeddingError as part_error:
+                    failed_parts += 1
+                    too_large |= isinstance(part_error, RequestTooLargeError)
+                    if len(positions) == 1 or not may_be_one_text(part_error):
+                        results.update(dict.fromkeys(positions, part_error))
+                    else:
+                        failing.append((positions, part_error))
+                    continue
+                results.update(zip(positions, outcome, strict=True))
+            if len(parts) >= SPLIT_GIVE_UP_PARTS and failed_parts == len(parts) and not too_large:
+                for positions, part_error in failing:
+                    results.update(dict.fromkeys(positions, part_error))
+                break
+        return [results[position] for position in range(len(texts))]
 
     def _send_with_retries(
-        self, texts: list[str], max_retries: int | None = None
+        self, texts: list[str], max_retries: int | None = None, check_length: bool = True
     ) -> list[np.ndarray]:
         assert isinstance(self.embedder, APIEmbedder)
         estimated = sum(self._estimator.estimate(text) for text in texts)
         retries = self._max_retries if max_retries is None else max_retries
         attempts = Retrying(
-            stop=stop_after_attempt(retries + 1),
+            stop=_stop_after(retries),
             wait=_wait,
             retry=retry_if_exception_type(TransientEmbeddingError),
             reraise=True,
@@ -161,14 +278,32 @@ class EmbeddingDispatcher:
                         self.stats.add(rate_limited=1)
                         self._pacer.rate_limited(error.retry_after)
                     raise
+                if len(response.vectors) != len(texts):
+                    raise InvalidResponseError(
+                        f"{self.where} returned {len(response.vectors)} embeddings for "
+                        f"{len(texts)} inputs"
+                    )
+                if check_length:
+                    check_dimension(response.vectors, self.expected_dimension, self.where)
         self._pacer.observe(response.headers)
         self._estimator.observe(texts, response.prompt_tokens)
         self.stats.add(tokens=response.prompt_tokens)
         return response.vectors
 
-    def dimension(self) -> int:
-        """The engine's vector length; API engines are asked with one short text, retried a
-        few times only, so an unreachable provider is reported within seconds."""
+    def dimension(self, expected: int | None = None) -> int:
+        """The engine's vector length. API engines are asked with one short text, retried a
+        few times only, so an unreachable provider is reported within seconds; an answer other
+        than `expected` (the target column's) is asked again, so that one glitch is not taken
+        for the model's dimension."""
         if not self.is_api:
             return self.embedder.dimension()
-        return len(self._send_with_retries(["dimension probe"], max_retries=PROBE_RETRIES)[0])
+        answers: list[int] = []
+        retries = min(self._max_retries, PROBE_RETRIES)
+        while len(answers) < PROBE_ANSWERS:
+            vectors = self._send_with_retries(
+                ["dimension probe"], max_retries=retries, check_length=False
+            )
+            answers.append(len(vectors[0]))
+            if expected is None or answers[-1] == expected:
+                return answers[-1]
+        return max(set(answers), key=answers.count)

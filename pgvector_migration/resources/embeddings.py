@@ -5,19 +5,34 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from pgvector_migration.pipeline.ids import text_key
+from pgvector_migration.resources.embedding_responses import (
+    EmbeddingError as EmbeddingError,
+)
+from pgvector_migration.resources.embedding_responses import (
+    RequestTooLargeError as RequestTooLargeError,
+)
+from pgvector_migration.resources.embedding_responses import (
+    TransientEmbeddingError as TransientEmbeddingError,
+)
+from pgvector_migration.resources.http_embedders import (
+    AzureOpenAIEmbedder,
+    EmbeddingResponse,
+    OllamaEmbedder,
+    OpenAIEmbedder,
+)
+from pgvector_migration.resources.http_embedders import apply_prefix as apply_prefix
 from pgvector_migration.resources.migration_state import CacheHits
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
 
@@ -25,10 +40,27 @@ if TYPE_CHECKING:
     from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
 
 PACKAGED_MODEL_NAMES = {DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL.split("/")[-1]}
+REQUEST_TIMEOUT_ENV = "PGVECTOR_MIGRATION_REQUEST_TIMEOUT"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 120.0
+MAX_RETRIES_ENV = "PGVECTOR_MIGRATION_MAX_RETRIES"
+DEFAULT_MAX_RETRIES = 8
 
 
-class EmbeddingError(RuntimeError):
-    """The embedding engine failed; the message names the engine, URL or model."""
+def _positive(value: float | None, env_name: str, default: float, zero: bool = False) -> float:
+    """A configured number, else the environment's, else the default; a malformed or
+    non-positive environment value is a settings error naming the variable."""
+    if value is not None:
+        return value
+    raw = os.environ.get(env_name, "").strip()
+    if not raw:
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        number = -1.0
+    if number < 0 or (number == 0 and not zero) or number != number:
+        raise SettingsError(f"{env_name}={raw!r} is not a positive number")
+    return number
 
 
 def model_key_for(
@@ -51,22 +83,6 @@ def model_key_of(settings: RagSettings) -> str:
         settings.embedding_content_prefix,
         settings.embedding_prefix_field_name,
     )
-
-
-def apply_prefix(
-    texts: Sequence[str], prefix: str | None, prefix_field: str | None
-) -> tuple[list[str], dict[str, str]]:
-    """The inputs and extra body fields Open WebUI sends for an API engine.
-
-    Open WebUI's `generate_embeddings` prepends the prefix to every text only when
-    `RAG_EMBEDDING_PREFIX_FIELD_NAME` is unset; when it is set, the texts go as they are and
-    each engine's batch function adds `{field_name: prefix}` to the JSON body instead.
-    """
-    if prefix is None:
-        return list(texts), {}
-    if prefix_field is None:
-        return [f"{prefix}{text}" for text in texts], {}
-    return list(texts), {prefix_field: prefix}
 
 
 def _snapshot_in(cache_root: Path, model: str) -> Path | None:
@@ -164,16 +180,6 @@ class LocalEmbedder:
         return [np.asarray(vector, dtype=np.float32) for vector in vectors]
 
 
-@dataclass(frozen=True)
-class EmbeddingResponse:
-    """One successful request: vectors in input order, the tokens the provider counted, and
-    the response headers (rate-limit budget)."""
-
-    vectors: list[np.ndarray]
-    prompt_tokens: int
-    headers: dict[str, str]
-
-
 @runtime_checkable
 class APIEmbedder(Protocol):
     """An engine behind an HTTP API. One `request()` is one attempt: it returns the vectors in
@@ -186,280 +192,6 @@ class APIEmbedder(Protocol):
     model_key: str
 
     def request(self, texts: Sequence[str]) -> EmbeddingResponse: ...
-
-
-class TransientEmbeddingError(EmbeddingError):
-    """Worth retrying: 429, 408, 409, 5xx, timeouts, connection errors."""
-
-    def __init__(self, message: str, status: int | None, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class RequestTooLargeError(EmbeddingError):
-    """The provider refused the request for its size; a smaller batch may pass."""
-
-
-TOO_LARGE_HINTS = ("maximum", "too many", "too long", "too large", "context length", "limit")
-
-
-def retry_after_seconds(headers) -> float | None:
-    """`retry-after-ms` or `retry-after` (seconds), as OpenAI sends them."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name) if headers is not None else None
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
-
-
-class OpenAIEmbedder:
-    """Any OpenAI-compatible `/embeddings` endpoint through the `openai` SDK. One call is one
-    attempt: pacing, retries and batch splitting are the dispatcher's, which sees every 429."""
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        prefix: str | None,
-        timeout: float,
-        prefix_field: str | None = None,
-    ) -> None:
-        import openai
-
-        self.engine = "openai"
-        self.model = model
-        self.model_key = model_key_for("openai", model, prefix, prefix_field)
-        self.base_url = base_url
-        self._prefix = prefix
-        self._prefix_field = prefix_field
-        self._client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0
-        )
-
-    def request(self, texts: Sequence[str]) -> EmbeddingResponse:
-        import openai
-
-        inputs, extra_body = apply_prefix(texts, self._prefix, self._prefix_field)
-        where = f"embedding request to {self.base_url}"
-        try:
-            raw = self._client.embeddings.with_raw_response.create(
-                model=self.model,
-                input=inputs,
-                encoding_format="float",
-                **({"extra_body": extra_body} if extra_body else {}),
-            )
-        except (openai.APITimeoutError, openai.APIConnectionError) as error:
-            raise TransientEmbeddingError(f"{where} failed: {error}", None, None) from error
-        except openai.APIStatusError as error:
-            message = f"{where} failed with HTTP {error.status_code}: {error.message}"
-            status = error.status_code
-            if status in (408, 409, 429) or status >= 500:
-                retry_after = retry_after_seconds(error.response.headers)
-                raise TransientEmbeddingError(message, status, retry_after) from error
-            if status in (400, 413) and any(h in error.message.lower() for h in TOO_LARGE_HINTS):
-                raise RequestTooLargeError(message) from error
-            raise EmbeddingError(message) from error
-        response = raw.parse()
-        ordered = sorted(response.data, key=lambda item: item.index)
-        if len(ordered) != len(inputs):
-            raise EmbeddingError(
-                f"{self.base_url} returned {len(ordered)} embeddings for {len(inputs)} inputs"
-            )
-        usage = getattr(response, "usage", None)
-        return EmbeddingResponse(
-            [np.asarray(item.embedding, dtype=np.float32) for item in ordered],
-            int(getattr(usage, "prompt_tokens", 0) or 0),
-            {key.lower(): value for key, value in raw.headers.items()},
-        )
-
-
-def _is_transient(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-class _HTTPEmbedder:
-    """One JSON POST per `request()` through `httpx`, with the body serialised as Open WebUI's
-    aiohttp session serialises it (`json.dumps` with its defaults), redirects followed and
-    proxies taken from the environment as aiohttp's `trust_env=True` does."""
-
-    engine = ""
-
-    def __init__(
-        self,
-        model: str,
-        url: str,
-        prefix: str | None,
-        prefix_field: str | None,
-        timeout: float,
-    ) -> None:
-        import httpx
-
-        self.model = model
-        self.model_key = model_key_for(self.engine, model, prefix, prefix_field)
-        self.url = url
-        self._prefix = prefix
-        self._prefix_field = prefix_field
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True, trust_env=True)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _headers(self) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
-        """The raw vectors (in input order) and prompt tokens of a successful response."""
-        raise NotImplementedError
-
-    def _failed(self, status: int) -> bool:
-        return status >= 400
-
-    @staticmethod
-    def _error_detail(response) -> str:
-        try:
-            data = response.json()
-        except ValueError:
-            return response.text.strip()[:500] or response.reason_phrase
-        error = data.get("error", data) if isinstance(data, dict) else data
-        if isinstance(error, dict):
-            error = error.get("message") or error
-        return str(error)[:500]
-
-    def request(self, texts: Sequence[str]) -> EmbeddingResponse:
-        import httpx
-
-        inputs, extra = apply_prefix(texts, self._prefix, self._prefix_field)
-        body = {**self._body(inputs), **extra}
-        where = f"embedding request to {self.url}"
-        try:
-            response = self._client.post(
-                self.url, content=json.dumps(body).encode("utf-8"), headers=self._headers()
-            )
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as error:
-            raise EmbeddingError(f"{where} cannot be sent: {error}") from error
-        except (httpx.TimeoutException, httpx.TransportError) as error:
-            detail = str(error) or type(error).__name__
-            raise TransientEmbeddingError(f"{where} failed: {detail}", None, None) from error
-        status = response.status_code
-        headers = {key.lower(): value for key, value in response.headers.items()}
-        if self._failed(status):
-            detail = self._error_detail(response)
-            message = f"{where} failed with HTTP {status}: {detail}"
-            if _is_transient(status):
-                raise TransientEmbeddingError(message, status, retry_after_seconds(headers))
-            if status in (400, 413) and any(h in detail.lower() for h in TOO_LARGE_HINTS):
-                raise RequestTooLargeError(message)
-            raise EmbeddingError(message)
-        try:
-            data = response.json()
-        except ValueError as error:
-            raise EmbeddingError(
-                f"{where} returned HTTP {status} with a body that is not JSON"
-            ) from error
-        try:
-            raw_vectors, tokens = self._parse(data, len(inputs))
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise EmbeddingError(
-                f"{where} returned HTTP {status} without embeddings: {error!r}"
-            ) from error
-        if len(raw_vectors) != len(inputs):
-            raise EmbeddingError(
-                f"{where} returned {len(raw_vectors)} embeddings for {len(inputs)} inputs "
-                f"(HTTP {status})"
-            )
-        vectors = [np.asarray(vector, dtype=np.float32) for vector in raw_vectors]
-        return EmbeddingResponse(vectors, tokens, headers)
-
-
-class OllamaEmbedder(_HTTPEmbedder):
-    """Ollama's `/api/embed`, called as Open WebUI 0.12.4 calls it
-    (`retrieval/utils.py: agenerate_ollama_batch_embeddings`): `POST {base_url}/api/embed`
-    with `{"input": texts, "model": model, "truncate": true}`, `Content-Type:
-    application/json` and `Authorization: Bearer {key}` only when a key is set; the vectors
-    are the response's `embeddings`."""
-
-    engine = "ollama"
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        prefix: str | None,
-        timeout: float,
-        prefix_field: str | None = None,
-    ) -> None:
-        super().__init__(model, f"{base_url}/api/embed", prefix, prefix_field, timeout)
-        self.base_url = base_url
-        # Open WebUI's bearer_auth_header: the key stripped, no header when it is empty.
-        self._api_key = api_key.strip() if isinstance(api_key, str) else ""
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs, "model": self.model, "truncate": True}
-
-    def _failed(self, status: int) -> bool:
-        return status != 200  # Open WebUI accepts nothing but 200 from Ollama
-
-    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
-        if "embeddings" not in data:
-            raise KeyError("embeddings")
-        return list(data["embeddings"]), int(data.get("prompt_eval_count") or 0)
-
-
-class AzureOpenAIEmbedder(_HTTPEmbedder):
-    """Azure OpenAI, called as Open WebUI 0.12.4 calls it
-    (`retrieval/utils.py: agenerate_azure_openai_batch_embeddings`): `POST
-    {base_url}/openai/deployments/{model}/embeddings?api-version={api_version}` (the model
-    setting is the deployment name) with `{"input": texts}` (no model field),
-    `Content-Type: application/json` and `api-key: {key}`; the vectors are the response's
-    `data[].embedding`."""
-
-    engine = "azure_openai"
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        api_version: str,
-        prefix: str | None,
-        timeout: float,
-        prefix_field: str | None = None,
-    ) -> None:
-        url = f"{base_url}/openai/deployments/{model}/embeddings?api-version={api_version}"
-        super().__init__(model, url, prefix, prefix_field, timeout)
-        self.base_url = base_url
-        self.api_version = api_version
-        # Open WebUI sends the key as stored; surrounding blanks are not part of a header value
-        # on the wire, so the server sees the stripped key either way.
-        self._api_key = api_key.strip(" \t") if isinstance(api_key, str) else ""
-
-    def _headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", "api-key": self._api_key}
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs}
-
-    def _parse(self, data: Any, count: int) -> tuple[list[Any], int]:
-        items: list[Mapping[str, Any]] = list(data["data"])
-        if all(isinstance(item.get("index"), int) for item in items):
-            items.sort(key=lambda item: item["index"])
-        usage = data.get("usage") or {}
-        return [item["embedding"] for item in items], int(usage.get("prompt_tokens") or 0)
 
 
 class EmbeddingResource(ConfigurableResource):
@@ -529,17 +261,33 @@ class EmbeddingResource(ConfigurableResource):
         description="Ceiling on tokens per minute, for providers that send no rate-limit "
         "headers; the provider's own x-ratelimit-limit-tokens is used when lower.",
     )
-    request_timeout_seconds: float = Field(default=120.0, description="Timeout of one request.")
+    request_timeout_seconds: float | None = Field(
+        default=None,
+        description="Overall deadline of one API request, whatever the provider does (never "
+        "answers, trickles bytes); a request past it is retried, then its texts fail. Empty: "
+        f"{REQUEST_TIMEOUT_ENV}, else {DEFAULT_REQUEST_TIMEOUT_SECONDS:g} s.",
+    )
     reembed: bool = Field(
         default=False,
         description="Ignore the embedding cache: embed every text again and "
         "replace its cached vector, e.g. after the provider changed a model behind its name.",
     )
-    max_retries: int = Field(
-        default=8,
+    max_retries: int | None = Field(
+        default=None,
         description="Retries of a request that failed transiently (429, 5xx, timeouts, "
-        "connection errors), with backoff; a retry-after from the provider wins.",
+        "connection errors), with backoff; a retry-after from the provider wins. Empty: "
+        f"{MAX_RETRIES_ENV}, else {DEFAULT_MAX_RETRIES}.",
     )
+
+    def resolved_request_timeout(self) -> float:
+        """The per-request deadline in seconds: the field, the environment, the default."""
+        return _positive(
+            self.request_timeout_seconds, REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT_SECONDS
+        )
+
+    def resolved_max_retries(self) -> int:
+        """Retries of a transient failure: the field, the environment, the default."""
+        return int(_positive(self.max_retries, MAX_RETRIES_ENV, DEFAULT_MAX_RETRIES, zero=True))
 
     def effective_settings(self, settings: RagSettings) -> RagSettings:
         """Open WebUI's settings with this resource's overrides."""
@@ -562,6 +310,8 @@ class EmbeddingResource(ConfigurableResource):
         prefix = settings.embedding_content_prefix
         field = settings.embedding_prefix_field_name
         resource_fields = {name: getattr(self, name) for name in type(self).model_fields}
+        resource_fields["request_timeout_seconds"] = self.resolved_request_timeout()
+        resource_fields["max_retries"] = self.resolved_max_retries()
         key = hashlib.sha256(
             repr((sorted(vars(settings).items()), sorted(resource_fields.items()))).encode()
         ).hexdigest()
@@ -588,7 +338,7 @@ class EmbeddingResource(ConfigurableResource):
                 settings.openai_api_base_url.rstrip("/"),
                 settings.openai_api_key,
                 prefix,
-                self.request_timeout_seconds,
+                self.resolved_request_timeout(),
                 prefix_field=field,
             )
         elif settings.embedding_engine == "ollama":
@@ -597,7 +347,7 @@ class EmbeddingResource(ConfigurableResource):
                 settings.ollama_base_url.rstrip("/"),
                 settings.ollama_api_key,
                 prefix,
-                self.request_timeout_seconds,
+                self.resolved_request_timeout(),
                 prefix_field=field,
             )
         elif settings.embedding_engine == "azure_openai":
@@ -607,7 +357,7 @@ class EmbeddingResource(ConfigurableResource):
                 settings.azure_openai_api_key,
                 settings.azure_openai_api_version,
                 prefix,
-                self.request_timeout_seconds,
+                self.resolved_request_timeout(),
                 prefix_field=field,
             )
         else:
@@ -618,7 +368,7 @@ class EmbeddingResource(ConfigurableResource):
             engine,
             max_batch_inputs=max(self.max_batch_size, settings.embedding_batch_size),
             max_in_flight=self.max_in_flight,
-            max_retries=self.max_retries,
+            max_retries=self.resolved_max_retries(),
             pacer=RequestPacer(self.requests_per_minute, self.tokens_per_minute),
         )
 
@@ -637,24 +387,27 @@ class EmbeddingStats:
 
 def embed_with_cache(
     texts: Sequence[str],
-    embed: Callable[[list[str]], list[np.ndarray]],
+    embed: Callable[[list[str]], Sequence[np.ndarray | EmbeddingError]],
     lookup: Callable[[list[bytes]], CacheHits] | None,
     store: Callable[[dict[bytes, np.ndarray]], None],
     stats: EmbeddingStats,
-) -> list[np.ndarray]:
-    """Vectors for `texts`: each distinct text is looked up in the cache and only the misses
-    are embedded; new vectors are stored before they are used. Without `lookup` (a forced
-    re-embedding) every distinct text is embedded once."""
+) -> list[np.ndarray | EmbeddingError]:
+    """Vectors for `texts`, or for a text that could not be embedded the error it got: each
+    distinct text is looked up in the cache and only the misses are embedded; new vectors are
+    stored before they are used, and only vectors (an `embed` that validated them) ever are.
+    Without `lookup` (a forced re-embedding) every distinct text is embedded once."""
     keys = [text_key(text) for text in texts]
     hits = lookup(sorted(set(keys))) if lookup else CacheHits({}, set())
-    found = hits.vectors
+    found: dict[bytes, np.ndarray | EmbeddingError] = dict(hits.vectors)
     missing: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in found and key not in missing:
             missing[key] = text
     if missing:
         fresh = dict(zip(missing, embed(list(missing.values())), strict=True))
-        store(fresh)
+        vectors = {key: v for key, v in fresh.items() if not isinstance(v, EmbeddingError)}
+        if vectors:
+            store(vectors)
         found.update(fresh)
     stats.texts += len(texts)
     stats.embedded += len(missing)

@@ -7,6 +7,7 @@ picks up from the tables; an admin can read the same tables with SQL.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -24,8 +25,11 @@ from psycopg.types.json import Jsonb
 
 from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import Chunk, SourceFile, WriteUnit
+from pgvector_migration.pipeline.text_source import FALLBACK_NOTE_PREFIX
+from pgvector_migration.redaction import redact_url
 
 SCHEMA = "pgvector_migration"
+log = logging.getLogger(__name__)
 STAGED_PAGE_ROWS = 2000
 LEASE_SECONDS = 30
 
@@ -115,6 +119,12 @@ SEED_PAGE_ROWS = 1000
 CACHE_LOOKUP_PAGE_KEYS = 10_000
 
 
+def state_schema_exists(connection: psycopg.Connection) -> bool:
+    """Whether a run has created our tables (looked up without creating anything)."""
+    row = connection.execute(f"SELECT to_regclass('{SCHEMA}.file_failure')").fetchone()
+    return row[0] is not None
+
+
 def ensure_state_schema(connection: psycopg.Connection) -> None:
     """Create our schema and tables if missing; a lock keeps concurrent first runs apart."""
     with connection.transaction():
@@ -143,12 +153,17 @@ def _copy_into_cache(
 ) -> int:
     """COPY (text hash, vector) pairs into the cache inside the caller's transaction, through a
     temporary table emptied at commit; returns the rows added or replaced."""
+    # A cached vector of another length than the new one was left by an earlier version that
+    # cached unchecked answers: it is replaced, never kept.
     conflict = (
         "ON CONFLICT (model_key, text_hash) DO UPDATE "
         "SET embedding = EXCLUDED.embedding, origin = EXCLUDED.origin"
-        if replace
-        else "ON CONFLICT DO NOTHING"
     )
+    if not replace:
+        conflict += (
+            f" WHERE vector_dims({SCHEMA}.embedding_cache.embedding) "
+            "<> vector_dims(EXCLUDED.embedding)"
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_vector "
@@ -184,8 +199,12 @@ class MigrationState:
     """Reads and writes the `pgvector_migration` tables; each method opens its own connection
     unless it is handed a cursor inside a caller's transaction."""
 
-    def __init__(self, connect: Connector) -> None:
+    def __init__(self, connect: Connector, read_only: bool = False, recorded: bool = True) -> None:
+        """`read_only`: a dry run's or status's view, which records no failure and needs no
+        right but SELECT; `recorded`: whether our tables exist (reads find nothing if not)."""
         self._connect = connect
+        self.read_only = read_only
+        self.recorded = recorded
 
     def replace_inventory(self, partition_key: str, files: Iterable[SourceFile]) -> None:
         with self._connect(with_vectors=False) as connection, connection.transaction():
@@ -213,6 +232,8 @@ class MigrationState:
                     )
 
     def inventory_file_ids(self, partition_key: str) -> list[str]:
+        if not self.recorded:
+            return []
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT file_id FROM {SCHEMA}.inventory WHERE partition_key = %s ORDER BY file_id",
@@ -223,6 +244,8 @@ class MigrationState:
     def written_records(
         self, collection_names: Sequence[str]
     ) -> dict[tuple[str, str], WrittenRecord]:
+        if not self.recorded:
+            return {}
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT collection_name, file_id, content_hash, settings_fingerprint, "
@@ -236,6 +259,8 @@ class MigrationState:
         self, collection_names: Sequence[str], since: datetime
     ) -> set[tuple[str, str]]:
         """The (collection, file id) units written at or after `since`."""
+        if not self.recorded:
+            return set()
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT collection_name, file_id FROM {SCHEMA}.written_collection "
@@ -246,6 +271,8 @@ class MigrationState:
 
     def collections_written(self) -> set[str]:
         """Every collection we have written rows to."""
+        if not self.recorded:
+            return set()
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT DISTINCT collection_name FROM {SCHEMA}.written_collection"
@@ -342,6 +369,8 @@ class MigrationState:
         return selected
 
     def completeness_rows(self, partition_key: str) -> list[dict[str, Any]]:
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
@@ -462,6 +491,8 @@ class MigrationState:
 
     def clear_failures(self, partition_key: str, file_ids: Sequence[str] | None) -> None:
         """Forget the recorded failures of these ids (None: of every id under the key)."""
+        if self.read_only:
+            return
         with self._connect(with_vectors=False) as connection:
             if file_ids is None:
                 connection.execute(
@@ -499,6 +530,11 @@ class MigrationState:
     def record_failure(
         self, partition_key: str, file_id: str, filename: str, stage: str, error: str
     ) -> None:
+        """Record why a file (or memory, knowledge base) failed, its URLs redacted; a
+        read-only view records nothing."""
+        if self.read_only:
+            return
+        error = redact_url(error)
         with self._connect(with_vectors=False) as connection:
             connection.execute(
                 f"""
@@ -522,6 +558,8 @@ class MigrationState:
             )
 
     def failures(self, partition_key: str) -> list[dict[str, Any]]:
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
@@ -550,11 +588,23 @@ class MigrationState:
              WHERE {SCHEMA}.partition_lease.expires_at < now()
             RETURNING holder
         """
+        announced = False
         while True:
             with self._connect(with_vectors=False) as connection:
                 taken = connection.execute(acquire, (partition_key, holder, LEASE_SECONDS))
                 if taken.fetchone():
                     break
+                if not announced:
+                    other = connection.execute(
+                        f"SELECT holder FROM {SCHEMA}.partition_lease WHERE partition_key = %s",
+                        (partition_key,),
+                    ).fetchone()
+                    by = other[0] if other else "another run"
+                    log.warning(
+                        f"partition {partition_key} is being migrated by {by} (host:pid:lease); "
+                        "waiting for it to finish"
+                    )
+                    announced = True
             time.sleep(1.0)
         stop = threading.Event()
 
@@ -590,6 +640,8 @@ class MigrationState:
 
     def failed_files(self) -> dict[str, list[str]]:
         """File ids recorded as failed, per partition."""
+        if not self.recorded:
+            return {}
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
                 f"SELECT partition_key, file_id FROM {SCHEMA}.file_failure ORDER BY 1, 2"
@@ -601,7 +653,10 @@ class MigrationState:
 
     def status_rows(self) -> list[dict[str, Any]]:
         """Per partition: files, (file, collection) units, units complete now (complete when
-        checked, or written since), unsupported units, failed files, last check."""
+        checked, or written since), unsupported units, failed files, files built from stored
+        text, last check."""
+        if not self.recorded:
+            return []
         with (
             self._connect(with_vectors=False) as connection,
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
@@ -616,13 +671,35 @@ class MigrationState:
                        count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
                        (SELECT count(*) FROM {SCHEMA}.file_failure f
                          WHERE f.partition_key = c.partition_key) AS failed,
+                       count(DISTINCT c.file_id) FILTER (
+                           WHERE strpos(c.reason, %(fallback)s) > 0) AS from_stored_text,
                        max(c.checked_at) AS checked_at
                 FROM {SCHEMA}.completeness c
                 LEFT JOIN {SCHEMA}.written_collection w
                   ON w.collection_name = c.collection_name AND w.file_id = c.file_id
                 GROUP BY c.partition_key
                 ORDER BY c.partition_key
-                """
+                """,
+                {"fallback": FALLBACK_NOTE_PREFIX},
+            )
+            return cursor.fetchall()
+
+    def stored_text_files(self) -> list[dict[str, Any]]:
+        """Files last built from Open WebUI's stored text instead of their upload, with why."""
+        if not self.recorded:
+            return []
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(
+                f"""
+                SELECT DISTINCT ON (file_id) partition_key, file_id, filename,
+                       substr(reason, strpos(reason, %(fallback)s)) AS reason
+                FROM {SCHEMA}.completeness WHERE strpos(reason, %(fallback)s) > 0
+                ORDER BY file_id, partition_key
+                """,
+                {"fallback": FALLBACK_NOTE_PREFIX},
             )
             return cursor.fetchall()
 
@@ -631,29 +708,38 @@ class MigrationState:
             connection.execute("SELECT pg_advisory_xact_lock(hashtext('pgvector_migration.ddl'))")
             connection.execute(CACHE_DDL)
 
-    def cached_dimension(self, model_key: str) -> int | None:
-        """The dimension of any vector cached for this model, so that a re-run need not ask
-        the provider again just to learn it."""
+    def has_cached_dimension(self, model_key: str, dimension: int) -> bool:
+        """Whether this model has made vectors of this length before (the target column's), so
+        a re-run need not load the model or ask the provider just to check it. Evidence of one
+        length, never a guess from one arbitrary row: a stray row of another length left by an
+        earlier version is not taken for the model's dimension."""
         with self._connect(with_vectors=False) as connection:
             if (
                 connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
                 is None
             ):
-                return None
+                return False
             row = connection.execute(
-                f"SELECT vector_dims(embedding) FROM {SCHEMA}.embedding_cache "
-                "WHERE model_key = %s LIMIT 1",
-                (model_key,),
+                f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.embedding_cache "
+                "WHERE model_key = %s AND vector_dims(embedding) = %s)",
+                (model_key, dimension),
             ).fetchone()
-        return row[0] if row else None
+        return bool(row[0])
 
     def cached_embeddings(
-        self, connection: psycopg.Connection, model_key: str, text_hashes: Sequence[bytes]
+        self,
+        connection: psycopg.Connection,
+        model_key: str,
+        text_hashes: Sequence[bytes],
+        dimension: int | None = None,
     ) -> CacheHits:
+        """Cached vectors of these texts; with `dimension`, only vectors of that length (a row
+        of another length is ignored, so its text is embedded again and the row replaced)."""
+        length_filter = "AND vector_dims(embedding) = %s" if dimension is not None else ""
         rows = connection.execute(
             f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
-            "WHERE model_key = %s AND text_hash = ANY(%s)",
-            (model_key, list(text_hashes)),
+            f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
+            (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
         ).fetchall()
         return CacheHits(
             {bytes(text_hash): embedding.to_numpy() for text_hash, embedding, _ in rows},

@@ -455,10 +455,13 @@ class OpenWebUIResource(ConfigurableResource):
         file = replace(file, upload_path=upload_path, upload_problem=problem)
         if over is None:
             return file
-        if reads_upload:
+        if file.stored_content is None:
             return replace(file, oversize=over)
+        # Never read past the limit: the stored text stands in for the upload.
         return replace(
             file,
+            upload_path=None,
+            upload_problem=over,
             notes=(
                 f"{over}; Open WebUI accepted it before that limit, and its stored text is "
                 "migrated",

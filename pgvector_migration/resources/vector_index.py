@@ -11,17 +11,31 @@ unless PGVECTOR_INDEX_METHOD says otherwise, as Open WebUI does; an encrypted ta
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
+
 from pgvector_migration.resources.index_sizing import server_build_sizing
-from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.resources.vector_store import (
+    LOCK_TIMEOUT_ENV,
+    PgVectorResource,
+    TargetConfigurationError,
+    lock_timeout_seconds,
+)
 
 INDEX_NAME = "idx_document_chunk_vector"
 BUILDING_NAME = "idx_document_chunk_vector_building"
+# The index rebuild's advisory lock key, its own ("pgmi"): no other lock of ours uses it.
+REBUILD_LOCK = 0x70676D69
+REBUILD_POLL_SECONDS = 0.5
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,42 +59,135 @@ def ivfflat_lists_for(rows: int) -> int:
     return int(math.sqrt(rows))
 
 
+def _positive_int(configured: int | None, variable: str, default: int) -> int:
+    """A resource field, else the environment variable, else `default`; anything but a whole
+    number above 0 is a configuration error naming the variable."""
+    if configured is not None:
+        value: object = configured
+    else:
+        value = os.environ.get(variable, "").strip() or default
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise TargetConfigurationError(
+            f"{variable}={value!r} is not a whole number above 0: fix or unset it "
+            f"(default {default})"
+        )
+    return number
+
+
 def index_options(
     vector_store: PgVectorResource, rows: int, halfvec: bool | None = None
 ) -> tuple[str, str]:
     """(method, WITH clause) from resource config, then Open WebUI's environment names; with
     no method configured, hnsw for a halfvec column (None: PGVECTOR_USE_HALFVEC), else
-    ivfflat."""
+    ivfflat. A bad setting raises `TargetConfigurationError` naming it, so the CLI's preflight
+    refuses it before anything is written."""
     if halfvec is None:
         halfvec = vector_store.resolved_use_halfvec()
     configured = vector_store.index_method or os.environ.get("PGVECTOR_INDEX_METHOD", "")
     method = configured.strip().lower() or ("hnsw" if halfvec else "ivfflat")
     if method == "hnsw":
-        m = vector_store.hnsw_m or int(os.environ.get("PGVECTOR_HNSW_M", "16"))
-        ef = vector_store.hnsw_ef_construction or int(
-            os.environ.get("PGVECTOR_HNSW_EF_CONSTRUCTION", "64")
-        )
+        m = _positive_int(vector_store.hnsw_m, "PGVECTOR_HNSW_M", 16)
+        ef = _positive_int(vector_store.hnsw_ef_construction, "PGVECTOR_HNSW_EF_CONSTRUCTION", 64)
         return method, f"WITH (m = {m}, ef_construction = {ef})"
     if method == "ivfflat":
-        lists_setting = vector_store.ivfflat_lists or os.environ.get("PGVECTOR_IVFFLAT_LISTS")
-        lists = int(lists_setting) if lists_setting else ivfflat_lists_for(rows)
+        configured_lists = vector_store.ivfflat_lists or os.environ.get("PGVECTOR_IVFFLAT_LISTS")
+        lists = (
+            _positive_int(vector_store.ivfflat_lists, "PGVECTOR_IVFFLAT_LISTS", 1)
+            if configured_lists
+            else ivfflat_lists_for(rows)
+        )
         return method, f"WITH (lists = {lists})"
     raise TargetConfigurationError(
-        f"PGVECTOR_INDEX_METHOD={method!r} is not supported; use ivfflat or hnsw"
+        f"PGVECTOR_INDEX_METHOD={configured!r} is not supported; use ivfflat or hnsw"
     )
 
 
+MEMORY_SETTING = re.compile(r"\d+\s*(kB|MB|GB|TB)?")
+
+
+def check_index_settings(vector_store: PgVectorResource) -> None:
+    """Every index setting, checked before a run writes anything."""
+    index_options(vector_store, 0)
+    memory = vector_store.maintenance_work_mem
+    if memory is not None and not MEMORY_SETTING.fullmatch(memory.strip()):
+        raise TargetConfigurationError(
+            f"maintenance_work_mem={memory!r} is not a PostgreSQL memory size such as 1GB or "
+            "512MB (or leave it empty to size the build to the server)"
+        )
+
+
+@contextmanager
+def rebuild_turn(connection: psycopg.Connection) -> Iterator[str]:
+    """Hold the index rebuild's own advisory lock while this session rebuilds, so two
+    rebuilds (two CLIs finishing together, the CLI and the Dagster job) never race on the
+    temporary index name. Session-level, since CREATE INDEX CONCURRENTLY runs outside any
+    transaction; a session that ends releases it. The lock is polled, never waited for in a
+    statement: CREATE INDEX CONCURRENTLY waits for every open statement to end, so a session
+    blocked in pg_advisory_lock would deadlock against it.
+
+    Yields "first" (nobody else was rebuilding), "waited" (another rebuild finished while
+    this one waited, logged first) or "busy" (another rebuild still runs after the lock
+    timeout; its index covers every row, including those written meanwhile)."""
+
+    def take() -> bool:
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (REBUILD_LOCK,)).fetchone()
+        return bool(row[0])
+
+    turn = "first"
+    if not take():
+        timeout = lock_timeout_seconds()
+        log.warning(
+            f"another session is rebuilding {INDEX_NAME}; waiting up to {timeout:g} s "
+            f"({LOCK_TIMEOUT_ENV}) for it to finish"
+        )
+        deadline = time.monotonic() + timeout
+        turn = "busy"
+        while time.monotonic() < deadline:
+            time.sleep(REBUILD_POLL_SECONDS)
+            if take():
+                turn = "waited"
+                break
+    try:
+        yield turn
+    finally:
+        if turn != "busy" and not connection.closed:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (REBUILD_LOCK,))
+
+
+def _valid_index_exists(connection: psycopg.Connection) -> bool:
+    row = connection.execute(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+        (INDEX_NAME,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
-    """Build a fresh index over the whole table and swap it in for the old one."""
+    """Build a fresh index over the whole table and swap it in for the old one, one rebuild
+    at a time; one that waited for another finds the index just built and keeps it (rows
+    written meanwhile are indexed as they are inserted)."""
     concurrently = vector_store.build_index_concurrently
     table = vector_store.describe_table()
     if not table.exists:
         return IndexBuild("", "", 0, 0.0, concurrently, "document_chunk does not exist yet")
     halfvec = table.vector_type == "halfvec"
     opclass = "halfvec_cosine_ops" if halfvec else "vector_cosine_ops"
-    with vector_store.connect(with_vectors=False) as connection:
+    vector_store.warn_if_locked("rebuilding idx_document_chunk_vector")
+    with vector_store.connect(with_vectors=False) as connection, rebuild_turn(connection) as turn:
         rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
         method, options = index_options(vector_store, rows, halfvec)
+        if turn == "busy":
+            return IndexBuild(
+                method, options, rows, 0.0, concurrently, "another session is rebuilding it"
+            )
+        if turn == "waited" and _valid_index_exists(connection):
+            return IndexBuild(
+                method, options, rows, 0.0, concurrently, "another session has just rebuilt it"
+            )
         if rows == 0:
             return IndexBuild(method, options, 0, 0.0, concurrently, "the table is empty")
         started = time.monotonic()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +25,12 @@ from pgvector_migration.pipeline.records import (
     WriteUnit,
     owns_whole_collection,
 )
+from pgvector_migration.redaction import redact_url
 from pgvector_migration.resources.migration_state import (
     SCHEMA,
     MigrationState,
     ensure_state_schema,
+    state_schema_exists,
 )
 
 VECTOR_COLUMN_LIMIT = 2000
@@ -34,10 +39,19 @@ HALFVEC_COLUMN_LIMIT = 4000
 # No unit of work leaves a transaction idle; one that is (a killed run's forked child still
 # holding its socket) is ended by the server instead of blocking index builds forever.
 IDLE_IN_TRANSACTION_MS = 120_000
+LOCK_TIMEOUT_ENV = "PGVECTOR_MIGRATION_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 60.0
+MAX_LOCK_TIMEOUT_SECONDS = 86_400
+log = logging.getLogger(__name__)
 
 
 class TargetConfigurationError(RuntimeError):
     """The target database or table cannot take our rows as configured; nothing was written."""
+
+
+class TargetLockTimeout(RuntimeError):
+    """A lock on the target was not granted within PGVECTOR_MIGRATION_LOCK_TIMEOUT: another
+    session holds it. Nothing of the waiting unit was written; a re-run picks it up."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +96,81 @@ def has_extension(connection: psycopg.Connection, name: str) -> bool:
 
 
 def display_url(url: str) -> str:
-    """A connection URL without its password, safe for messages and logs."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    """A connection URL without its password, safe for messages and logs, even when the URL
+    is malformed."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return without_password(url, url)
     user, host = info.get("user", ""), info.get("host", "")
     return f"postgresql://{user}@{host}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+
+
+# A password in a key=value connection string (`host=h password=secret dbname=d`).
+KEYWORD_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<value>'[^']*'|\S+)", re.IGNORECASE)
+
+
+def without_password(text: str, url: str) -> str:
+    """`text` (a driver's message about `url`) with its URLs redacted and the URL's password
+    removed wherever it is echoed, as libpq does with a string it cannot parse."""
+    text = KEYWORD_PASSWORD.sub(r"\g<key>***", redact_url(text))
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    passwords = {userinfo.partition(":")[2]}
+    passwords |= {match.group("value") for match in KEYWORD_PASSWORD.finditer(url)}
+    for secret in (passwords | {urllib.parse.unquote(p) for p in passwords}) - {""}:
+        text = text.replace(secret, "***")
+    return text
+
+
+def lock_timeout_seconds() -> float:
+    """PGVECTOR_MIGRATION_LOCK_TIMEOUT: how long one statement waits for a lock on the target
+    before its unit fails (default 60 s); a value that is not a positive number is a
+    configuration error."""
+    value = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_LOCK_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= MAX_LOCK_TIMEOUT_SECONDS:
+        raise TargetConfigurationError(
+            f"{LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds between 0 and "
+            f"{MAX_LOCK_TIMEOUT_SECONDS}: set how long a write may wait for a lock on "
+            f"document_chunk, e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:g}"
+        )
+    return seconds
+
+
+# Locks a write, prune or index build of ours may wait for: any but a reader's on
+# document_chunk or on our schema, and advisory locks (ours serialise DDL, units and builds).
+LOCK_HOLDERS_SQL = """
+SELECT DISTINCT a.pid, a.application_name, a.state,
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 160), coalesce(c.relname, l.locktype),
+       l.mode
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+LEFT JOIN pg_class c ON c.oid = l.relation
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (((c.relname = 'document_chunk' OR n.nspname = 'pgvector_migration')
+        AND l.mode <> 'AccessShareLock')
+       OR l.locktype = 'advisory')
+ORDER BY 1
+LIMIT 5
+"""
+
+
+def describe_lock_holders(connection: psycopg.Connection) -> str:
+    """The sessions holding locks we may wait for, from pg_locks and pg_stat_activity as far
+    as this role may read them; empty when there are none."""
+    rows = connection.execute(LOCK_HOLDERS_SQL).fetchall()
+    return "; ".join(
+        f"pid {pid} (application {app or '-'!r}, {state or 'state unknown'}, {mode} on {what}, "
+        f"query {query!r})"
+        for pid, app, state, query, what, mode in rows
+    )
 
 
 class PgVectorResource(ConfigurableResource):
@@ -142,6 +227,11 @@ class PgVectorResource(ConfigurableResource):
         default=None,
         description="Store text and vmetadata encrypted with pgcrypto's pgp_sym_encrypt, as Open "
         "WebUI does with PGVECTOR_PGCRYPTO. Empty: PGVECTOR_PGCRYPTO, else false.",
+    )
+    read_only: bool = Field(
+        default=False,
+        description="Look only (dry runs, status): create no schema or table and record "
+        "nothing, so a role with only CONNECT, USAGE and SELECT will do.",
     )
     pgcrypto_key: str | None = Field(
         default=None,
@@ -207,18 +297,28 @@ class PgVectorResource(ConfigurableResource):
     @contextmanager
     def connect(self, with_vectors: bool = True) -> Iterator[psycopg.Connection]:
         """An autocommit connection (closed on exit) with pgvector's types registered when
-        available; every multi-statement unit of work runs in an explicit `transaction()`."""
+        available; every multi-statement unit of work runs in an explicit `transaction()`.
+
+        A statement waits at most PGVECTOR_MIGRATION_LOCK_TIMEOUT for a lock; one that times
+        out is raised as `TargetLockTimeout`, naming the sessions that hold locks."""
         url = self.resolved_url()
+        timeout_ms = int(lock_timeout_seconds() * 1000)
+        refused = None
         try:
             connection = psycopg.connect(
                 url,
                 autocommit=True,
-                options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+                options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} "
+                f"-c lock_timeout={timeout_ms}",
             )
         except psycopg.Error as error:
+            refused = without_password(str(error), url).strip()
+        if refused is not None:
+            # Raised outside the handler: the driver's error may echo the password, and
+            # Dagster records an exception's context with it.
             raise TargetConfigurationError(
-                f"cannot connect to target {display_url(url)}: {error}".strip()
-            ) from error
+                f"cannot connect to target {display_url(url)}: {refused}"
+            )
         try:
             if with_vectors:
                 with connection.cursor() as cursor:
@@ -226,12 +326,46 @@ class PgVectorResource(ConfigurableResource):
                     if cursor.fetchone():
                         register_vector(connection)
             yield connection
+        except psycopg.errors.LockNotAvailable as error:
+            raise self._lock_timeout(error, timeout_ms) from error
         finally:
             connection.close()
 
-    def state(self) -> MigrationState:
-        """Our bookkeeping tables, created on first use."""
+    def _lock_timeout(self, error: psycopg.Error, timeout_ms: int) -> TargetLockTimeout:
+        """The error for a lock not granted in time: what the statement waited for, and who
+        holds locks now (looked up on a fresh connection, which never waits for a lock)."""
+        waited_for = " ".join((error.diag.context or error.diag.message_primary or "").split())
+        try:
+            with psycopg.connect(
+                self.resolved_url(), autocommit=True, options="-c statement_timeout=5000"
+            ) as connection:
+                holders = describe_lock_holders(connection)
+        except psycopg.Error:
+            holders = ""
+        return TargetLockTimeout(
+            f"gave up after {timeout_ms / 1000:g} s ({LOCK_TIMEOUT_ENV}) waiting for a lock on "
+            f"the target{f' ({waited_for})' if waited_for else ''}; held by "
+            f"{holders or 'a session this role cannot see'}: end that session or let it finish, "
+            "then re-run (nothing of the waiting unit was written)"
+        )
+
+    def warn_if_locked(self, what: str) -> None:
+        """Log, before a wait that may be long, who holds the locks it would wait for."""
         with self.connect(with_vectors=False) as connection:
+            holders = describe_lock_holders(connection)
+        if holders:
+            log.warning(
+                f"{what} may wait up to {lock_timeout_seconds():g} s ({LOCK_TIMEOUT_ENV}) for "
+                f"locks held by {holders}"
+            )
+
+    def state(self) -> MigrationState:
+        """Our bookkeeping tables, created on first use; read-only, only looked up."""
+        with self.connect(with_vectors=False) as connection:
+            if self.read_only:
+                return MigrationState(
+                    self.connect, read_only=True, recorded=state_schema_exists(connection)
+                )
             ensure_state_schema(connection)
         return MigrationState(self.connect)
 
@@ -348,8 +482,12 @@ class PgVectorResource(ConfigurableResource):
 
     def ensure_table(self, model_dimension: int) -> None:
         """Create the extensions, `document_chunk` and its collection index as Open WebUI does,
-        after checking that the model's vectors fit."""
-        self.check_compatible(model_dimension)
+        after checking that the model's vectors fit; called before every write step, it also
+        says who holds locks the writes would wait for."""
+        table = self.check_compatible(model_dimension)
+        self.warn_if_locked("writing document_chunk")
+        if table.exists and self._has_collection_index():
+            return
         pgcrypto = self.resolved_pgcrypto()
         text_type, metadata_type = ("bytea", "bytea") if pgcrypto else ("text", "jsonb")
         with self.connect(with_vectors=False) as connection, connection.transaction():
@@ -376,6 +514,54 @@ class PgVectorResource(ConfigurableResource):
                 "CREATE INDEX IF NOT EXISTS idx_document_chunk_collection_name "
                 "ON document_chunk (collection_name)"
             )
+
+    def _has_collection_index(self) -> bool:
+        """Whether Open WebUI's collection index exists: then there is nothing to create, and
+        no lock to take (CREATE INDEX IF NOT EXISTS would wait for every open write first)."""
+        with self.connect(with_vectors=False) as connection:
+            return (
+                connection.execute(
+                    "SELECT to_regclass('idx_document_chunk_collection_name')"
+                ).fetchone()[0]
+                is not None
+            )
+
+    def check_can_create(self) -> None:
+        """Refuse, before anything is written, a target where this role can create neither
+        the pgvector extension (when it is missing) nor our schema (when it is missing)."""
+        with self.connect(with_vectors=False) as connection:
+            role, database = connection.execute(
+                "SELECT current_user, current_database()"
+            ).fetchone()
+            if not has_extension(connection, "vector"):
+                if not connection.execute(
+                    "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+                ).fetchone():
+                    raise TargetConfigurationError(
+                        f"the target server has no pgvector extension to create in database "
+                        f"{database}: install pgvector on the PostgreSQL server"
+                    )
+                try:
+                    with connection.transaction(force_rollback=True):
+                        connection.execute("CREATE EXTENSION vector")
+                except psycopg.errors.InsufficientPrivilege:
+                    raise TargetConfigurationError(
+                        f"the pgvector extension is missing in database {database} and role "
+                        f"{role} may not create it: have an administrator run CREATE EXTENSION "
+                        "vector in that database, or connect as a role that may "
+                        "(PGVECTOR_DB_URL)"
+                    ) from None
+            if (
+                not state_schema_exists(connection)
+                and not connection.execute(
+                    "SELECT has_database_privilege(current_database(), 'CREATE')"
+                ).fetchone()[0]
+            ):
+                raise TargetConfigurationError(
+                    f"role {role} may not create the pgvector_migration schema in database "
+                    f"{database}: GRANT CREATE ON DATABASE {database} TO {role}, or create the "
+                    "schema for it"
+                )
 
     def _readable_rows(self, table: TargetTable, where: str) -> tuple[str, dict[str, str]]:
         """A FROM item of document_chunk's rows with `collection_name`, plain `text` and

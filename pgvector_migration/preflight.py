@@ -1,0 +1,82 @@
+"""Everything a migration checks before it writes anything: paths, settings, the target's
+rights and pgvector, and what a prune would delete. A failure here is exit code 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ConfigurationError(ValueError):
+    """A flag or setting the run cannot start with; nothing was written (exit code 2)."""
+
+
+def check_output_paths(summary_json: Path | None) -> None:
+    """DAGSTER_HOME and --summary-json, which are only written at the end of a run: checked
+    first, so a run's work is not lost to a path it cannot write."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        existing = next((p for p in [Path(home), *Path(home).parents] if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigurationError(
+                f"DAGSTER_HOME={home} is not a folder ({existing} is a file): point it at a "
+                "folder for Dagster's run records"
+            )
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"DAGSTER_HOME={home} is not writable ({existing})")
+    if summary_json is not None:
+        folder = summary_json.parent
+        if summary_json.is_dir():
+            raise ConfigurationError(f"--summary-json {summary_json} is a folder; name a file")
+        if not folder.is_dir():
+            raise ConfigurationError(
+                f"--summary-json {summary_json}: the folder {folder} does not exist"
+            )
+        target = summary_json if summary_json.exists() else folder
+        if not os.access(target, os.W_OK):
+            raise ConfigurationError(f"--summary-json {summary_json} is not writable")
+
+
+def preflight(openwebui, vector_store, embeddings, stored_vectors, args) -> None:
+    """Every configuration error, found before anything is written (exit code 2). The model's
+    dimension is confirmed by the embedding cache when it holds vectors of the target's length
+    (never with --reembed), so a re-run loads no model and sends no request just to check. A dry
+    run only reads."""
+    from pgvector_migration.resources.vector_index import check_index_settings
+    from pgvector_migration.resources.vector_store import lock_timeout_seconds
+    from pgvector_migration.unit_writer import model_dimension
+
+    check_output_paths(args.summary_json)
+    if not 0 < args.prune_max_share <= 1:
+        raise ConfigurationError(
+            f"--prune-max-share {args.prune_max_share:g} is not a share between 0 and 1"
+        )
+    lock_timeout_seconds()
+    check_index_settings(vector_store)
+    openwebui.size_limit_mb()  # a limit that is not a number names RAG_FILE_MAX_SIZE
+    openwebui.check_schema()
+    stored_vectors.check()
+    settings = embeddings.effective_settings(openwebui.rag_settings())
+    settings.validate()
+    if not args.dry_run:
+        vector_store.check_can_create()
+        state = vector_store.state()
+        dispatcher = embeddings.dispatcher(settings)
+        dimension = model_dimension(dispatcher, vector_store, state, embeddings.reembed)
+        vector_store.check_compatible(dimension)
+
+
+def check_prune(args, kinds: set[str], narrowed: bool, openwebui, vector_store):
+    """The prune plan of this run (None when it prunes nothing): shown by a dry run, and a
+    prune that would empty the table, or most of it, refused before anything is written."""
+    from pgvector_migration.assets.pruning import prune_plan
+
+    files = args.prune and "files" in kinds and not narrowed
+    system = (args.prune or args.overwrite) and bool(kinds - {"files"})
+    if not (files or system):
+        return None
+    plan = prune_plan(openwebui, vector_store, files=files, system_collections=system)
+    refusal = plan.refusal(args.prune_max_share)
+    if refusal and not args.force_prune and not args.dry_run:
+        raise ConfigurationError(f"{refusal}; nothing was deleted")
+    return plan
