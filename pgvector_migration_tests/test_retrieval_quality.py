@@ -36,7 +36,6 @@ from pgvector_migration.pipeline.retrieval_quality import (
 )
 from pgvector_migration.resources.chroma_store import ChromaSnapshot
 from pgvector_migration.resources.embeddings import EmbeddingResource
-from pgvector_migration.resources.index_sizing import MB, index_bytes_needed, size_build
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.search_tuning import (
     SearchIndex,
@@ -118,20 +117,6 @@ def test_open_webui_sets_its_iterative_scan_per_query():
     strict = {"PGVECTOR_ITERATIVE_SCAN": "strict_order"}
     assert open_webui_session_settings(ivf, strict) == {"ivfflat.iterative_scan": "relaxed_order"}
     assert open_webui_session_settings(SearchIndex("0.7.4", "hnsw", None), {}) == {}
-
-
-def test_index_build_is_sized_to_the_index_and_the_server():
-    needed = index_bytes_needed(1_000_000, 1536, halfvec=False, method="hnsw", m=16)
-    assert 6000 * MB < needed < 7000 * MB
-    assert index_bytes_needed(1000, 1536, True, "hnsw", 16) < needed / 900
-    big_server = size_build(needed, 16 * 1024 * MB, 64 * MB, 8, 16)
-    assert big_server.maintenance_work_mem_mb >= needed // MB and big_server.workers == 8
-    assert "it fits" in big_server.reason
-    small_server = size_build(needed, 128 * MB, 64 * MB, 2, 8)
-    assert small_server.maintenance_work_mem_mb == 192 and small_server.workers == 2
-    assert "capped at 1.5 x shared_buffers (128 MB)" in small_server.reason
-    own_setting = size_build(10 * MB, 128 * MB, 2048 * MB, 0, 8)
-    assert own_setting.maintenance_work_mem == "2048MB" and own_setting.workers == 0
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ def vector_index(
     else:
         context.log.info(
             f"built {build.method} {build.options} over {build.rows} rows in {build.seconds:.1f}s"
+            f" with {build.sizing}"
         )
     return MaterializeResult(
         metadata={

@@ -118,6 +118,12 @@ def check_index_settings(vector_store: PgVectorResource) -> None:
             f"maintenance_work_mem={memory!r} is not a PostgreSQL memory size such as 1GB or "
             "512MB (or leave it empty to size the build to the server)"
         )
+    workers = vector_store.max_parallel_maintenance_workers
+    if workers is not None and workers < 0:
+        raise TargetConfigurationError(
+            f"max_parallel_maintenance_workers={workers} is below 0: give 0 or more (or leave "
+            "it empty to size the build to the server)"
+        )
 
 
 @contextmanager
@@ -193,13 +199,19 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         started = time.monotonic()
         m = re.search(r"\bm = (\d+)", options)
         sizing = server_build_sizing(
-            connection, rows, table.dimension or 0, halfvec, method, int(m.group(1)) if m else 16
+            connection,
+            rows,
+            table.dimension or 0,
+            halfvec,
+            method,
+            int(m.group(1)) if m else 16,
+            vector_store.maintenance_work_mem,
+            vector_store.max_parallel_maintenance_workers,
         )
-        memory = vector_store.maintenance_work_mem or sizing.maintenance_work_mem
-        workers = vector_store.max_parallel_maintenance_workers
-        workers = sizing.workers if workers is None else workers
-        connection.execute("SELECT set_config('maintenance_work_mem', %s, false)", (memory,))
-        connection.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
+        connection.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false)", (sizing.maintenance_work_mem,)
+        )
+        connection.execute(f"SET max_parallel_maintenance_workers = {int(sizing.workers)}")
         # A build killed half-way leaves an invalid index under the temporary name.
         connection.execute(f"DROP INDEX IF EXISTS {BUILDING_NAME}")
         connection.execute(
@@ -224,5 +236,5 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         time.monotonic() - started,
         concurrently,
         text_search_skipped_reason=text_search_skipped,
-        sizing=f"maintenance_work_mem={memory}, {workers} workers ({sizing.reason})",
+        sizing=sizing.describe(),
     )

@@ -209,8 +209,10 @@ class PgVectorResource(ConfigurableResource):
     )
     max_parallel_maintenance_workers: int | None = Field(
         default=None,
-        description="Parallel workers of the index build. Empty: the server's "
-        "max_parallel_workers, at most 8 (PostgreSQL scales them down for small tables).",
+        description="Parallel workers of the index build, held to the server's "
+        "max_parallel_workers and max_worker_processes. Empty: the server's own "
+        "max_parallel_maintenance_workers, and for a server on this machine at most its CPUs "
+        "less one.",
     )
     build_index_concurrently: bool = Field(
         default=True,
