@@ -8,7 +8,7 @@ from dagster import Definitions, PreviewWarning
 
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.pruning import pruned_file_rows
-from pgvector_migration.assets.retrieval_quality import retrieval_quality
+from pgvector_migration.assets.retrieval_quality import RETRIEVAL_CHECKS, retrieval_quality
 from pgvector_migration.jobs import (
     MIGRATION_ASSETS,
     SYSTEM_COLLECTION_ASSETS,
@@ -46,7 +46,7 @@ def build_definitions(**resources: object) -> Definitions:
             vector_index,
             retrieval_quality,
         ],
-        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS],
+        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS, *RETRIEVAL_CHECKS],
         jobs=[
             migrate_knowledge_base,
             assess_knowledge_base,

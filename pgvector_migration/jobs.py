@@ -58,6 +58,7 @@ prune_orphaned_rows = define_asset_job(
 verify_retrieval = define_asset_job(
     name="verify_retrieval",
     selection=AssetSelection.assets(retrieval_quality),
-    description="Measure Open WebUI's search on one knowledge base: recall against exact "
-    "search, self-retrieval, latency; its checks fail below the thresholds.",
+    description="Measure Open WebUI's search on the run's knowledge bases (one or a range): "
+    "recall against exact search, self-retrieval, latency; its checks fail below the "
+    "thresholds. Not part of migrate_knowledge_base: it needs the index built.",
 )

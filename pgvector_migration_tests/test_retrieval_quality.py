@@ -18,8 +18,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from pgvector_migration.assets.retrieval_quality import retrieval_quality
+from pgvector_migration.assets.retrieval_quality import RETRIEVAL_CHECKS, retrieval_quality
 from pgvector_migration.cli import main
+from pgvector_migration.definitions import build_definitions
+from pgvector_migration.partitions import STANDALONE_PARTITION_KEY as STANDALONE
 from pgvector_migration.pipeline.retrieval_quality import (
     CollectionQuality,
     Hit,
@@ -243,7 +245,14 @@ def test_untune_restores_role_settings_and_refuses_unknown_settings(search_deplo
         connection.execute("DROP ROLE owui_reader")
 
 
-def test_retrieval_quality_asset_and_its_checks(search_deployment, monkeypatch):
+RANGE_TAGS = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def check_verdicts(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_retrieval_quality_over_one_partition_and_a_range(search_deployment, monkeypatch):
     store, url, _ = search_deployment
     monkeypatch.setenv("PGVECTOR_ITERATIVE_SCAN", "off")
     with psycopg.connect(url, autocommit=True) as connection:
@@ -254,36 +263,72 @@ def test_retrieval_quality_asset_and_its_checks(search_deployment, monkeypatch):
         "vector_store": store,
         "embeddings": EmbeddingResource(),
     }
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("knowledge_bases", [MEDIUM, SMALL])
-        runs = {
-            key: dg.materialize(
-                [retrieval_quality],
-                resources=resources,
-                partition_key=key,
-                instance=instance,
-                run_config={"ops": {"retrieval_quality": {"config": {"samples": 8}}}},
-                raise_on_error=False,
-            )
-            for key in (MEDIUM, SMALL)
-        }
-        metadata = runs[MEDIUM].asset_materializations_for_node("retrieval_quality")[0].metadata
-        chart = Path(metadata["chart_path"].value)
-        assert chart.name == f"{MEDIUM}.png" and chart.read_bytes()[:4] == b"\x89PNG"
-    checks = {
-        key: {e.check_name: e for e in run.get_asset_check_evaluations()}
-        for key, run in runs.items()
+    defs = build_definitions(**resources)
+    assert "retrieval_quality" not in {
+        key.to_user_string()
+        for key in defs.resolve_job_def("migrate_knowledge_base").asset_layer.selected_asset_keys
     }
-    medium = checks[MEDIUM]
-    assert not medium["recall_at_k_meets_threshold"].passed
-    assert (
-        "hnsw.ef_search"
-        in medium["recall_at_k_meets_threshold"].metadata["proposed_settings"].value
-    )
-    assert medium["chunks_find_themselves"].passed
-    assert all(check.passed for check in checks[SMALL].values())
-    assert metadata["recall_at_k"].value < 0.95 and metadata["rows"].value == 1500
-    assert metadata["chart"].value.startswith("![recall per knowledge base](data:image/png;base64,")
+    job = defs.resolve_job_def("verify_retrieval")
+    config = {"ops": {"retrieval_quality": {"config": {"samples": 8}}}}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("knowledge_bases", [MEDIUM, SMALL, STANDALONE])
+        single = job.execute_in_process(
+            run_config=config, instance=instance, partition_key=SMALL, raise_on_error=False
+        )
+        assert single.success
+        verdicts = check_verdicts(single)
+        assert verdicts["recall_at_k_meets_threshold"].passed
+        assert verdicts["chunks_find_themselves"].passed
+        assert verdicts["recall_at_k_meets_threshold"].metadata["partitions_judged"].value == 1
+
+        ranged = job.execute_in_process(
+            run_config=config,
+            instance=instance,
+            tags=dict(zip(RANGE_TAGS, (MEDIUM, STANDALONE), strict=True)),
+            raise_on_error=False,
+        )
+        assert ranged.success, "a run over a range of partitions, checks included"
+        materialized = {
+            m.partition: m.metadata
+            for m in ranged.asset_materializations_for_node("retrieval_quality")
+        }
+        assert set(materialized) == {MEDIUM, SMALL, STANDALONE}
+        medium, small = materialized[MEDIUM], materialized[SMALL]
+        assert medium["rows"].value == 1500 and medium["recall_at_k"].value < 0.95
+        assert medium["recall_at_k_with_proposal"].value >= 0.95
+        assert small["rows"].value == 30 and small["recall_at_k"].value == 1.0
+        assert "skipped" in materialized[STANDALONE]
+        assert "hnsw.ef_search" in medium["proposed_settings"].value
+        chart = Path(medium["chart_path"].value)
+        assert chart.read_bytes()[:4] == b"\x89PNG" and chart == Path(small["chart_path"].value)
+        assert medium["chart"].value.startswith("![recall per knowledge base](data:image/png;")
+        verdicts = check_verdicts(ranged)
+        recall = verdicts["recall_at_k_meets_threshold"]
+        assert not recall.passed and recall.metadata["partitions_failing"].value == [MEDIUM]
+        assert recall.metadata["partitions_judged"].value == 3
+        assert verdicts["chunks_find_themselves"].passed
+
+        # The checks on their own, in a run without partitions: the latest of every partition.
+        alone = dg.materialize(
+            [retrieval_quality, *RETRIEVAL_CHECKS],
+            selection=dg.AssetSelection.checks(*RETRIEVAL_CHECKS),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        recall = check_verdicts(alone)["recall_at_k_meets_threshold"]
+        assert not recall.passed and recall.metadata["partitions_failing"].value == [MEDIUM]
+        instance.add_dynamic_partitions("knowledge_bases", [LARGE])
+        unmeasured = dg.materialize(
+            [retrieval_quality, *RETRIEVAL_CHECKS],
+            selection=dg.AssetSelection.checks(*RETRIEVAL_CHECKS),
+            resources=resources,
+            instance=instance,
+            tags={"dagster/partition": LARGE},
+            raise_on_error=False,
+        )
+        verdict = check_verdicts(unmeasured)["chunks_find_themselves"]
+        assert not verdict.passed and "never measured" in verdict.metadata["knowledge_bases"].value
 
 
 def test_overlap_with_the_old_store_the_vectors_came_from(search_deployment, tmp_path):
