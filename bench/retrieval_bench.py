@@ -101,6 +101,90 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:
     return done.returncode, done.stdout, seconds
 
 
+PLAN_QUERY = (
+    "SELECT r.id FROM (VALUES (0, %(q)s::vector)) AS q(qid, q_vector) "
+    "JOIN LATERAL (SELECT id, vector <=> q.q_vector AS distance FROM document_chunk "
+    "WHERE collection_name = %(c)s ORDER BY vector <=> q.q_vector LIMIT 10) r ON true "
+    "ORDER BY q.qid, r.distance"
+)
+
+
+def scan_of(plan: dict) -> str:
+    """What the plan reads document_chunk with: the ANN index, or the collection's rows."""
+    text = json.dumps(plan)
+    if "idx_document_chunk_vector" in text:
+        return "ANN index"
+    if "idx_document_chunk_collection_name" in text:
+        return "exact (collection btree + sort)"
+    return "exact (table scan + sort)"
+
+
+def plan_report(url: str, dimensions: int, names: list[str], settings: dict) -> list[str]:
+    """Per knowledge base and setting: the plan PostgreSQL picks for Open WebUI's query with
+    the values inline (as psycopg2 sends them), and recall@10 of the generic plan a prepared
+    statement gets (psycopg 3 prepares a statement after its 5th execution on a connection;
+    plan_cache_mode forces the generic plan here), against the exact answer."""
+    lines = [
+        "| knowledge base | settings | plan (values inline) | recall@10 of the generic "
+        "(prepared) plan | its plan |",
+        "|---|---|---|---|---|",
+    ]
+    with psycopg.connect(url, autocommit=True) as connection:
+        for name in names:
+            texts = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT text FROM document_chunk WHERE collection_name = %s "
+                    "ORDER BY md5(id) LIMIT 10",
+                    (name,),
+                )
+            ]
+            queries = [
+                "["
+                + ",".join(repr(float(x)) for x in expected_embedding(MODEL, t, dimensions))
+                + "]"
+                for t in texts
+            ]
+            for label, local in settings.items():
+                plans, recalls, generic_plans = set(), [], set()
+                for q in queries:
+                    with connection.transaction():
+                        for key, value in local.items():
+                            connection.execute("SELECT set_config(%s, %s, true)", (key, value))
+                        params = {"q": q, "c": name}
+                        plans.add(
+                            scan_of(
+                                connection.execute(
+                                    "EXPLAIN (FORMAT JSON) " + PLAN_QUERY, params, prepare=False
+                                ).fetchone()[0]
+                            )
+                        )
+                        connection.execute("SET LOCAL enable_indexscan = off")
+                        exact = {
+                            r[0] for r in connection.execute(PLAN_QUERY, params, prepare=False)
+                        }
+                        connection.execute("SET LOCAL enable_indexscan = on")
+                        connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                        generic = {
+                            r[0] for r in connection.execute(PLAN_QUERY, params, prepare=True)
+                        }
+                        generic_plans.add(
+                            scan_of(
+                                connection.execute(
+                                    "EXPLAIN (FORMAT JSON, GENERIC_PLAN) "
+                                    + PLAN_QUERY.replace("%(q)s", "$1").replace("%(c)s", "$2"),
+                                    prepare=False,
+                                ).fetchone()[0]
+                            )
+                        )
+                    recalls.append(len(generic & exact) / max(1, len(exact)))
+                lines.append(
+                    f"| {name} | {label} | {', '.join(sorted(plans))} | "
+                    f"{sum(recalls) / len(recalls):.3f} | {', '.join(sorted(generic_plans))} |"
+                )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -175,6 +259,19 @@ def main() -> None:
                 )
                 untuned = "" if options.tune_only else run_cli([*common, "--untune"], env)[1]
             report = json.loads(summary.read_text())
+            names = [collections[0][0], collections[1][0], collections[-1][0]]
+            plans = plan_report(
+                url,
+                options.dimensions,
+                names,
+                {
+                    "Open WebUI defaults": report["open_webui_session_settings"],
+                    "tuned": {
+                        **report["proposed_settings"],
+                        **report["open_webui_session_settings"],
+                    },
+                },
+            )
         finally:
             server.cleanup()
 
@@ -203,6 +300,7 @@ def main() -> None:
         f"| exit code of `verify --tune` | | {code} |",
     ]
     print("\n".join(lines))
+    print("\n" + "\n".join(plans))
     print("\n" + proposed + "\n" + tuned + "\n" + untuned)
 
 
