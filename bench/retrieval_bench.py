@@ -12,7 +12,10 @@ What it does, with nothing mocked:
    defaults, and the proposal measured), `verify --tune` (applied and measured again over a new
    connection), then `verify --untune`;
 5. writes bench/results/retrieval_<method>.json and .png (the chart) and prints a markdown
-   table of the numbers.
+   table of the numbers;
+6. for the large, a medium and a small knowledge base, under Open WebUI's settings and the
+   tuned ones: the plan PostgreSQL picks (values inline, and the generic plan of a prepared
+   statement) and recall@10 over one connection with psycopg 3's defaults, which prepare.
 
 The vectors are random directions (the loopback server is not semantic), the hardest case for
 an ANN index: real embeddings cluster, and recall on them is usually higher at equal settings.
@@ -109,9 +112,10 @@ PLAN_QUERY = (
 )
 
 
-def scan_of(plan: dict) -> str:
-    """What the plan reads document_chunk with: the ANN index, or the collection's rows."""
-    text = json.dumps(plan)
+def scan_of(cursor: psycopg.Cursor) -> str:
+    """What an EXPLAIN's plan reads document_chunk with: the ANN index, or the collection's
+    rows."""
+    text = json.dumps(cursor.fetchone()[0])
     if "idx_document_chunk_vector" in text:
         return "ANN index"
     if "idx_document_chunk_collection_name" in text:
@@ -119,69 +123,64 @@ def scan_of(plan: dict) -> str:
     return "exact (table scan + sort)"
 
 
+def vector_text(text: str, dimensions: int) -> str:
+    vector = expected_embedding(MODEL, text, dimensions)
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
 def plan_report(url: str, dimensions: int, names: list[str], settings: dict) -> list[str]:
-    """Per knowledge base and setting: the plan PostgreSQL picks for Open WebUI's query with
-    the values inline (as psycopg2 sends them), and recall@10 of the generic plan a prepared
-    statement gets (psycopg 3 prepares a statement after its 5th execution on a connection;
-    plan_cache_mode forces the generic plan here), against the exact answer."""
+    """Per knowledge base and setting, 15 of its chunks as queries over one connection: the
+    plan PostgreSQL picks with the values inline (as psycopg2 sends them), and recall@10 of the
+    same queries sent with psycopg 3's defaults, which prepare a statement after its 5th
+    execution on a connection; PostgreSQL then plans the prepared statement 5 times for its
+    values and may switch to one generic plan (counted from pg_prepared_statements)."""
     lines = [
-        "| knowledge base | settings | plan (values inline) | recall@10 of the generic "
-        "(prepared) plan | its plan |",
-        "|---|---|---|---|---|",
+        "| knowledge base | settings | plan, values inline | generic plan | recall@10 with "
+        "psycopg 3 defaults, queries 1-10 / 11-15 | plans generic / custom |",
+        "|---|---|---|---|---|---|",
     ]
-    with psycopg.connect(url, autocommit=True) as connection:
-        for name in names:
-            texts = [
-                row[0]
-                for row in connection.execute(
+    generic_sql = PLAN_QUERY.replace("%(q)s", "$1").replace("%(c)s", "$2")
+    for name in names:
+        for label, local in settings.items():
+            with psycopg.connect(url, autocommit=True) as connection:
+                texts = connection.execute(
                     "SELECT text FROM document_chunk WHERE collection_name = %s "
-                    "ORDER BY md5(id) LIMIT 10",
+                    "ORDER BY md5(id) LIMIT 15",
                     (name,),
-                )
-            ]
-            queries = [
-                "["
-                + ",".join(repr(float(x)) for x in expected_embedding(MODEL, t, dimensions))
-                + "]"
-                for t in texts
-            ]
-            for label, local in settings.items():
-                plans, recalls, generic_plans = set(), [], set()
-                for q in queries:
+                    prepare=False,
+                ).fetchall()
+                plans, generic_plans, recalls = set(), set(), []
+                for (text,) in texts:
+                    params = {"q": vector_text(text, dimensions), "c": name}
                     with connection.transaction():
                         for key, value in local.items():
-                            connection.execute("SELECT set_config(%s, %s, true)", (key, value))
-                        params = {"q": q, "c": name}
-                        plans.add(
-                            scan_of(
-                                connection.execute(
-                                    "EXPLAIN (FORMAT JSON) " + PLAN_QUERY, params, prepare=False
-                                ).fetchone()[0]
+                            connection.execute(
+                                "SELECT set_config(%s, %s, true)", (key, value), prepare=False
                             )
-                        )
-                        connection.execute("SET LOCAL enable_indexscan = off")
+                        explain = "EXPLAIN (FORMAT JSON) " + PLAN_QUERY
+                        plans.add(scan_of(connection.execute(explain, params, prepare=False)))
+                        explain = "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + generic_sql
+                        generic_plans.add(scan_of(connection.execute(explain, prepare=False)))
+                        found = {row[0] for row in connection.execute(PLAN_QUERY, params)}
+                        connection.execute("SET LOCAL enable_indexscan = off", prepare=False)
+                        # Other text than the measured query's, so psycopg does not count it
+                        # towards preparing that one.
+                        exact_sql = "/* exact */ " + PLAN_QUERY
                         exact = {
-                            r[0] for r in connection.execute(PLAN_QUERY, params, prepare=False)
+                            row[0] for row in connection.execute(exact_sql, params, prepare=False)
                         }
-                        connection.execute("SET LOCAL enable_indexscan = on")
-                        connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                        generic = {
-                            r[0] for r in connection.execute(PLAN_QUERY, params, prepare=True)
-                        }
-                        generic_plans.add(
-                            scan_of(
-                                connection.execute(
-                                    "EXPLAIN (FORMAT JSON, GENERIC_PLAN) "
-                                    + PLAN_QUERY.replace("%(q)s", "$1").replace("%(c)s", "$2"),
-                                    prepare=False,
-                                ).fetchone()[0]
-                            )
-                        )
-                    recalls.append(len(generic & exact) / max(1, len(exact)))
-                lines.append(
-                    f"| {name} | {label} | {', '.join(sorted(plans))} | "
-                    f"{sum(recalls) / len(recalls):.3f} | {', '.join(sorted(generic_plans))} |"
-                )
+                    recalls.append(len(found & exact) / max(1, len(exact)))
+                counts = connection.execute(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                    "WHERE statement LIKE '%%LATERAL%%'",
+                    prepare=False,
+                ).fetchone() or (0, 0)
+            first, rest = recalls[:10], recalls[10:] or [float("nan")]
+            lines.append(
+                f"| {name} | {label} | {', '.join(sorted(plans))} | "
+                f"{', '.join(sorted(generic_plans))} | {sum(first) / len(first):.3f} / "
+                f"{sum(rest) / len(rest):.3f} | {counts[0]} / {counts[1]} |"
+            )
     return lines
 
 

@@ -7,8 +7,10 @@ LOCAL {method}.iterative_scan`. The exact search is the same query with index sc
 the planner answers from the collection's rows themselves (a bitmap scan of the
 collection_name index, or the whole table) and the index cannot drop a neighbour.
 
-Statements are never prepared: Open WebUI's driver sends values inline, so each search is
-planned for its own collection (a generic plan would search differently).
+Statements are never prepared: psycopg2, Open WebUI's driver for a `postgresql://` URL, sends
+values inline, so each search is planned for its own collection. psycopg 3's default would
+prepare the query after 5 executions, and PostgreSQL may then switch to one generic plan that
+does not know the collection's size and searches differently (README: the benchmark's plans).
 """
 
 from __future__ import annotations
