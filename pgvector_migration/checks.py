@@ -19,10 +19,25 @@ from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, file_c
 from pgvector_migration.resources.vector_store import PgVectorResource
 
 
-def partition_collections(vector_store: PgVectorResource, partition_key: str) -> list[str]:
-    file_ids = vector_store.state().inventory_file_ids(partition_key)
-    names = [file_collection_name(file_id) for file_id in file_ids]
-    return names if partition_key == STANDALONE_PARTITION_KEY else [*names, partition_key]
+def run_partitions(context: AssetCheckExecutionContext) -> list[str]:
+    """The knowledge partitions the check's run covered. The checks are not partitioned
+    themselves: Dagster evaluates a partitioned check only in a run of one partition, and a
+    migration run covers many."""
+    op_context = context.op_execution_context
+    if op_context.has_partition_key or op_context.has_partition_key_range:
+        return list(op_context.partition_keys)
+    return context.instance.get_dynamic_partitions(knowledge_partitions.name)
+
+
+def partition_collections(
+    vector_store: PgVectorResource, partition_keys: Sequence[str]
+) -> list[str]:
+    names: set[str] = set()
+    for key, file_ids in vector_store.state().inventory_file_ids(partition_keys).items():
+        names.update(file_collection_name(file_id) for file_id in file_ids)
+        if file_ids and key != STANDALONE_PARTITION_KEY:
+            names.add(key)
+    return sorted(names)
 
 
 def duplicates_result(vector_store: PgVectorResource, names: Sequence[str] | None):
@@ -65,23 +80,25 @@ def dimensions_result(vector_store: PgVectorResource, names: Sequence[str] | Non
 
 @asset_check(
     asset=embedded_collections,
-    partitions_def=knowledge_partitions,
-    description="Every file of the partition was processed or deliberately skipped: no file "
-    "failed or was unreadable, and every collection this run selected was written.",
+    description="Every file of the run's knowledge bases was processed or deliberately "
+    "skipped: no file failed or was unreadable, and every collection the run selected was "
+    "written. Failed files make it an error (the run itself finishes: the others are written).",
 )
 def all_collections_complete(
     context: AssetCheckExecutionContext, vector_store: PgVectorResource
 ) -> AssetCheckResult:
     state = vector_store.state()
-    failures = state.failures(context.partition_key)
-    failed_ids = {failure["file_id"] for failure in failures}
+    keys = run_partitions(context)
+    failures = state.failures(keys)
+    failed_ids = {(failure["partition_key"], failure["file_id"]) for failure in failures}
     problems = [dict(f) for f in failures]
-    for row in state.completeness_rows(context.partition_key):
-        if row["file_id"] in failed_ids:
+    for row in state.completeness_rows(keys):
+        if (row["partition_key"], row["file_id"]) in failed_ids:
             continue
         if row["status"] == "unreadable" or (row["selected"] and not row["written"]):
             problems.append(
                 {
+                    "partition_key": row["partition_key"],
                     "file_id": row["file_id"],
                     "filename": row["filename"],
                     "stage": row["collection_name"],
@@ -90,39 +107,43 @@ def all_collections_complete(
             )
     return AssetCheckResult(
         passed=not problems,
-        severity=AssetCheckSeverity.WARN,
+        severity=AssetCheckSeverity.ERROR,
         metadata={
+            "partitions_checked": MetadataValue.int(len(keys)),
             "problems": MetadataValue.int(len(problems)),
-            "details": markdown_table(problems, ["file_id", "filename", "stage", "error"]),
+            "partitions_with_problems": MetadataValue.json(
+                sorted({p["partition_key"] for p in problems})
+            ),
+            "details": markdown_table(
+                problems, ["partition_key", "file_id", "filename", "stage", "error"]
+            ),
         },
     )
 
 
 @asset_check(
     asset=embedded_collections,
-    partitions_def=knowledge_partitions,
-    description="No chunk of the partition's collections is stored twice: no (collection, "
-    "file) holds equal chunks beyond the rows its last write made (equal chunks that Open WebUI "
+    description="No chunk of the run's collections is stored twice: no (collection, file) "
+    "holds equal chunks beyond the rows its last write made (equal chunks that Open WebUI "
     "itself writes are fine).",
 )
 def no_duplicate_chunks(
     context: AssetCheckExecutionContext, vector_store: PgVectorResource
 ) -> AssetCheckResult:
     return duplicates_result(
-        vector_store, partition_collections(vector_store, context.partition_key)
+        vector_store, partition_collections(vector_store, run_partitions(context))
     )
 
 
 @asset_check(
     asset=embedded_collections,
-    partitions_def=knowledge_partitions,
-    description="Every vector of the partition's collections has the column's dimension.",
+    description="Every vector of the run's collections has the column's dimension.",
 )
 def vector_dimensions_match(
     context: AssetCheckExecutionContext, vector_store: PgVectorResource
 ) -> AssetCheckResult:
     return dimensions_result(
-        vector_store, partition_collections(vector_store, context.partition_key)
+        vector_store, partition_collections(vector_store, run_partitions(context))
     )
 
 

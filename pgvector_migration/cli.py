@@ -1,8 +1,10 @@
 """pgvector-migrate: the old migration script's flags on top of the Dagster assets.
 
-Each selected partition runs the `migrate_knowledge_base` job in this process, recorded in the
-Dagster instance of DAGSTER_HOME so the runs show in the UI; the index is rebuilt once at the end.
-Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or configuration.
+The selected partitions run as `migrate_knowledge_base` runs of many knowledge bases each (the
+runs a backfill makes), in this process, recorded in the Dagster instance of DAGSTER_HOME so
+they show in the UI; then the system collections, and the index is rebuilt once at the end
+when the table changed. Exit codes: 0 nothing failed, 1 some file or run failed, 2 bad usage or
+configuration.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="cosine similarity every sample must reach, else no stored vector is used "
         "(default %(default)s)",
     )
+    parser.add_argument(
+        "--partitions-per-run",
+        type=int,
+        default=0,
+        metavar="N",
+        help="knowledge bases per Dagster run (default 0: all of them in one run, so files are "
+        "loaded once and then embedded in one stream that keeps the provider busy; a smaller "
+        "N makes runs the UI can re-execute one by one)",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild the vector index")
     parser.add_argument(
@@ -217,12 +227,12 @@ def select_partitions(args: argparse.Namespace, openwebui, state) -> dict[str, l
 
 
 class ProgressBar:
-    """A terminal progress bar over the (file, collection) units of one partition, fed by
-    polling our state tables, so it works whatever executor runs the steps."""
+    """A terminal progress bar over the (file, collection) units of one run's partitions, fed
+    by polling our state tables, so it works whatever executor runs the steps."""
 
-    def __init__(self, state, partition_key: str, enabled: bool) -> None:
+    def __init__(self, state, partition_keys: Sequence[str], enabled: bool) -> None:
         self._state = state
-        self._key = partition_key
+        self._keys = list(partition_keys)
         self._enabled = enabled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -240,10 +250,11 @@ class ProgressBar:
     def _poll(self) -> None:
         from tqdm import tqdm
 
-        with tqdm(desc=self._key[:36], unit="collection", leave=False) as bar:
+        label = f"{len(self._keys)} knowledge bases" if len(self._keys) > 1 else self._keys[0]
+        with tqdm(desc=label[:36], unit="collection", leave=False) as bar:
             while not self._stop.wait(0.5):
                 try:
-                    selected, written = self._state.progress(self._key)
+                    selected, written = self._state.progress(self._keys)
                 except Exception:  # the tables may not exist yet; try again
                     continue
                 bar.total = selected
@@ -272,123 +283,113 @@ def _failure_message(result) -> str:
     return f"step {failure.step_key}: {redact_url(reason)}"
 
 
-PREPARE_ASSETS = ("file_inventory", "completeness_report", "chunked_documents")
-WRITE_ASSETS = ("transplanted_embeddings", "embedded_collections")
+def partition_runs(ordered_keys: Sequence[str], selected: Sequence[str], per_run: int):
+    """The selected partitions grouped into runs of at most `per_run`, each a contiguous range
+    of the instance's partition order (a Dagster run covers a range of partitions, so an
+    unselected key between two selected ones starts a new run)."""
+    wanted = set(selected)
+    runs: list[list[str]] = []
+    current: list[str] = []
+    for key in ordered_keys:
+        if key in wanted and len(current) < per_run:
+            current.append(key)
+            continue
+        if current:
+            runs.append(current)
+        current = [key] if key in wanted else []
+    if current:
+        runs.append(current)
+    return runs
 
 
-def _partition_config(
-    file_ids: list[str], overwrite: bool, text_source: TextSource, started_at
-) -> dict:
+def _run_config(file_ids: list[str], overwrite: bool, text_source: TextSource, started_at):
     return {
-        "file_inventory": {"config": {"file_ids": file_ids}},
-        "completeness_report": {
-            "config": {
-                "overwrite": overwrite,
-                "text_source": text_source.name,
-                "overwrite_unless_written_after": started_at.isoformat(),
-            }
+        **QUIET_LOGS,
+        "ops": {
+            "file_inventory": {"config": {"file_ids": file_ids}},
+            "completeness_report": {
+                "config": {
+                    "overwrite": overwrite,
+                    "text_source": text_source.name,
+                    "overwrite_unless_written_after": started_at.isoformat(),
+                }
+            },
+            "chunked_documents": {"config": {"text_source": text_source.name}},
         },
-        "chunked_documents": {"config": {"text_source": text_source.name}},
     }
 
 
-def _execute(job, instance, key: str, assets: Sequence[str], config: dict):
-    """One Dagster run of `assets` for one partition, recorded in the instance."""
-    from dagster import AssetKey
+def _execute_run(job, instance, keys: list[str], run_config: dict):
+    """One Dagster run of the migration job over a range of partitions, recorded in the
+    instance."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
 
+    tags = {"pgvector_migration/source": "cli"}
+    if len(keys) == 1:
+        return job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=keys[0],
+            tags=tags,
+            raise_on_error=False,
+        )
+    tags |= {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
     return job.execute_in_process(
-        run_config={**QUIET_LOGS, "ops": {name: config[name] for name in assets if name in config}},
-        instance=instance,
-        partition_key=key,
-        asset_selection=[AssetKey(name) for name in assets],
-        tags={"pgvector_migration/source": "cli"},
-        raise_on_error=False,
+        run_config=run_config, instance=instance, tags=tags, raise_on_error=False
     )
 
 
-def prepare_partition(
-    key: str, job_name: str, assets: Sequence[str], config: dict, instance=None
-) -> str | None:
-    """Load, split and stage one partition under its lease (a Dagster run); None when it
-    succeeded, else why not. Also the body of the prefetch process, which builds its own
-    definitions and instance: Dagster configures Python logging at every run start, which
-    deadlocks against a run logging in another thread of the same process."""
-    import psycopg
-
-    from pgvector_migration.definitions import defs
-    from pgvector_migration.resources.vector_store import (
-        PgVectorResource,
-        TargetConfigurationError,
-        TargetLockTimeout,
-    )
-
-    try:
-        state = PgVectorResource().state()
-        instance = instance or _instance()
-        ensure_partitions(instance, [key])
-        with state.partition_lease(key):
-            result = _execute(defs.resolve_job_def(job_name), instance, key, assets, config)
-    except TargetLockTimeout as error:
-        return str(error)
-    except (psycopg.Error, TargetConfigurationError) as error:
-        return f"target database lost: {error}"
-    return None if result.success else _failure_message(result)
+def _run_figures(result, node: str) -> dict:
+    """A step's figures for its whole run: the run-level metadata Dagster copies onto each
+    partition's event, read from one of them."""
+    for materialization in result.asset_materializations_for_node(node):
+        return {key: value.value for key, value in materialization.metadata.items()}
+    return {}
 
 
 def _migrate_partitions(job, instance, keys: dict, args, stored_vectors, state, summary) -> None:
-    """Run every partition: inventory, completeness and chunking (one run), then transplant,
-    embedding and writing (a second run). While one partition embeds and writes, the next is
-    loaded and split in a separate process, so a provider's budget is not left idle while
-    files are parsed; writes stay one partition at a time. Each phase holds the partition's
-    lease; a unit another run writes in between is left out of the write (see
+    """Run the migration job over the selected partitions, all in one run unless
+    --partitions-per-run says otherwise (the runs a backfill makes, only larger): the source and
+    our tables are read once per run, and the files of every knowledge base in the run are
+    embedded in one stream, with no pause between knowledge bases. Each step holds its partitions'
+    leases; a unit another run writes in between is left out of the write (see
     `staged_units`)."""
-    import multiprocessing
-
     import psycopg
 
-    from pgvector_migration.resources.vector_store import (
-        TargetConfigurationError,
-        TargetLockTimeout,
-    )
+    from pgvector_migration.partitions import knowledge_partitions
+    from pgvector_migration.resources.vector_store import TargetConfigurationError
     from pgvector_migration.summary import partition_outcomes
 
     started_at = datetime.now(UTC)
     progress = sys.stderr.isatty() and not args.no_progress
-    partitions = [
-        (key, _partition_config(file_ids, args.overwrite, args.text_source, started_at))
-        for key, file_ids in keys.items()
-    ]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as prefetcher:
-        pending = None
-        for index, (key, config) in enumerate(partitions):
-            if pending is None:
-                problem = prepare_partition(
-                    key, job.name, PREPARE_ASSETS, config, instance=instance
-                )
-            else:
-                problem = pending.result()
-            pending = None
-            if index + 1 < len(partitions):
-                next_key, next_config = partitions[index + 1]
-                pending = prefetcher.submit(
-                    prepare_partition, next_key, job.name, PREPARE_ASSETS, next_config
-                )
-            try:
-                if problem is not None:
-                    summary.run_errors.append(f"partition {key}: {problem}")
-                else:
-                    with state.partition_lease(key), ProgressBar(state, key, progress):
-                        written = _execute(job, instance, key, WRITE_ASSETS, config)
-                    _add_written(written, key, stored_vectors, summary)
+    ordered = instance.get_dynamic_partitions(knowledge_partitions.name)
+    per_run = args.partitions_per_run or len(keys)
+    for run_keys in partition_runs(ordered, list(keys), per_run):
+        file_ids = sorted({f for key in run_keys for f in keys[key]})
+        run_config = _run_config(file_ids, args.overwrite, args.text_source, started_at)
+        label = run_keys[0] if len(run_keys) == 1 else f"{run_keys[0]}..{run_keys[-1]}"
+        try:
+            with ProgressBar(state, run_keys, progress):
+                result = _execute_run(job, instance, run_keys, run_config)
+            if not result.success:
+                summary.run_errors.append(f"partitions {label}: {_failure_message(result)}")
+            _add_written(result, stored_vectors, summary)
+            rows = state.completeness_rows(run_keys)
+            failures = state.failures(run_keys)
+            for key in run_keys:
                 summary.add(
-                    partition_outcomes(state.completeness_rows(key), state.failures(key), False)
+                    partition_outcomes(
+                        [row for row in rows if row["partition_key"] == key],
+                        [failure for failure in failures if failure["partition_key"] == key],
+                        False,
+                    )
                 )
-                summary.add_notes(state.source_notes(key))
-            except TargetLockTimeout as error:
-                summary.run_errors.append(f"partition {key}: {error}")
-            except (psycopg.Error, TargetConfigurationError) as error:
-                summary.run_errors.append(f"partition {key}: target database lost: {error}")
+            summary.add_notes(state.source_notes(run_keys))
+        except (psycopg.Error, TargetConfigurationError) as error:
+            summary.run_errors.append(f"partitions {label}: target database lost: {error}")
 
 
 def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, summary) -> None:
@@ -412,19 +413,18 @@ def _assess_partitions(keys: dict, args, openwebui, vector_store, embeddings, su
         )
 
 
-def _add_written(result, key: str, stored_vectors, summary) -> None:
-    if not result.success:
-        summary.run_errors.append(f"partition {key}: {_failure_message(result)}")
+def _add_written(result, stored_vectors, summary) -> None:
     if stored_vectors.description():
-        for materialization in result.asset_materializations_for_node("transplanted_embeddings"):
-            summary.add_transplant({k: v.value for k, v in materialization.metadata.items()})
-    for materialization in result.asset_materializations_for_node("embedded_collections"):
-        metadata = materialization.metadata
-        summary.chunks_written += metadata["chunks_written"].value
-        summary.texts_embedded += metadata["texts_embedded"].value
-        summary.texts_reused += metadata["texts_reused"].value
-        summary.texts_transplanted += metadata["texts_transplanted"].value
-        summary.tokens_spent += metadata["tokens_spent"].value
+        transplant = _run_figures(result, "transplanted_embeddings")
+        if transplant:
+            summary.add_transplant(transplant)
+    figures = _run_figures(result, "embedded_collections")
+    if figures:
+        summary.chunks_written += figures["run_chunks_written"]
+        summary.texts_embedded += figures["run_texts_embedded"]
+        summary.texts_reused += figures["run_texts_reused"]
+        summary.texts_transplanted += figures["run_texts_transplanted"]
+        summary.tokens_spent += figures["run_tokens_spent"]
 
 
 def _run_system_collections(defs, instance, kinds: set[str], args, state, summary) -> None:
@@ -448,7 +448,7 @@ def _run_system_collections(defs, instance, kinds: set[str], args, state, summar
     for kind, name in assets.items():
         for materialization in result.asset_materializations_for_node(name):
             metadata = {key: value.value for key, value in materialization.metadata.items()}
-            summary.kinds[kind] = KindSummary.from_metadata(metadata, state.failures(kind))
+            summary.kinds[kind] = KindSummary.from_metadata(metadata, state.failures([kind]))
             summary.chunks_written += metadata["chunks_written"]
             summary.texts_embedded += metadata["texts_embedded"]
             summary.texts_reused += metadata["texts_reused"]
@@ -475,14 +475,16 @@ def ensure_partitions(instance, keys: list[str]) -> None:
     from pgvector_migration.partitions import knowledge_partitions
 
     name = knowledge_partitions.name
-    for key in keys:
-        if instance.has_dynamic_partition(name, key):
-            continue
-        try:
-            instance.add_dynamic_partitions(name, [key])
-        except Exception:
-            if not instance.has_dynamic_partition(name, key):
-                raise
+    existing = set(instance.get_dynamic_partitions(name))
+    missing = [key for key in keys if key not in existing]
+    if not missing:
+        return
+    try:
+        instance.add_dynamic_partitions(name, missing)
+    except Exception:
+        existing = set(instance.get_dynamic_partitions(name))
+        if any(key not in existing for key in missing):
+            raise
 
 
 def print_status(openwebui, vector_store) -> int:
@@ -531,8 +533,26 @@ def print_status(openwebui, vector_store) -> int:
     return EXIT_OK
 
 
+def needs_index(summary, vector_store) -> bool:
+    """Rebuild the index only when the run changed the table, or when it has none."""
+    from pgvector_migration.resources.vector_index import valid_index_exists
+
+    changed = (
+        summary.chunks_written
+        or summary.rows_pruned
+        or any(kind.written or kind.rows_pruned for kind in summary.kinds.values())
+    )
+    return bool(changed) or not valid_index_exists(vector_store)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.partitions_per_run < 0:
+        parser.error(
+            "--partitions-per-run must be 0 (all in one run) or more, "
+            f"not {args.partitions_per_run}"
+        )
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from dagster import DagsterInstance
 
@@ -590,7 +610,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.prune and not narrowed:
             _prune(defs, instance, args, summary)
     _run_system_collections(defs, instance, kinds, args, state, summary)
-    if not args.dry_run and not args.no_index and not summary.run_errors:
+    if (
+        not args.dry_run
+        and not args.no_index
+        and not summary.run_errors
+        and needs_index(summary, vector_store)
+    ):
         index_run = defs.resolve_job_def("rebuild_vector_index").execute_in_process(
             run_config=QUIET_LOGS,
             instance=instance,

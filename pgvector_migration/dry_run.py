@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pgvector_migration.assets.completeness import assess_file
 from pgvector_migration.pipeline.completeness import UnitStatus
+from pgvector_migration.pipeline.file_assessment import assess_file
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, file_collection_name
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.resources.migration_state import MigrationState

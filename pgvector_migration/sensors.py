@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DagsterRunStatus,
@@ -64,7 +65,16 @@ nightly_migration = AutomationConditionSensorDefinition(
     "partitions finish in seconds; a failed one can be re-executed from failure in the UI.",
 )
 
-LOADING_ASSETS = ("embedded_collections", "knowledge_base_collection", "memory_collections")
+# What each loading asset's metadata calls the rows it changed (a multi-partition run's writer
+# names its run-wide figures run_*).
+CHANGED_ROWS = {
+    "embedded_collections": ("run_chunks_written",),
+    "knowledge_base_collection": ("chunks_written", "rows_pruned"),
+    "memory_collections": ("chunks_written", "rows_pruned"),
+    "pruned_file_rows": ("rows_deleted",),
+}
+LOADING_ASSETS = tuple(CHANGED_ROWS)
+MATERIALIZATIONS_LOOKED_AT = 5000
 ACTIVE_RUN_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -78,20 +88,34 @@ def latest_materialization_time(instance, asset_name: str) -> float:
     return records[0].timestamp if records else 0.0
 
 
+def last_change_after(instance, asset_name: str, since: float) -> float:
+    """When this asset last wrote or deleted rows after `since` (0 if it did not): a nightly
+    run that found everything complete changes nothing and needs no new index."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset_name), after_timestamp=since),
+        limit=MATERIALIZATIONS_LOOKED_AT,
+    ).records
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        if any(name in metadata and metadata[name].value for name in CHANGED_ROWS[asset_name]):
+            return record.timestamp
+    return 0.0
+
+
 @sensor(
     name="vector_index_after_loading",
     job=rebuild_vector_index,
     minimum_interval_seconds=120,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Rebuilds the vector index once loading is over: when something was loaded "
-    "after the last index build and no migration run or backfill is still going.",
+    description="Rebuilds the vector index once loading is over: when rows were written or "
+    "deleted after the last index build and no migration run or backfill is still going.",
 )
 def vector_index_after_loading(context: SensorEvaluationContext) -> RunRequest | SkipReason:
     instance = context.instance
-    loaded = max(latest_materialization_time(instance, name) for name in LOADING_ASSETS)
     indexed = latest_materialization_time(instance, "vector_index")
+    loaded = max(last_change_after(instance, name, indexed) for name in LOADING_ASSETS)
     if loaded <= indexed:
-        return SkipReason("nothing was loaded since the last index build")
+        return SkipReason("no rows were written or deleted since the last index build")
     if instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
         return SkipReason("migration runs are still going; the index waits for all of them")
     if instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):

@@ -298,7 +298,8 @@ class UnitWriter:
                 # connection itself is gone.
                 if connection.broken:
                     raise
-                fail(unit, f"writing {unit.collection_name}: {postgres_reason(error)}")
+                reason = self._vector_store.lock_timeout_reason(error) or postgres_reason(error)
+                fail(unit, f"writing {unit.collection_name}: {reason}")
                 continue
             report.collections_written += 1
             report.chunks_written += len(unit.chunks)

@@ -63,6 +63,19 @@ def test_automation_requests_new_partitions_once_and_all_of_them_nightly():
             cursor=result.cursor,
         )
         assert result.get_requested_partitions(dg.AssetKey("file_inventory")) == set(keys)
+        # The knowledge-bases collection follows its knowledge partitions: once their inventory
+        # has run (nightly, or a new knowledge base's first run), not before.
+        assert result.get_num_requested(dg.AssetKey("knowledge_base_collection")) == 0
+        for key in keys:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key="file_inventory", partition=key)
+            )
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            evaluation_time=T0 + datetime.timedelta(hours=15, minutes=5),
+            cursor=result.cursor,
+        )
         assert result.get_num_requested(dg.AssetKey("knowledge_base_collection")) == 1
 
 
@@ -173,44 +186,75 @@ def test_failed_partition_is_reexecuted_from_failure_only(deployment, monkeypatc
         assert FOUNDING in deployment.counts()
 
 
-def test_cli_rebuilds_the_index_once_after_all_partitions(deployment, tmp_path):
+def test_cli_runs_many_partitions_per_run_then_rebuilds_the_index_once(deployment, tmp_path):
     cli.main(["--no-progress"])
     instance = dg.DagsterInstance.get()
     migrations = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))
     indexes = instance.get_runs(dg.RunsFilter(job_name="rebuild_vector_index"))
-    # Per partition, one run loads and splits, a second embeds and writes.
-    phases: dict[str, set] = {}
-    for run in migrations:
-        assert run.status == dg.DagsterRunStatus.SUCCESS
-        selected = frozenset(key.to_user_string() for key in run.asset_selection)
-        phases.setdefault(run.tags["dagster/partition"], set()).add(selected)
-    assert phases == {
-        key: {frozenset(cli.PREPARE_ASSETS), frozenset(cli.WRITE_ASSETS)}
-        for key in (FOUNDING, LITERATURE, STANDALONE_PARTITION_KEY)
-    }
+    # One run covers every knowledge partition: a range of the instance's partition order.
+    assert len(migrations) == 1
+    (run,) = migrations
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    ordered = instance.get_dynamic_partitions(knowledge_partitions.name)
+    assert set(ordered) == {FOUNDING, LITERATURE, STANDALONE_PARTITION_KEY}
+    assert run.tags["dagster/asset_partition_range_start"] == ordered[0]
+    assert run.tags["dagster/asset_partition_range_end"] == ordered[-1]
+    # Each partition has its own materialization, with its own figures.
+    for key in ordered:
+        events = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("embedded_collections"), asset_partitions=[key]
+            ),
+            limit=1,
+        ).records
+        assert events, key
+        metadata = events[0].asset_materialization.metadata
+        assert metadata["collections_written"].value > 0
+        assert metadata["partitions_in_run"].value == 3
+        # The sample's corrupt PDF is in no knowledge base: only that partition says so.
+        expected_failed = 1 if key == STANDALONE_PARTITION_KEY else 0
+        assert metadata["files_failed"].value == expected_failed, key
+    # The run is green (the other files are written) but is tagged, and its check is an error.
+    assert run.tags["pgvector_migration/files_failed"] == "1"
+    (evaluation,) = [
+        event.asset_check_evaluation
+        for event in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        if event.asset_check_evaluation.check_name == "all_collections_complete"
+    ]
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["partitions_with_problems"].value == [STANDALONE_PARTITION_KEY]
     assert len(indexes) == 1
     assert indexes[0].status == dg.DagsterRunStatus.SUCCESS
-    # The next partition is loaded while the previous one is written.
-    records = instance.get_run_records(dg.RunsFilter(job_name="migrate_knowledge_base"))
-    records.sort(key=lambda record: record.start_time)
-    writes = [r for r in records if "embedded_collections" in str(r.dagster_run.asset_selection)]
-    prepares = [r for r in records if r not in writes]
-    assert any(
-        later.start_time < write.end_time
-        for write, later in zip(writes, prepares[1:], strict=False)
-    )
+
+    # A re-run that writes nothing keeps the index instead of rebuilding it; smaller runs on
+    # request.
+    rerun = cli.main(["--no-progress", "--partitions-per-run", "2"])
+    assert rerun == cli.EXIT_FAILED  # the sample's corrupt PDF, failed again
+    assert len(instance.get_runs(dg.RunsFilter(job_name="rebuild_vector_index"))) == 1
+    assert len(instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))) == 1 + 2
+
+
+def test_partition_runs_are_contiguous_ranges_of_bounded_size():
+    ordered = ["a", "b", "c", "d", "e", "f", "g"]
+    assert cli.partition_runs(ordered, ordered, 3) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    # An unselected key between two selected ones splits the range; order is the instance's.
+    assert cli.partition_runs(ordered, ["f", "a", "b", "d"], 10) == [["a", "b"], ["d"], ["f"]]
+    assert cli.partition_runs(ordered, [], 3) == []
 
 
 def test_cli_completes_on_an_instance_with_settings(deployment, tmp_path):
-    """With a dagster.yaml, Dagster configures Python logging at every run start; the next
-    partition's loading runs in its own process, so that never races a run that is logging."""
+    """With a dagster.yaml, Dagster configures Python logging at every run start: runs one
+    after another in the CLI's process complete."""
     (deployment.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     code = cli.main(["--no-progress", "--only", "files"])
 
     assert code == cli.EXIT_FAILED  # the sample's corrupt PDF
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"))
-    assert len(runs) == 6
+    assert len(runs) == 1
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
 
 
@@ -250,7 +294,7 @@ def test_two_partitions_run_in_parallel_processes_on_one_instance(
         )
         for key in (FOUNDING, LITERATURE)
     ]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    outputs = [run.communicate(timeout=900)[0] for run in runs]
     failed_tails = [
         "\n".join(output.splitlines()[-60:])
         for run, output in zip(runs, outputs, strict=True)

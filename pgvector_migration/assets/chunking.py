@@ -1,6 +1,8 @@
 """chunked_documents: load, split and stage the chunks of every selected (file, collection)."""
 
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 
 import psycopg
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -10,6 +12,7 @@ from pgvector_migration.assets.common import (
     downstream_automation,
     effective_settings,
     markdown_table,
+    migration_backfill_policy,
 )
 from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.partitions import knowledge_partitions
@@ -38,12 +41,14 @@ class ChunkingConfig(Config):
 
 @asset(
     partitions_def=knowledge_partitions,
+    backfill_policy=migration_backfill_policy(),
     group_name="migration",
     deps=[completeness_report],
     automation_condition=downstream_automation(),
     description="Chunks of every (file, collection) the completeness report selected, made "
     "with Open WebUI's loader, splitter and metadata, staged in pgvector_migration.staged_chunk. "
-    "A file that fails is recorded with its reason and never stops the others.",
+    "A file in several knowledge bases of the run is loaded once. A file that fails is "
+    "recorded with its reason and never stops the others.",
 )
 def chunked_documents(
     context: AssetExecutionContext,
@@ -52,16 +57,45 @@ def chunked_documents(
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
-    partition_key = context.partition_key
+    keys = context.partition_keys
     settings = effective_settings(openwebui, embeddings)
     state = vector_store.state()
-    selected = state.selected_units(partition_key)
-    staged_files = staged_chunks = 0
-    failures: list[dict] = []
-    from_stored: list[dict] = []
+    with state.partition_leases(keys):
+        outcome = _stage_selected(context, config, openwebui, vector_store, state, settings)
+    for key in keys:
+        failures = [row for row in outcome.failures if key in row["partitions"]]
+        from_stored = [row for row in outcome.from_stored if key in row["partitions"]]
+        context.add_asset_metadata(
+            {
+                "files_chunked": MetadataValue.int(outcome.files[key]),
+                "chunks_staged": MetadataValue.int(outcome.chunks[key]),
+                "files_failed": MetadataValue.int(len(failures)),
+                "files_from_stored_text": MetadataValue.int(len(from_stored)),
+                "stored_text_files": markdown_table(from_stored, ["file_id", "filename", "reason"]),
+                "failures": markdown_table(failures, ["file_id", "filename", "error"]),
+            },
+            partition_key=key,
+        )
+    return MaterializeResult(metadata={"partitions_in_run": MetadataValue.int(len(keys))})
+
+
+@dataclass
+class StagingOutcome:
+    """What chunking did, per partition of the run (a file counts in each partition holding it)."""
+
+    files: Counter = field(default_factory=Counter)
+    chunks: Counter = field(default_factory=Counter)
+    failures: list[dict] = field(default_factory=list)
+    from_stored: list[dict] = field(default_factory=list)
+
+
+def _stage_selected(context, config, openwebui, vector_store, state, settings) -> StagingOutcome:
+    selected = state.selected_units(context.partition_keys)
+    outcome = StagingOutcome()
     fetch = "missing-content" if config.text_source is TextSource.STORED else "always"
     files = (
-        (file, selected[file.id]) for file in openwebui.iter_files(list(selected), fetch_s3=fetch)
+        (file, list(selected[file.id]))
+        for file in openwebui.iter_files(list(selected), fetch_s3=fetch)
     )
     workers = config.workers or os.cpu_count() or 1
     # Splitting stored text is cheaper than shipping its chunks between processes (measured:
@@ -69,11 +103,24 @@ def chunked_documents(
     if config.text_source is TextSource.STORED or len(selected) < PARALLEL_FROM_FILES:
         workers = 1
     with vector_store.connect(with_vectors=False) as connection:
+
+        def failed(file, partitions: list[str], message: str) -> None:
+            for key in partitions:
+                state.record_failure(key, file.id, file.filename, "chunking", message)
+            outcome.failures.append(
+                {
+                    "file_id": file.id,
+                    "filename": file.filename,
+                    "error": message,
+                    "partitions": partitions,
+                }
+            )
+            context.log.warning(f"file {file.id} ({file.filename}): {message}")
+
         for file, plan, message in plan_files(files, settings, config.text_source, workers):
+            partitions = sorted({k for keys in selected[file.id].values() for k in keys})
             if plan is None:
-                state.record_failure(partition_key, file.id, file.filename, "chunking", message)
-                failures.append({"file_id": file.id, "filename": file.filename, "error": message})
-                context.log.warning(f"file {file.id} ({file.filename}): {message}")
+                failed(file, partitions, message)
                 continue
             try:
                 state.stage_chunks(
@@ -88,25 +135,22 @@ def chunked_documents(
                 # itself is gone.
                 if connection.broken:
                     raise
-                message = f"staging its chunks: {postgres_reason(error)}"
-                state.record_failure(partition_key, file.id, file.filename, "chunking", message)
-                failures.append({"file_id": file.id, "filename": file.filename, "error": message})
-                context.log.warning(f"file {file.id} ({file.filename}): {message}")
+                failed(file, partitions, f"staging its chunks: {postgres_reason(error)}")
                 continue
             if plan.fallback_reason:
                 note = fallback_note(plan.fallback_reason)
-                state.annotate_completeness(partition_key, file.id, note)
-                from_stored.append({"file_id": file.id, "filename": file.filename, "reason": note})
+                state.annotate_completeness(connection, partitions, file.id, note)
+                outcome.from_stored.append(
+                    {
+                        "file_id": file.id,
+                        "filename": file.filename,
+                        "reason": note,
+                        "partitions": partitions,
+                    }
+                )
                 context.log.warning(f"file {file.id} ({file.filename}): {note}")
-            staged_files += 1
-            staged_chunks += plan.chunk_count
-    return MaterializeResult(
-        metadata={
-            "files_chunked": MetadataValue.int(staged_files),
-            "chunks_staged": MetadataValue.int(staged_chunks),
-            "files_failed": MetadataValue.int(len(failures)),
-            "files_from_stored_text": MetadataValue.int(len(from_stored)),
-            "stored_text_files": markdown_table(from_stored, ["file_id", "filename", "reason"]),
-            "failures": markdown_table(failures, ["file_id", "filename", "error"]),
-        }
-    )
+            for name, chunks in plan.chunks_by_collection.items():
+                for key in selected[file.id].get(name, []):
+                    outcome.chunks[key] += len(chunks)
+            outcome.files.update(partitions)
+    return outcome

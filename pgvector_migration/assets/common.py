@@ -1,10 +1,11 @@
 """What every migration asset needs: the effective settings and metadata helpers."""
 
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from dagster import AutomationCondition, Failure, MetadataValue
+from dagster import AutomationCondition, BackfillPolicy, BetaWarning, Failure, MetadataValue
 
 from pgvector_migration.pipeline.records import WriteUnit
 from pgvector_migration.redaction import redact_url
@@ -18,6 +19,34 @@ PREVIEW_ROWS = 50
 EMBEDDING_POOL = "embedding_api"
 NIGHTLY_CRON_ENV = "PGVECTOR_MIGRATION_CRON"
 DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+# backfill_policy is beta in Dagster 1.13 but is how a backfill covers many partitions per run;
+# the warning would otherwise print at every import of the assets (CLI runs included).
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy")
+PARTITIONS_PER_RUN_ENV = "PGVECTOR_MIGRATION_PARTITIONS_PER_RUN"
+DEFAULT_PARTITIONS_PER_RUN = 100
+
+
+def partitions_per_run() -> int:
+    """How many knowledge bases one run migrates (PGVECTOR_MIGRATION_PARTITIONS_PER_RUN): a
+    run's fixed cost is paid once for all of them, and their files are embedded in one stream,
+    so a provider's budget stays busy across small knowledge bases. Fewer per run means a
+    failed run has less to redo."""
+    raw = os.environ.get(PARTITIONS_PER_RUN_ENV, str(DEFAULT_PARTITIONS_PER_RUN))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"{PARTITIONS_PER_RUN_ENV} must be a whole number of at least 1, not {raw!r}"
+        )
+    return value
+
+
+def migration_backfill_policy() -> BackfillPolicy:
+    """Every migration asset's: a backfill over N knowledge bases is N / partitions_per_run()
+    runs, each covering a range of partitions, never one run per knowledge base."""
+    return BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run())
 
 
 def nightly_automation() -> AutomationCondition:
@@ -84,17 +113,37 @@ def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, Meta
     }
 
 
+RUN_PREFIX = "run_"
+FILES_FAILED_TAG = "pgvector_migration/files_failed"
+
+
+def run_write_metadata(
+    report: WriteReport, settings: RagSettings, partitions: int
+) -> dict[str, MetadataValue]:
+    """A multi-partition writer's figures for the whole run. Dagster copies a run's metadata
+    onto every partition's event, so they are named run_* there, apart from each partition's
+    own counts."""
+    figures = write_metadata(report, settings)
+    figures.pop("failures")
+    model = figures.pop("embedding_model")
+    return {
+        "partitions_in_run": MetadataValue.int(partitions),
+        "embedding_model": model,
+        **{f"{RUN_PREFIX}{name}": value for name, value in figures.items()},
+    }
+
+
 def write_units(
     context,
-    failure_key: str,
+    failure_keys: Callable[[WriteUnit], Sequence[str]],
     units: Iterable[WriteUnit],
     settings: RagSettings,
     embeddings: EmbeddingResource,
     vector_store: PgVectorResource,
 ) -> WriteReport:
-    """Embed and write units, each failure recorded under `failure_key` (the partition, or the
-    kind of system collection) and logged; a setup error (engine, dimension, target) fails the
-    step before anything is written."""
+    """Embed and write units, each failure recorded under `failure_keys(unit)` (the partitions
+    that selected it, or the kind of system collection) and logged; a setup error (engine,
+    dimension, target) fails the step before anything is written."""
     state = vector_store.state()
     try:
         writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
@@ -104,7 +153,8 @@ def write_units(
 
     def record_failure(unit: WriteUnit, message: str) -> None:
         message = redact_url(message)
-        state.record_failure(failure_key, unit.source_id, unit.label, "embedding", message)
+        for key in failure_keys(unit):
+            state.record_failure(key, unit.source_id, unit.label, "embedding", message)
         context.log.warning(f"{unit.label} ({unit.source_id}): {message}")
 
     return writer.write(units, record_failure)

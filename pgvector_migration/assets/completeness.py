@@ -1,10 +1,8 @@
 """completeness_report: how complete every (file, collection) of a partition is, and which of
 them this run rewrites."""
 
-import functools
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime
 
 from dagster import (
@@ -17,37 +15,26 @@ from dagster import (
 from pydantic import Field
 
 from pgvector_migration.assets.common import (
+    PREVIEW_ROWS,
     downstream_automation,
     effective_settings,
     markdown_table,
+    migration_backfill_policy,
 )
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.pipeline.completeness import (
-    NO_ROWS,
-    Assessment,
-    UnitStatus,
-    assess,
-)
-from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
-from pgvector_migration.pipeline.planning import FilePlan, plan_file
+from pgvector_migration.pipeline.completeness import Assessment, UnitStatus
+from pgvector_migration.pipeline.file_assessment import assess_file
 from pgvector_migration.pipeline.records import (
     STANDALONE_PARTITION_KEY,
-    SourceFile,
     file_collection_name,
 )
-from pgvector_migration.pipeline.splitting import EmptyContentError, content_hash_of
 from pgvector_migration.pipeline.text_source import (
-    TextOrigin,
     TextSource,
-    fallback_note,
-    source_fingerprint,
-    with_note,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
-from pgvector_migration.settings import RagSettings
 
 
 class CompletenessConfig(Config):
@@ -70,85 +57,16 @@ class CompletenessConfig(Config):
     )
 
 
-def _unprocessable(file: SourceFile, names: list[str], status: UnitStatus, reason: str):
-    return [(file, name, Assessment(status, None, 0, reason)) for name in names]
-
-
-def assess_file(
-    file: SourceFile,
-    collection_names: list[str],
-    present,
-    records,
-    settings: RagSettings,
-    text_source: TextSource = TextSource.UPLOAD,
-) -> list[tuple[SourceFile, str, Assessment]]:
-    """Assess every collection of one file. The upload is read only when an answer needs it:
-    a unit already written from the same upload bytes under the same settings takes its content
-    hash from our record, and a unit with neither rows nor a record needs no hash at all."""
-    plan: FilePlan | None = None
-
-    def planned() -> FilePlan:
-        nonlocal plan
-        if plan is None:
-            plan = plan_file(file, settings, collection_names, text_source)
-        return plan
-
-    @functools.cache
-    def identity() -> tuple[str, str]:
-        content = file.stored_content
-        if text_source is TextSource.STORED and content is not None:
-            return content_hash_of(content), settings.splitting_fingerprint(False)
-        if file.upload_path is not None:
-            from_upload = source_fingerprint(
-                settings.splitting_fingerprint(True), TextOrigin.UPLOAD, file
-            )
-            for name in collection_names:
-                record = records.get((name, file.id))
-                if record is not None and record.settings_fingerprint == from_upload:
-                    return record.content_hash, from_upload
-        return planned().content_hash, planned().settings_fingerprint
-
-    try:
-        if file.source_problem:
-            raise LoaderError(file.source_problem)
-        if file.oversize:
-            raise UnsupportedFileType(file.oversize)
-        if text_source is TextSource.UPLOAD_ONLY or not (file.stored_content or "").strip():
-            planned()  # what cannot be planned is unsupported or unreadable, not "missing"
-        assessed = [
-            (
-                file,
-                name,
-                assess(
-                    present.get((name, file.id), NO_ROWS),
-                    records.get((name, file.id)),
-                    identity,
-                    settings.embedding_model,
-                    lambda name=name: len(planned().chunks_by_collection[name]),
-                ),
-            )
-            for name in collection_names
-        ]
-    except (UnsupportedFileType, EmptyContentError) as error:
-        return _unprocessable(file, collection_names, UnitStatus.UNSUPPORTED, str(error))
-    except LoaderError as error:
-        return _unprocessable(file, collection_names, UnitStatus.UNREADABLE, str(error))
-    fallback = plan.fallback_reason if plan is not None else None
-    if plan is None and text_source is TextSource.UPLOAD and file.upload_path is None:
-        fallback = file.upload_problem or "the file has no upload path"
-    if fallback:
-        note = fallback_note(fallback)
-        assessed = [(f, n, replace(a, reason=with_note(a.reason, note))) for f, n, a in assessed]
-    return assessed
-
-
 @asset(
     partitions_def=knowledge_partitions,
+    backfill_policy=migration_backfill_policy(),
     group_name="migration",
     deps=[file_inventory],
     automation_condition=downstream_automation(),
     description="Per (file, collection): complete, partial, stale, missing, unsupported or "
-    "unreadable, with expected and present chunk counts; selects what this run rewrites.",
+    "unreadable, with expected and present chunk counts; selects what this run rewrites. The "
+    "rows and records of every partition in the run are read in one query each, and a file "
+    "in several of them is assessed once.",
 )
 def completeness_report(
     context: AssetExecutionContext,
@@ -157,76 +75,110 @@ def completeness_report(
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
-    partition_key = context.partition_key
+    keys = context.partition_keys
     settings = effective_settings(openwebui, embeddings)
     state = vector_store.state()
-    file_ids = state.inventory_file_ids(partition_key)
-    collection_names = [file_collection_name(file_id) for file_id in file_ids]
-    if file_ids and partition_key != STANDALONE_PARTITION_KEY:
-        collection_names.append(partition_key)
+    with state.partition_leases(keys):
+        statuses, selected_files, previews = _assess_partitions(
+            keys, config, openwebui, vector_store, state, settings
+        )
+    for key in keys:
+        context.add_asset_metadata(
+            {
+                **{
+                    f"units_{status}": MetadataValue.int(statuses[key][str(status)])
+                    for status in UnitStatus
+                },
+                "files_selected": MetadataValue.int(len(selected_files[key])),
+                "report": markdown_table(
+                    previews[key],
+                    ["file", "collection", "status", "expected", "present", "reason"],
+                ),
+            },
+            partition_key=key,
+        )
+    return MaterializeResult(
+        metadata={
+            "partitions_in_run": MetadataValue.int(len(keys)),
+            "overwrite": MetadataValue.bool(config.overwrite),
+            "embedding_model": MetadataValue.text(
+                f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"
+            ),
+        }
+    )
+
+
+def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
+    """Assess every (partition, file, collection) of the run and store the report; returns per
+    partition the status counts, the selected files and a preview of the rows."""
+    file_ids = state.inventory_file_ids(keys)
+    partitions_of: dict[str, list[str]] = {}
+    for key, ids in file_ids.items():
+        for file_id in ids:
+            partitions_of.setdefault(file_id, []).append(key)
+    collection_names = {file_collection_name(file_id) for file_id in partitions_of}
+    collection_names.update(k for k in keys if file_ids[k] and k != STANDALONE_PARTITION_KEY)
+    collection_names = sorted(collection_names)
     present = vector_store.present_rows(collection_names)
     records = state.written_records(collection_names)
-    state.clear_failures(partition_key, file_ids)
+    state.clear_failures(keys, list(partitions_of))
     rewritten: set[tuple[str, str]] = set()
     if config.overwrite and config.overwrite_unless_written_after:
         since = datetime.fromisoformat(config.overwrite_unless_written_after)
         rewritten = state.written_since(collection_names, since)
 
-    statuses: Counter[str] = Counter()
-    selected_files: set[str] = set()
-    preview: list[dict] = []
+    statuses: dict[str, Counter[str]] = {key: Counter() for key in keys}
+    selected_files: dict[str, set[str]] = {key: set() for key in keys}
+    previews: dict[str, list[dict]] = {key: [] for key in keys}
+
+    def selects(name: str, file_id: str, assessment: Assessment) -> bool:
+        if assessment.status.needs_work:
+            return True
+        return (
+            config.overwrite
+            and assessment.status not in (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
+            and not (assessment.status == UnitStatus.COMPLETE and (name, file_id) in rewritten)
+        )
 
     def assessed() -> Iterator:
         fetch = "missing-content" if config.text_source is TextSource.STORED else "always"
-        for file in openwebui.iter_files(file_ids, fetch_s3=fetch):
-            names = file.collection_names(partition_key)
-            assessed_units = assess_file(
-                file, names, present, records, settings, config.text_source
-            )
+        membership = openwebui.knowledge_membership()
+        for file in openwebui.iter_files(list(partitions_of), fetch, membership):
+            holders = partitions_of[file.id]
+            names = list(dict.fromkeys(n for key in holders for n in file.collection_names(key)))
+            by_name = {
+                name: (file_, assessment)
+                for file_, name, assessment in assess_file(
+                    file, names, present, records, settings, config.text_source
+                )
+            }
             unreadable = next(
-                (a for _, _, a in assessed_units if a.status == UnitStatus.UNREADABLE), None
+                (a for _, a in by_name.values() if a.status == UnitStatus.UNREADABLE), None
             )
-            if unreadable:
-                state.record_failure(
-                    partition_key, file.id, file.filename, "loading", unreadable.reason
-                )
-            for file_, name, assessment in assessed_units:
-                selected = assessment.status.needs_work or (
-                    config.overwrite
-                    and assessment.status not in (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
-                    and not (
-                        assessment.status == UnitStatus.COMPLETE and (name, file.id) in rewritten
-                    )
-                )
-                statuses[str(assessment.status)] += 1
-                if selected:
-                    selected_files.add(file.id)
-                if assessment.status != UnitStatus.COMPLETE or len(preview) < 20:
-                    preview.append(
-                        {
-                            "file": file_.filename,
-                            "collection": name,
-                            "status": str(assessment.status),
-                            "expected": assessment.expected_chunks,
-                            "present": assessment.present_chunks,
-                            "reason": assessment.reason,
-                        }
-                    )
-                yield file_, name, assessment, selected
+            for key in holders:
+                if unreadable:
+                    state.record_failure(key, file.id, file.filename, "loading", unreadable.reason)
+                for name in file.collection_names(key):
+                    file_, assessment = by_name[name]
+                    selected = selects(name, file.id, assessment)
+                    statuses[key][str(assessment.status)] += 1
+                    if selected:
+                        selected_files[key].add(file.id)
+                    preview = previews[key]
+                    if len(preview) < PREVIEW_ROWS and (
+                        assessment.status != UnitStatus.COMPLETE or len(preview) < 20
+                    ):
+                        preview.append(
+                            {
+                                "file": file_.filename,
+                                "collection": name,
+                                "status": str(assessment.status),
+                                "expected": assessment.expected_chunks,
+                                "present": assessment.present_chunks,
+                                "reason": assessment.reason,
+                            }
+                        )
+                    yield key, file_, name, assessment, selected
 
-    state.replace_completeness(partition_key, assessed())
-    return MaterializeResult(
-        metadata={
-            **{
-                f"units_{status}": MetadataValue.int(statuses[str(status)]) for status in UnitStatus
-            },
-            "files_selected": MetadataValue.int(len(selected_files)),
-            "overwrite": MetadataValue.bool(config.overwrite),
-            "embedding_model": MetadataValue.text(
-                f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"
-            ),
-            "report": markdown_table(
-                preview, ["file", "collection", "status", "expected", "present", "reason"]
-            ),
-        }
-    )
+    state.replace_completeness(keys, assessed())
+    return statuses, selected_files, previews

@@ -2,15 +2,19 @@
 (file, collection) atomically into document_chunk."""
 
 import itertools
+from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from pgvector_migration.assets.chunking import chunked_documents
 from pgvector_migration.assets.common import (
     EMBEDDING_POOL,
+    FILES_FAILED_TAG,
     downstream_automation,
     effective_settings,
-    write_metadata,
+    markdown_table,
+    migration_backfill_policy,
+    run_write_metadata,
     write_units,
 )
 from pgvector_migration.assets.transplant import transplanted_embeddings
@@ -23,13 +27,15 @@ from pgvector_migration.unit_writer import WriteReport
 
 @asset(
     partitions_def=knowledge_partitions,
+    backfill_policy=migration_backfill_policy(),
     group_name="migration",
     deps=[chunked_documents, transplanted_embeddings],
     pool=EMBEDDING_POOL,
     automation_condition=downstream_automation(),
     description="Vectors for the staged chunks (each distinct text embedded once, cached by "
     "model and text hash) written to document_chunk: one transaction per (file, collection) "
-    "deletes its old rows and COPYs the new ones.",
+    "deletes its old rows and COPYs the new ones. Every knowledge base of the run is embedded "
+    "in one stream, so small knowledge bases keep the provider as busy as a large one.",
 )
 def embedded_collections(
     context: AssetExecutionContext,
@@ -37,24 +43,46 @@ def embedded_collections(
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
-    partition_key = context.partition_key
+    keys = context.partition_keys
     settings = effective_settings(openwebui, embeddings)
     state = vector_store.state()
-    units = state.staged_units(partition_key)
-    first_unit = next(units, None)
-    if first_unit is None:
-        return MaterializeResult(metadata=write_metadata(WriteReport(), settings))
-    report = write_units(
-        context,
-        partition_key,
-        itertools.chain([first_unit], units),
-        settings,
-        embeddings,
-        vector_store,
-    )
-    return MaterializeResult(
-        metadata={
-            **write_metadata(report, settings),
-            "files_failed": MetadataValue.int(len(report.failures)),
+    started = datetime.now(UTC)
+    with state.partition_leases(keys):
+        partitions_of = {
+            (name, file_id): partitions
+            for file_id, names in state.selected_units(keys).items()
+            for name, partitions in names.items()
         }
-    )
+        units = state.staged_units(keys)
+        first_unit = next(units, None)
+        report = WriteReport()
+        if first_unit is not None:
+            report = write_units(
+                context,
+                lambda unit: partitions_of.get((unit.collection_name, unit.source_id), []),
+                itertools.chain([first_unit], units),
+                settings,
+                embeddings,
+                vector_store,
+            )
+    written = state.units_written_since(keys, started)
+    failed: dict[str, list[dict]] = {key: [] for key in keys}
+    for failure in state.failures(keys):
+        failed[failure["partition_key"]].append(failure)
+    for key in keys:
+        collections, chunks = written[key]
+        context.add_asset_metadata(
+            {
+                "collections_written": MetadataValue.int(collections),
+                "chunks_written": MetadataValue.int(chunks),
+                "files_failed": MetadataValue.int(len({f["file_id"] for f in failed[key]})),
+                "failures": markdown_table(failed[key], ["file_id", "filename", "stage", "error"]),
+            },
+            partition_key=key,
+        )
+    files_failed = len({(f["partition_key"], f["file_id"]) for fs in failed.values() for f in fs})
+    if files_failed:
+        # A run with failed files finishes (the others are written) but says so where runs
+        # are listed, not only in the report.
+        context.instance.add_run_tags(context.run.run_id, {FILES_FAILED_TAG: str(files_failed)})
+    return MaterializeResult(metadata=run_write_metadata(report, settings, len(keys)))

@@ -4,7 +4,14 @@ and failure reporting as the file collections."""
 
 from collections.abc import Callable, Sequence
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AutomationCondition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from pgvector_migration.assets.common import (
@@ -15,6 +22,7 @@ from pgvector_migration.assets.common import (
     write_metadata,
     write_units,
 )
+from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
 from pgvector_migration.pipeline.metadata import sanitize_text
 from pgvector_migration.pipeline.records import (
@@ -81,13 +89,15 @@ def rebuild(
     ]
     selected = [unit for unit, a in assessed if config.overwrite or a.status.needs_work]
     # Every unit of the kind is assessed on every run: no earlier failure stays true unheard.
-    state.clear_failures(kind, None)
+    state.clear_failures([kind], None)
     for source_id, label, reason in unusable:
         state.record_failure(kind, source_id, label, "source", reason)
         context.log.warning(reason)
     report = WriteReport()
     if selected and not config.dry_run:
-        report = write_units(context, kind, selected, settings, embeddings, vector_store)
+        report = write_units(
+            context, lambda _: [kind], selected, settings, embeddings, vector_store
+        )
     preview = [
         {
             "collection": unit.collection_name,
@@ -117,10 +127,22 @@ def rebuild(
     }
 
 
+def after_knowledge_partitions() -> AutomationCondition:
+    """Nightly, and whenever a knowledge partition's inventory ran (a new knowledge base is
+    migrated as soon as it appears, and its row must follow then, not the next night); the
+    rebuild writes only rows whose name or description changed."""
+    return nightly_automation() | (
+        AutomationCondition.any_deps_updated().since_last_handled()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    )
+
+
 @asset(
     group_name="system_collections",
+    deps=[file_inventory],
     pool=EMBEDDING_POOL,
-    automation_condition=nightly_automation(),
+    automation_condition=after_knowledge_partitions(),
     description="The `knowledge-bases` collection: one row per knowledge base (id = knowledge "
     "id, text = name and description), which Open WebUI searches to pick knowledge bases.",
 )

@@ -1,6 +1,8 @@
 """transplanted_embeddings: seed the embedding cache with the old store's vectors, so that
 embedded_collections sends only the texts the store does not have to the engine."""
 
+from collections.abc import Sequence
+
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from pgvector_migration.assets.chunking import chunked_documents
@@ -8,6 +10,7 @@ from pgvector_migration.assets.common import (
     EMBEDDING_POOL,
     downstream_automation,
     effective_settings,
+    migration_backfill_policy,
 )
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.ids import text_key
@@ -28,13 +31,15 @@ from pgvector_migration.resources.vector_store import PgVectorResource, TargetCo
 from pgvector_migration.unit_writer import prepare_target
 
 TRANSPLANT_ORIGIN = "transplant"
+# One old store serves every partition of a run at once: its figures are the run's.
+RUN_SCOPE = "the whole run (every knowledge base it covers)"
 
 
-def texts_to_embed(state: MigrationState, partition_key: str, model_key: str):
+def texts_to_embed(state: MigrationState, partition_keys: Sequence[str], model_key: str):
     """The staged chunks' collections (in order) and the text keys the cache does not have."""
     collections: dict[str, None] = {}
     keys: set[bytes] = set()
-    for unit in state.staged_units(partition_key):
+    for unit in state.staged_units(partition_keys):
         collections[unit.collection_name] = None
         keys.update(text_key(chunk.embedding_input) for chunk in unit.chunks)
     return list(collections), keys - state.cached_keys(model_key, list(keys))
@@ -59,6 +64,7 @@ def report_metadata(report: TransplantReport) -> dict[str, MetadataValue]:
 def skipped(store: str, reason: str) -> MaterializeResult:
     return MaterializeResult(
         metadata={
+            "scope": MetadataValue.text(RUN_SCOPE),
             "store": MetadataValue.text(store),
             "skipped": MetadataValue.text(reason),
             "vectors_transplanted": MetadataValue.int(0),
@@ -68,6 +74,7 @@ def skipped(store: str, reason: str) -> MaterializeResult:
 
 @asset(
     partitions_def=knowledge_partitions,
+    backfill_policy=migration_backfill_policy(),
     group_name="migration",
     deps=[chunked_documents],
     pool=EMBEDDING_POOL,
@@ -95,7 +102,7 @@ def transplanted_embeddings(
         dimension = prepare_target(dispatcher, vector_store, state)
     except (TargetConfigurationError, EmbeddingError) as error:
         raise Failure(description=str(error)) from error
-    collections, needed = texts_to_embed(state, context.partition_key, dispatcher.model_key)
+    collections, needed = texts_to_embed(state, context.partition_keys, dispatcher.model_key)
     if not needed:
         return skipped(store, "every staged text already has a cached vector")
     target = TargetModel(
@@ -133,4 +140,6 @@ def transplanted_embeddings(
         f"{report.vectors_seeded} vectors transplanted from {report.store}, "
         f"{report.sampled} samples compared"
     )
-    return MaterializeResult(metadata=report_metadata(report))
+    return MaterializeResult(
+        metadata={"scope": MetadataValue.text(RUN_SCOPE), **report_metadata(report)}
+    )

@@ -206,17 +206,22 @@ class MigrationState:
         self.read_only = read_only
         self.recorded = recorded
 
-    def replace_inventory(self, partition_key: str, files: Iterable[SourceFile]) -> None:
+    def replace_inventory(
+        self, partition_keys: Sequence[str], files: Iterable[tuple[str, SourceFile]]
+    ) -> None:
+        """Replace the inventory of these partitions with (partition key, file) pairs, in one
+        transaction whatever the number of partitions."""
         with self._connect(with_vectors=False) as connection, connection.transaction():
             connection.execute(
-                f"DELETE FROM {SCHEMA}.inventory WHERE partition_key = %s", (partition_key,)
+                f"DELETE FROM {SCHEMA}.inventory WHERE partition_key = ANY(%s)",
+                (list(partition_keys),),
             )
             with connection.cursor().copy(
                 f"COPY {SCHEMA}.inventory (partition_key, file_id, filename, content_type, "
                 "knowledge_ids, collections, has_stored_content, upload_path, upload_problem) "
                 "FROM STDIN"
             ) as copy:
-                for file in files:
+                for partition_key, file in files:
                     copy.write_row(
                         (
                             partition_key,
@@ -231,15 +236,20 @@ class MigrationState:
                         )
                     )
 
-    def inventory_file_ids(self, partition_key: str) -> list[str]:
+    def inventory_file_ids(self, partition_keys: Sequence[str]) -> dict[str, list[str]]:
+        """The inventoried file ids of each of these partitions (every key present)."""
+        found: dict[str, list[str]] = {key: [] for key in partition_keys}
         if not self.recorded:
-            return []
+            return found
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
-                f"SELECT file_id FROM {SCHEMA}.inventory WHERE partition_key = %s ORDER BY file_id",
-                (partition_key,),
+                f"SELECT partition_key, file_id FROM {SCHEMA}.inventory "
+                "WHERE partition_key = ANY(%s) ORDER BY partition_key, file_id",
+                (list(partition_keys),),
             ).fetchall()
-        return [row[0] for row in rows]
+        for partition_key, file_id in rows:
+            found[partition_key].append(file_id)
+        return found
 
     def written_records(
         self, collection_names: Sequence[str]
@@ -327,20 +337,21 @@ class MigrationState:
 
     def replace_completeness(
         self,
-        partition_key: str,
-        rows: Iterable[tuple[SourceFile, str, Assessment, bool]],
+        partition_keys: Sequence[str],
+        rows: Iterable[tuple[str, SourceFile, str, Assessment, bool]],
     ) -> None:
-        """Store the report: one row per (file, collection) with its status and whether this
-        run selected it for rewriting."""
+        """Store the report of these partitions: one row per (partition, file, collection) with
+        its status and whether this run selected it for rewriting."""
         with self._connect(with_vectors=False) as connection, connection.transaction():
             connection.execute(
-                f"DELETE FROM {SCHEMA}.completeness WHERE partition_key = %s", (partition_key,)
+                f"DELETE FROM {SCHEMA}.completeness WHERE partition_key = ANY(%s)",
+                (list(partition_keys),),
             )
             with connection.cursor().copy(
                 f"COPY {SCHEMA}.completeness (partition_key, file_id, collection_name, filename, "
                 "status, expected_chunks, present_chunks, reason, selected) FROM STDIN"
             ) as copy:
-                for file, collection_name, assessment, selected in rows:
+                for partition_key, file, collection_name, assessment, selected in rows:
                     copy.write_row(
                         (
                             partition_key,
@@ -355,20 +366,25 @@ class MigrationState:
                         )
                     )
 
-    def selected_units(self, partition_key: str) -> dict[str, list[str]]:
-        """Collections per file that this partition's run must rewrite."""
+    def selected_units(self, partition_keys: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        """Per file, the collections these partitions' run must rewrite, each with the
+        partitions that selected it (a file's own collection is selected by every partition
+        holding the file; it is still made once)."""
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
-                f"SELECT file_id, collection_name FROM {SCHEMA}.completeness "
-                "WHERE partition_key = %s AND selected ORDER BY file_id, collection_name",
-                (partition_key,),
+                f"SELECT file_id, collection_name, partition_key FROM {SCHEMA}.completeness "
+                "WHERE partition_key = ANY(%s) AND selected "
+                "ORDER BY file_id, collection_name, partition_key",
+                (list(partition_keys),),
             ).fetchall()
-        selected: dict[str, list[str]] = {}
-        for file_id, collection_name in rows:
-            selected.setdefault(file_id, []).append(collection_name)
+        selected: dict[str, dict[str, list[str]]] = {}
+        for file_id, collection_name, partition_key in rows:
+            selected.setdefault(file_id, {}).setdefault(collection_name, []).append(partition_key)
         return selected
 
-    def completeness_rows(self, partition_key: str) -> list[dict[str, Any]]:
+    def completeness_rows(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The report rows of these partitions, each with its partition key and whether it was
+        written since it was checked."""
         if not self.recorded:
             return []
         with (
@@ -377,16 +393,16 @@ class MigrationState:
         ):
             cursor.execute(
                 f"""
-                SELECT c.file_id, c.collection_name, c.filename, c.status, c.expected_chunks,
-                       c.present_chunks, c.reason, c.selected,
+                SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status,
+                       c.expected_chunks, c.present_chunks, c.reason, c.selected,
                        w.written_at IS NOT NULL AND w.written_at >= c.checked_at AS written
                 FROM {SCHEMA}.completeness c
                 LEFT JOIN {SCHEMA}.written_collection w
                   ON w.collection_name = c.collection_name AND w.file_id = c.file_id
-                WHERE c.partition_key = %s
-                ORDER BY c.filename, c.file_id, c.collection_name
+                WHERE c.partition_key = ANY(%s)
+                ORDER BY c.partition_key, c.filename, c.file_id, c.collection_name
                 """,
-                (partition_key,),
+                (list(partition_keys),),
             )
             return cursor.fetchall()
 
@@ -426,25 +442,30 @@ class MigrationState:
                             )
                         )
 
-    def staged_units(self, partition_key: str) -> Iterator[WriteUnit]:
-        """Stream the staged chunks of this partition's selected, not failed units, one unit at
-        a time, so memory is bounded by the largest file, not the partition. A unit written
-        with the same content and settings since it was selected (by another partition holding
-        the same file, or by an earlier attempt of this step) is done and left out.
+    def staged_units(self, partition_keys: Sequence[str]) -> Iterator[WriteUnit]:
+        """Stream the staged chunks of these partitions' selected, not failed units, one unit
+        at a time and each unit once (a file's own collection is selected by every partition
+        holding it), so memory is bounded by the largest file, not the run. A unit written with
+        the same content and settings since it was selected (by another run holding the same
+        file, or by an earlier attempt of this step) is done and left out.
 
         Pages are read by key, each in its own short statement: no transaction stays open
         while units are embedded, so nothing holds locks or old snapshots meanwhile."""
-        query = f"""
-            SELECT s.collection_name, s.file_id, c.filename, s.content_hash,
-                   s.settings_fingerprint, s.position, s.id, s.text, s.vmetadata
+        selected = f"""
             FROM {SCHEMA}.completeness c
-            JOIN {SCHEMA}.staged_chunk s
-              ON s.collection_name = c.collection_name AND s.file_id = c.file_id
-            WHERE c.partition_key = %s AND c.selected
-              AND (s.file_id, s.collection_name, s.position) > (%s, %s, %s)
+            WHERE c.partition_key = ANY(%(keys)s) AND c.selected
+              AND c.collection_name = s.collection_name AND c.file_id = s.file_id
               AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.file_failure f
                               WHERE f.partition_key = c.partition_key
                                 AND f.file_id = c.file_id)
+        """
+        query = f"""
+            SELECT s.collection_name, s.file_id, s.content_hash, s.settings_fingerprint,
+                   s.position, s.id, s.text, s.vmetadata,
+                   (SELECT c.filename {selected} LIMIT 1) AS filename
+            FROM {SCHEMA}.staged_chunk s
+            WHERE (s.file_id, s.collection_name, s.position) > (%(file)s, %(name)s, %(position)s)
+              AND EXISTS (SELECT 1 {selected})
             ORDER BY s.file_id, s.collection_name, s.position
             LIMIT {STAGED_PAGE_ROWS}
         """
@@ -456,19 +477,20 @@ class MigrationState:
               ON s.collection_name = c.collection_name AND s.file_id = c.file_id
             JOIN {SCHEMA}.written_collection w
               ON w.collection_name = s.collection_name AND w.file_id = s.file_id
-            WHERE c.partition_key = %s AND c.selected AND w.written_at >= c.checked_at
+            WHERE c.partition_key = ANY(%s) AND c.selected AND w.written_at >= c.checked_at
               AND w.content_hash = s.content_hash
               AND w.settings_fingerprint = s.settings_fingerprint
         """
+        keys = list(partition_keys)
         unit: WriteUnit | None = None
-        after = ("", "", -1)
+        after = {"file": "", "name": "", "position": -1}
         with self._connect(with_vectors=False) as connection:
-            done = {tuple(row) for row in connection.execute(done_query, (partition_key,))}
+            done = {tuple(row) for row in connection.execute(done_query, (keys,))}
             while True:
-                rows = connection.execute(query, (partition_key, *after)).fetchall()
+                rows = connection.execute(query, {"keys": keys, **after}).fetchall()
                 for row in rows:
-                    collection_name, file_id, filename, content_hash, fingerprint = row[:5]
-                    position, chunk_id, text, metadata = row[5:]
+                    collection_name, file_id, content_hash, fingerprint = row[:4]
+                    position, chunk_id, text, metadata, filename = row[4:]
                     if (collection_name, file_id) in done:
                         continue
                     if unit is None or (unit.collection_name, unit.source_id) != (
@@ -485,45 +507,71 @@ class MigrationState:
                     )
                 if len(rows) < STAGED_PAGE_ROWS:
                     break
-                after = (rows[-1][1], rows[-1][0], rows[-1][5])
+                after = {"file": rows[-1][1], "name": rows[-1][0], "position": rows[-1][4]}
         if unit is not None:
             yield unit
 
-    def clear_failures(self, partition_key: str, file_ids: Sequence[str] | None) -> None:
-        """Forget the recorded failures of these ids (None: of every id under the key)."""
+    def units_written_since(
+        self, partition_keys: Sequence[str], since: datetime
+    ) -> dict[str, tuple[int, int]]:
+        """Per partition, the selected (file, collection) units written at or after `since`
+        and their chunks: what one run wrote for each partition it covers."""
+        found = {key: (0, 0) for key in partition_keys}
+        with self._connect(with_vectors=False) as connection:
+            rows = connection.execute(
+                f"""
+                SELECT c.partition_key, count(*), coalesce(sum(w.chunk_count), 0)
+                FROM {SCHEMA}.completeness c
+                JOIN {SCHEMA}.written_collection w
+                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+                WHERE c.partition_key = ANY(%s) AND c.selected AND w.written_at >= %s
+                GROUP BY c.partition_key
+                """,
+                (list(partition_keys), since),
+            ).fetchall()
+        for partition_key, units, chunks in rows:
+            found[partition_key] = (units, int(chunks))
+        return found
+
+    def clear_failures(self, partition_keys: Sequence[str], file_ids: Sequence[str] | None) -> None:
+        """Forget the recorded failures of these ids under these keys (None: of every id)."""
         if self.read_only:
             return
         with self._connect(with_vectors=False) as connection:
             if file_ids is None:
                 connection.execute(
-                    f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s",
-                    (partition_key,),
+                    f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = ANY(%s)",
+                    (list(partition_keys),),
                 )
                 return
             connection.execute(
-                f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = %s AND file_id = ANY(%s)",
-                (partition_key, list(file_ids)),
+                f"DELETE FROM {SCHEMA}.file_failure "
+                "WHERE partition_key = ANY(%s) AND file_id = ANY(%s)",
+                (list(partition_keys), list(file_ids)),
             )
 
-    def replace_source_notes(self, partition_key: str, notes: Iterable[tuple[str, str]]) -> None:
-        """Store what the inventory found odd in the source for this partition, as
-        (id, note) pairs, replacing the notes of its previous run."""
+    def replace_source_notes(
+        self, partition_keys: Sequence[str], notes: Iterable[tuple[str, str, str]]
+    ) -> None:
+        """Store what the inventory found odd in the source for these partitions, as
+        (partition key, id, note), replacing the notes of their previous run."""
         with self._connect(with_vectors=False) as connection, connection.transaction():
             connection.execute(
-                f"DELETE FROM {SCHEMA}.source_note WHERE partition_key = %s", (partition_key,)
+                f"DELETE FROM {SCHEMA}.source_note WHERE partition_key = ANY(%s)",
+                (list(partition_keys),),
             )
             with connection.cursor().copy(
                 f"COPY {SCHEMA}.source_note (partition_key, subject_id, note) FROM STDIN"
             ) as copy:
-                for subject_id, note in notes:
-                    copy.write_row((partition_key, subject_id, note))
+                for note in notes:
+                    copy.write_row(note)
 
-    def source_notes(self, partition_key: str) -> list[dict[str, str]]:
+    def source_notes(self, partition_keys: Sequence[str]) -> list[dict[str, str]]:
         with self._connect(with_vectors=False) as connection:
             rows = connection.execute(
-                f"SELECT subject_id, note FROM {SCHEMA}.source_note WHERE partition_key = %s "
-                "ORDER BY subject_id, note",
-                (partition_key,),
+                f"SELECT DISTINCT subject_id, note FROM {SCHEMA}.source_note "
+                "WHERE partition_key = ANY(%s) ORDER BY subject_id, note",
+                (list(partition_keys),),
             ).fetchall()
         return [{"id": row[0], "note": row[1]} for row in rows]
 
@@ -546,18 +594,22 @@ class MigrationState:
                 (partition_key, file_id, filename, stage, error),
             )
 
-    def annotate_completeness(self, partition_key: str, file_id: str, reason: str) -> None:
+    @staticmethod
+    def annotate_completeness(
+        connection: psycopg.Connection, partition_keys: Sequence[str], file_id: str, reason: str
+    ) -> None:
         """Say why a file's units were built as they were (the stored text instead of the
-        upload) where reports read completeness, without changing their status."""
-        with self._connect(with_vectors=False) as connection:
-            connection.execute(
-                f"UPDATE {SCHEMA}.completeness SET reason = CASE WHEN reason = '' THEN %s "
-                "ELSE reason || '; ' || %s END "
-                "WHERE partition_key = %s AND file_id = %s AND strpos(reason, %s) = 0",
-                (reason, reason, partition_key, file_id, reason),
-            )
+        upload) where reports read completeness, without changing their status; on the
+        caller's connection (chunking holds one for the whole run)."""
+        connection.execute(
+            f"UPDATE {SCHEMA}.completeness SET reason = CASE WHEN reason = '' THEN %s "
+            "ELSE reason || '; ' || %s END "
+            "WHERE partition_key = ANY(%s) AND file_id = %s AND strpos(reason, %s) = 0",
+            (reason, reason, list(partition_keys), file_id, reason),
+        )
 
-    def failures(self, partition_key: str) -> list[dict[str, Any]]:
+    def failures(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Recorded failures under these keys (partitions, or kinds of system collection)."""
         if not self.recorded:
             return []
         with (
@@ -565,43 +617,49 @@ class MigrationState:
             connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
         ):
             cursor.execute(
-                f"SELECT file_id, filename, stage, error FROM {SCHEMA}.file_failure "
-                "WHERE partition_key = %s ORDER BY filename, file_id",
-                (partition_key,),
+                f"SELECT partition_key, file_id, filename, stage, error FROM {SCHEMA}.file_failure "
+                "WHERE partition_key = ANY(%s) ORDER BY partition_key, filename, file_id",
+                (list(partition_keys),),
             )
             return cursor.fetchall()
 
     @contextmanager
-    def partition_lease(self, partition_key: str) -> Iterator[None]:
-        """Hold a partition for this process: a second run of the same partition (a CLI started
-        twice) waits until the first is done, then finds its work done.
+    def partition_leases(self, partition_keys: Sequence[str]) -> Iterator[None]:
+        """Hold these partitions for this process: a second run of any of them (a CLI started
+        twice, a backfill next to the CLI) waits until the first is done, then finds its work
+        done.
 
-        A lease row that this process renews, not a lock on a held connection: a run killed
-        with SIGKILL (or a forked child it leaves behind) cannot keep the partition forever,
-        its lease simply expires."""
+        Lease rows that this process renews, not locks on a held connection: a run killed with
+        SIGKILL (or a forked child it leaves behind) cannot keep a partition forever, its lease
+        simply expires. All of them are taken at once or none (then it waits and tries again),
+        so two runs over overlapping partitions never wait for each other in a circle."""
+        keys = sorted(set(partition_keys))
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
         acquire = f"""
             INSERT INTO {SCHEMA}.partition_lease (partition_key, holder, expires_at)
-            VALUES (%s, %s, now() + make_interval(secs => %s))
+            SELECT key, %s, now() + make_interval(secs => %s) FROM unnest(%s::text[]) AS key
             ON CONFLICT (partition_key) DO UPDATE
                SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
              WHERE {SCHEMA}.partition_lease.expires_at < now()
-            RETURNING holder
+            RETURNING partition_key
         """
         announced = False
         while True:
             with self._connect(with_vectors=False) as connection:
-                taken = connection.execute(acquire, (partition_key, holder, LEASE_SECONDS))
-                if taken.fetchone():
-                    break
+                with connection.transaction() as attempt:
+                    taken = connection.execute(acquire, (holder, LEASE_SECONDS, keys)).fetchall()
+                    if len(taken) == len(keys):
+                        break
+                    attempt_holders = connection.execute(
+                        f"SELECT partition_key, holder FROM {SCHEMA}.partition_lease "
+                        "WHERE partition_key = ANY(%s) AND holder <> %s",
+                        (keys, holder),
+                    ).fetchall()
+                    raise psycopg.Rollback(attempt)
                 if not announced:
-                    other = connection.execute(
-                        f"SELECT holder FROM {SCHEMA}.partition_lease WHERE partition_key = %s",
-                        (partition_key,),
-                    ).fetchone()
-                    by = other[0] if other else "another run"
+                    held = ", ".join(f"{key} by {by}" for key, by in attempt_holders[:5])
                     log.warning(
-                        f"partition {partition_key} is being migrated by {by} (host:pid:lease); "
+                        f"partitions being migrated by another run (host:pid:lease): {held}; "
                         "waiting for it to finish"
                     )
                     announced = True
@@ -617,8 +675,8 @@ class MigrationState:
                     connection.execute(
                         f"UPDATE {SCHEMA}.partition_lease "
                         "SET expires_at = now() + make_interval(secs => %s) "
-                        "WHERE partition_key = %s AND holder = %s",
-                        (LEASE_SECONDS, partition_key, holder),
+                        "WHERE partition_key = ANY(%s) AND holder = %s",
+                        (LEASE_SECONDS, keys, holder),
                     )
 
         renewer = threading.Thread(target=renew, daemon=True, name="partition-lease")
@@ -634,8 +692,8 @@ class MigrationState:
             ):
                 connection.execute(
                     f"DELETE FROM {SCHEMA}.partition_lease "
-                    "WHERE partition_key = %s AND holder = %s",
-                    (partition_key, holder),
+                    "WHERE partition_key = ANY(%s) AND holder = %s",
+                    (keys, holder),
                 )
 
     def failed_files(self) -> dict[str, list[str]]:
@@ -784,18 +842,20 @@ class MigrationState:
                     added += _copy_into_cache(connection, model_key, page, origin, replace=False)
         return added
 
-    def progress(self, partition_key: str) -> tuple[int, int]:
-        """(units selected, units written since they were selected) for a progress bar."""
+    def progress(self, partition_keys: Sequence[str]) -> tuple[int, int]:
+        """(units selected, units written since they were selected) over these partitions, for
+        a progress bar; a file's own collection selected by two of them counts once."""
         with self._connect(with_vectors=False) as connection:
             row = connection.execute(
                 f"""
-                SELECT count(*), count(w.file_id)
+                SELECT count(DISTINCT (c.collection_name, c.file_id)),
+                       count(DISTINCT (w.collection_name, w.file_id))
                 FROM {SCHEMA}.completeness c
                 LEFT JOIN {SCHEMA}.written_collection w
                   ON w.collection_name = c.collection_name AND w.file_id = c.file_id
                  AND w.written_at >= c.checked_at
-                WHERE c.partition_key = %s AND c.selected
+                WHERE c.partition_key = ANY(%s) AND c.selected
                 """,
-                (partition_key,),
+                (list(partition_keys),),
             ).fetchone()
         return row[0], row[1]

@@ -40,6 +40,12 @@ class KnowledgeMembership:
     files_by_knowledge: dict[str, list[str]]
     dangling: list[tuple[str, str]]
     of_deleted_knowledge: list[tuple[str, str]]
+    ordered_file_ids: list[str]
+    knowledge_ids: frozenset[str]
+
+    @property
+    def file_ids(self) -> frozenset[str]:
+        return frozenset(self.ordered_file_ids)
 
 
 def _json_value(value: Any) -> Any:
@@ -286,7 +292,8 @@ class OpenWebUIResource(ConfigurableResource):
 
     def knowledge_membership(self) -> KnowledgeMembership:
         """Files per knowledge base, from `knowledge_file` (0.6.41+) or `knowledge.data`."""
-        existing = {row[0] for row in self._query("SELECT id FROM file")}
+        ordered_file_ids = self.file_ids()
+        existing = set(ordered_file_ids)
         if "knowledge_file" in self._tables():
             pairs = [
                 (row[0], row[1])
@@ -311,20 +318,25 @@ class OpenWebUIResource(ConfigurableResource):
                     listed.append(file_id)
             else:
                 dangling.append((knowledge_id, file_id))
-        return KnowledgeMembership(files_by_knowledge, dangling, of_deleted)
+        return KnowledgeMembership(
+            files_by_knowledge, dangling, of_deleted, ordered_file_ids, frozenset(knowledge_ids)
+        )
 
-    def partition_notes(self, partition_key: str) -> list[tuple[str, str]]:
+    def partition_notes(
+        self, partition_key: str, membership: KnowledgeMembership | None = None
+    ) -> list[tuple[str, str]]:
         """What the source holds that no file outcome shows, as (id, note): a knowledge base
         listing a file that is gone, and (standalone partition) rows of deleted knowledge bases,
-        whose files are migrated as files in no knowledge base."""
-        membership = self.knowledge_membership()
+        whose files are migrated as files in no knowledge base. `membership`: one read of the
+        source shared by every partition of a run."""
+        membership = membership or self.knowledge_membership()
         if partition_key != STANDALONE_PARTITION_KEY:
             return [
                 (file_id, f"knowledge base {knowledge_id} lists file {file_id}, which is gone")
                 for knowledge_id, file_id in membership.dangling
                 if knowledge_id == partition_key
             ]
-        existing = set(self.file_ids())
+        existing = membership.file_ids
         listed = {file_id for ids in membership.files_by_knowledge.values() for file_id in ids}
 
         def fate(file_id: str) -> str:
@@ -343,18 +355,21 @@ class OpenWebUIResource(ConfigurableResource):
             for knowledge_id, file_id in membership.of_deleted_knowledge
         ]
 
-    def partition_file_ids(self, partition_key: str) -> tuple[list[str], list[tuple[str, str]]]:
+    def partition_file_ids(
+        self, partition_key: str, membership: KnowledgeMembership | None = None
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         """The file ids one partition covers, and the dangling ids its knowledge base lists.
 
-        The standalone partition holds every file that no knowledge base lists.
+        The standalone partition holds every file that no knowledge base lists. `membership`:
+        one read of the source shared by every partition of a run.
         """
-        membership = self.knowledge_membership()
+        membership = membership or self.knowledge_membership()
         if partition_key == STANDALONE_PARTITION_KEY:
             in_knowledge = {
                 file_id for ids in membership.files_by_knowledge.values() for file_id in ids
             }
-            return [file_id for file_id in self.file_ids() if file_id not in in_knowledge], []
-        if partition_key not in self.knowledge_ids():
+            return [f for f in membership.ordered_file_ids if f not in in_knowledge], []
+        if partition_key not in membership.knowledge_ids:
             raise SourceDatabaseError(
                 f"knowledge base {partition_key!r} does not exist in {self.display_url()}"
             )
@@ -368,7 +383,10 @@ class OpenWebUIResource(ConfigurableResource):
         return self._s3_uploads
 
     def iter_files(
-        self, file_ids: Sequence[str], fetch_s3: S3Fetch = "missing-content"
+        self,
+        file_ids: Sequence[str],
+        fetch_s3: S3Fetch = "missing-content",
+        membership: KnowledgeMembership | None = None,
     ) -> Iterator[SourceFile]:
         """Stream the given files (with their stored content) one at a time, in `file_ids`
         order, so a partition of thousands of files is never in memory at once.
@@ -380,7 +398,7 @@ class OpenWebUIResource(ConfigurableResource):
         JSON columns are fetched as text and parsed here, row by row, so no row can fail the
         query that reads its neighbours.
         """
-        membership = self.knowledge_membership()
+        membership = membership or self.knowledge_membership()
         knowledge_of: dict[str, list[str]] = {}
         for knowledge_id, listed in membership.files_by_knowledge.items():
             for file_id in listed:

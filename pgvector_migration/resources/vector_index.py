@@ -238,3 +238,12 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         text_search_skipped_reason=text_search_skipped,
         sizing=sizing.describe(),
     )
+
+
+def valid_index_exists(vector_store: PgVectorResource) -> bool:
+    """Whether `document_chunk` has a usable vector index now (a run that wrote and deleted
+    nothing keeps it instead of rebuilding it)."""
+    if not vector_store.describe_table().exists:
+        return False
+    with vector_store.connect(with_vectors=False) as connection:
+        return _valid_index_exists(connection)

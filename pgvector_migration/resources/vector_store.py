@@ -351,6 +351,13 @@ class PgVectorResource(ConfigurableResource):
             "then re-run (nothing of the waiting unit was written)"
         )
 
+    def lock_timeout_reason(self, error: psycopg.Error) -> str | None:
+        """For a statement that gave up waiting for a lock: what it waited for and who holds
+        locks now, so a failed unit names the session to end; None for any other error."""
+        if not isinstance(error, psycopg.errors.LockNotAvailable):
+            return None
+        return str(self._lock_timeout(error, int(lock_timeout_seconds() * 1000)))
+
     def warn_if_locked(self, what: str) -> None:
         """Log, before a wait that may be long, who holds the locks it would wait for."""
         with self.connect(with_vectors=False) as connection:
