@@ -14,7 +14,6 @@ run covered (a check run on its own: of every partition ever measured).
 import base64
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
-    BackfillPolicy,
-    BetaWarning,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -35,7 +32,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from pgvector_migration.assets.common import effective_settings, markdown_table
+from pgvector_migration.assets.common import (
+    effective_settings,
+    markdown_table,
+    migration_backfill_policy,
+)
 from pgvector_migration.assets.embedding import embedded_collections
 from pgvector_migration.assets.index import vector_index
 from pgvector_migration.partitions import STANDALONE_PARTITION_KEY, knowledge_partitions
@@ -51,10 +52,6 @@ from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.search_verification import query_embedder, verify_search
 from pgvector_migration.resources.vector_store import PgVectorResource
 
-# backfill_policy is beta in Dagster 1.13 but is how a backfill covers many partitions per run.
-warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy")
-# Knowledge bases one run measures: they share its connection, its proposal and its chart.
-PARTITIONS_PER_RUN = 100
 ASSET_KEY = AssetKey("retrieval_quality")
 NO_COLLECTION = "files in no knowledge base: no collection of their own"
 PARTITION_TAG = "dagster/partition"
@@ -109,7 +106,7 @@ def partition_metadata(
 
 @asset(
     partitions_def=knowledge_partitions,
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+    backfill_policy=migration_backfill_policy(),
     group_name="verification",
     deps=[embedded_collections, vector_index],
     description="Open WebUI's own query (collection filter, cosine distance, LIMIT k) on each "
