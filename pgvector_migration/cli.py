@@ -24,6 +24,7 @@ from pgvector_migration.pipeline.transplant import (
     DEFAULT_SAMPLES_PER_COLLECTION,
 )
 from pgvector_migration.redaction import redact_url
+from pgvector_migration.verify_command import add_verify_arguments, run_verify
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 KINDS = ("files", "knowledge-bases", "memories")
@@ -45,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["migrate", "status"],
+        choices=["migrate", "status", "verify"],
         default="migrate",
-        help="migrate (the default) or status: per knowledge base completeness from the database",
+        help="migrate (the default); status: per knowledge base completeness from the database; "
+        "verify: does search find what it should, per knowledge base (--tune, --untune)",
     )
     parser.add_argument(
         "--dry-run",
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress: by default a bar on a terminal, else a line every few seconds",
     )
+    add_verify_arguments(parser)
     return parser
 
 
@@ -483,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgvector_migration.status import print_status
 
         return print_status(openwebui, vector_store)
+    if args.command == "verify":
+        return run_verify(args, openwebui, vector_store, embeddings)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     from pgvector_migration.preflight import check_prune, preflight

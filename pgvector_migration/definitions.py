@@ -9,6 +9,7 @@ from dagster import Definitions, PreviewWarning
 
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.pruning import pruned_file_rows
+from pgvector_migration.assets.retrieval_quality import RETRIEVAL_CHECKS, retrieval_quality
 from pgvector_migration.jobs import (
     MIGRATION_ASSETS,
     SYSTEM_COLLECTION_ASSETS,
@@ -17,6 +18,7 @@ from pgvector_migration.jobs import (
     prune_orphaned_rows,
     rebuild_system_collections,
     rebuild_vector_index,
+    verify_retrieval,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -49,14 +51,16 @@ def build_definitions(**resources: object) -> Definitions:
             pruned_file_rows,
             document_chunk_table,
             vector_index,
+            retrieval_quality,
         ],
-        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS],
+        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS, *RETRIEVAL_CHECKS],
         jobs=[
             migrate_knowledge_base,
             assess_knowledge_base,
             rebuild_system_collections,
             prune_orphaned_rows,
             rebuild_vector_index,
+            verify_retrieval,
         ],
         sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
         resources={

@@ -8,6 +8,7 @@ from pgvector_migration.assets.embedding import embedded_collections
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.assets.pruning import pruned_file_rows
+from pgvector_migration.assets.retrieval_quality import retrieval_quality
 from pgvector_migration.assets.system_collections import (
     knowledge_base_collection,
     memory_collections,
@@ -52,4 +53,12 @@ prune_orphaned_rows = define_asset_job(
     name="prune_orphaned_rows",
     selection=AssetSelection.assets(pruned_file_rows),
     description="Delete rows of deleted files and knowledge bases from document_chunk.",
+)
+
+verify_retrieval = define_asset_job(
+    name="verify_retrieval",
+    selection=AssetSelection.assets(retrieval_quality),
+    description="Measure Open WebUI's search on the run's knowledge bases (one or a range): "
+    "recall against exact search, self-retrieval, latency; its checks fail below the "
+    "thresholds. Not part of migrate_knowledge_base: it needs the index built.",
 )

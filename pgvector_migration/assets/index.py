@@ -47,6 +47,7 @@ def vector_index(
     else:
         context.log.info(
             f"built {build.method} {build.options} over {build.rows} rows in {build.seconds:.1f}s"
+            f" with {build.sizing}"
         )
     return MaterializeResult(
         metadata={
@@ -54,6 +55,7 @@ def vector_index(
             "options": MetadataValue.text(build.options),
             "rows": MetadataValue.int(build.rows),
             "build_seconds": MetadataValue.float(round(build.seconds, 3)),
+            "build_sizing": MetadataValue.text(build.sizing or "-"),
             "concurrently": MetadataValue.bool(build.concurrently),
             "skipped": MetadataValue.text(build.skipped_reason or "no"),
             "text_search_index": MetadataValue.text(build.text_search_skipped_reason or "built"),

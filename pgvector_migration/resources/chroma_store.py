@@ -144,3 +144,15 @@ class ChromaSnapshot:
             chunk_id: np.asarray(vector, dtype=np.float32)
             for chunk_id, vector in zip(page["ids"], page["embeddings"], strict=True)
         }
+
+    def nearest_texts(self, collection: str, vector: np.ndarray, k: int) -> list[str]:
+        """The texts of the store's own top k for `vector` in `collection` (none when the store
+        has no such collection), to compare with what the new table answers."""
+        if collection not in self.collection_names():
+            return []
+        page = self._client.get_collection(collection).query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=k,
+            include=["documents"],
+        )
+        return [text or "" for text in page["documents"][0]]

@@ -1,7 +1,8 @@
 """Building `idx_document_chunk_vector` after loading, the way pgvector recommends.
 
 The new index is built under a temporary name (CONCURRENTLY by default, so searches go on)
-and swapped in, with a generous `maintenance_work_mem` and parallel workers; ivfflat `lists` is
+and swapped in, with `maintenance_work_mem` and parallel workers sized to the index and the
+server (index_sizing.py) unless configured; ivfflat `lists` is
 sized to the table unless configured, since an ivfflat index built on too little data recalls
 poorly. A halfvec column (PGVECTOR_USE_HALFVEC) is indexed with halfvec_cosine_ops, by hnsw
 unless PGVECTOR_INDEX_METHOD says otherwise, as Open WebUI does; an encrypted table
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from pgvector_migration.resources.index_sizing import server_build_sizing
 from pgvector_migration.resources.vector_store import (
     LOCK_TIMEOUT_ENV,
     PgVectorResource,
@@ -47,6 +49,7 @@ class IndexBuild:
     concurrently: bool
     skipped_reason: str = ""
     text_search_skipped_reason: str = ""
+    sizing: str = ""
 
 
 def ivfflat_lists_for(rows: int) -> int:
@@ -109,10 +112,17 @@ MEMORY_SETTING = re.compile(r"\d+\s*(kB|MB|GB|TB)?")
 def check_index_settings(vector_store: PgVectorResource) -> None:
     """Every index setting, checked before a run writes anything."""
     index_options(vector_store, 0)
-    if not MEMORY_SETTING.fullmatch(vector_store.maintenance_work_mem.strip()):
+    memory = vector_store.maintenance_work_mem
+    if memory is not None and not MEMORY_SETTING.fullmatch(memory.strip()):
         raise TargetConfigurationError(
-            f"maintenance_work_mem={vector_store.maintenance_work_mem!r} is not a PostgreSQL "
-            "memory size such as 1GB or 512MB"
+            f"maintenance_work_mem={memory!r} is not a PostgreSQL memory size such as 1GB or "
+            "512MB (or leave it empty to size the build to the server)"
+        )
+    workers = vector_store.max_parallel_maintenance_workers
+    if workers is not None and workers < 0:
+        raise TargetConfigurationError(
+            f"max_parallel_maintenance_workers={workers} is below 0: give 0 or more (or leave "
+            "it empty to size the build to the server)"
         )
 
 
@@ -187,11 +197,21 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         if rows == 0:
             return IndexBuild(method, options, 0, 0.0, concurrently, "the table is empty")
         started = time.monotonic()
-        connection.execute(f"SET maintenance_work_mem = '{vector_store.maintenance_work_mem}'")
-        connection.execute(
-            "SET max_parallel_maintenance_workers = "
-            f"{int(vector_store.max_parallel_maintenance_workers)}"
+        m = re.search(r"\bm = (\d+)", options)
+        sizing = server_build_sizing(
+            connection,
+            rows,
+            table.dimension or 0,
+            halfvec,
+            method,
+            int(m.group(1)) if m else 16,
+            vector_store.maintenance_work_mem,
+            vector_store.max_parallel_maintenance_workers,
         )
+        connection.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false)", (sizing.maintenance_work_mem,)
+        )
+        connection.execute(f"SET max_parallel_maintenance_workers = {int(sizing.workers)}")
         # A build killed half-way leaves an invalid index under the temporary name.
         connection.execute(f"DROP INDEX IF EXISTS {BUILDING_NAME}")
         connection.execute(
@@ -216,6 +236,7 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         time.monotonic() - started,
         concurrently,
         text_search_skipped_reason=text_search_skipped,
+        sizing=sizing.describe(),
     )
 
 

@@ -202,11 +202,17 @@ class PgVectorResource(ConfigurableResource):
         default=None,
         description="hnsw ef_construction. Empty: PGVECTOR_HNSW_EF_CONSTRUCTION, else 64.",
     )
-    maintenance_work_mem: str = Field(
-        default="1GB", description="maintenance_work_mem of the index build's session."
+    maintenance_work_mem: str | None = Field(
+        default=None,
+        description="maintenance_work_mem of the index build's session. Empty: what the index "
+        "needs, at most 1.5 x the server's shared_buffers, never less than its own setting.",
     )
-    max_parallel_maintenance_workers: int = Field(
-        default=2, description="Parallel workers of the index build (PostgreSQL caps it)."
+    max_parallel_maintenance_workers: int | None = Field(
+        default=None,
+        description="Parallel workers of the index build, held to the server's "
+        "max_parallel_workers and max_worker_processes. Empty: the server's own "
+        "max_parallel_maintenance_workers, and for a server on this machine at most its CPUs "
+        "less one.",
     )
     build_index_concurrently: bool = Field(
         default=True,
