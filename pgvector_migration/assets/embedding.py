@@ -48,10 +48,11 @@ def embedded_collections(
     state = vector_store.state()
     started = datetime.now(UTC)
     with state.partition_leases(keys):
+        # A file that fails is reported once by the writer, and fails in every partition that
+        # selected any of its collections (its own collection is theirs too).
         partitions_of = {
-            (name, file_id): partitions
+            file_id: sorted({key for partitions in names.values() for key in partitions})
             for file_id, names in state.selected_units(keys).items()
-            for name, partitions in names.items()
         }
         units = state.staged_units(keys)
         first_unit = next(units, None)
@@ -59,7 +60,7 @@ def embedded_collections(
         if first_unit is not None:
             report = write_units(
                 context,
-                lambda unit: partitions_of.get((unit.collection_name, unit.source_id), []),
+                lambda unit: partitions_of.get(unit.source_id, []),
                 itertools.chain([first_unit], units),
                 settings,
                 embeddings,
