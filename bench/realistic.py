@@ -56,6 +56,7 @@ from run_bench import (  # noqa: E402
     code_fingerprint,
     create_database,
     log,
+    markdown_rows,
     migration_environment,
     run_cli,
     start_postgres,
@@ -434,23 +435,7 @@ def render_table(results: dict) -> str:
             if "share" in old
             else "failed",
         )
-    widths = [max(len(r[i]) for r in [*rows, ("part", "metric", "value")]) for i in range(3)]
-    lines = [
-        "| "
-        + " | ".join(h.ljust(w) for h, w in zip(("part", "metric", "value"), widths, strict=True))
-        + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for row in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                cell.rjust(w) if i == 2 else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+    return markdown_rows(rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1127,6 +1127,11 @@ def render_table(results: dict[str, Any]) -> str:
         add(part, "CLI steady ÷ raw", local.get("ratio_steady_over_raw"), 3)
         add(part, "CLI peak RSS MiB", local["cli_peak_rss_mib"], 0)
 
+    return markdown_rows(rows)
+
+
+def markdown_rows(rows: list[tuple[str, str, str]]) -> str:
+    """(part, metric, value) rows as one aligned markdown table, values right-aligned."""
     widths = [max(len(row[i]) for row in rows + [("part", "metric", "value")]) for i in range(3)]
     lines = [
         "| "
