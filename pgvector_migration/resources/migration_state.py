@@ -206,6 +206,18 @@ class MigrationState:
         self.read_only = read_only
         self.recorded = recorded
 
+    def _dict_rows(self, query: str, params: Any) -> list[dict[str, Any]]:
+        """A query's rows as dicts; none when no run has made our tables yet (a read-only
+        view looks without creating them)."""
+        if not self.recorded:
+            return []
+        with (
+            self._connect(with_vectors=False) as connection,
+            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
+        ):
+            cursor.execute(query, params)
+            return cursor.fetchall()
+
     def replace_inventory(
         self, partition_keys: Sequence[str], files: Iterable[tuple[str, SourceFile]]
     ) -> None:
@@ -385,26 +397,19 @@ class MigrationState:
     def completeness_rows(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
         """The report rows of these partitions, each with its partition key and whether it was
         written since it was checked."""
-        if not self.recorded:
-            return []
-        with (
-            self._connect(with_vectors=False) as connection,
-            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
-        ):
-            cursor.execute(
-                f"""
-                SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status,
-                       c.expected_chunks, c.present_chunks, c.reason, c.selected,
-                       w.written_at IS NOT NULL AND w.written_at >= c.checked_at AS written
-                FROM {SCHEMA}.completeness c
-                LEFT JOIN {SCHEMA}.written_collection w
-                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
-                WHERE c.partition_key = ANY(%s)
-                ORDER BY c.partition_key, c.filename, c.file_id, c.collection_name
-                """,
-                (list(partition_keys),),
-            )
-            return cursor.fetchall()
+        return self._dict_rows(
+            f"""
+            SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status,
+                   c.expected_chunks, c.present_chunks, c.reason, c.selected,
+                   w.written_at IS NOT NULL AND w.written_at >= c.checked_at AS written
+            FROM {SCHEMA}.completeness c
+            LEFT JOIN {SCHEMA}.written_collection w
+              ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+            WHERE c.partition_key = ANY(%s)
+            ORDER BY c.partition_key, c.filename, c.file_id, c.collection_name
+            """,
+            (list(partition_keys),),
+        )
 
     def stage_chunks(
         self,
@@ -610,18 +615,11 @@ class MigrationState:
 
     def failures(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
         """Recorded failures under these keys (partitions, or kinds of system collection)."""
-        if not self.recorded:
-            return []
-        with (
-            self._connect(with_vectors=False) as connection,
-            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
-        ):
-            cursor.execute(
-                f"SELECT partition_key, file_id, filename, stage, error FROM {SCHEMA}.file_failure "
-                "WHERE partition_key = ANY(%s) ORDER BY partition_key, filename, file_id",
-                (list(partition_keys),),
-            )
-            return cursor.fetchall()
+        return self._dict_rows(
+            f"SELECT partition_key, file_id, filename, stage, error FROM {SCHEMA}.file_failure "
+            "WHERE partition_key = ANY(%s) ORDER BY partition_key, filename, file_id",
+            (list(partition_keys),),
+        )
 
     @contextmanager
     def partition_leases(self, partition_keys: Sequence[str]) -> Iterator[None]:
@@ -713,53 +711,39 @@ class MigrationState:
         """Per partition: files, (file, collection) units, units complete now (complete when
         checked, or written since), unsupported units, failed files, files built from stored
         text, last check."""
-        if not self.recorded:
-            return []
-        with (
-            self._connect(with_vectors=False) as connection,
-            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
-        ):
-            cursor.execute(
-                f"""
-                SELECT c.partition_key,
-                       count(DISTINCT c.file_id) AS files,
-                       count(*) AS units,
-                       count(*) FILTER (WHERE c.status = 'complete'
-                                        OR w.written_at >= c.checked_at) AS complete,
-                       count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
-                       (SELECT count(*) FROM {SCHEMA}.file_failure f
-                         WHERE f.partition_key = c.partition_key) AS failed,
-                       count(DISTINCT c.file_id) FILTER (
-                           WHERE strpos(c.reason, %(fallback)s) > 0) AS from_stored_text,
-                       max(c.checked_at) AS checked_at
-                FROM {SCHEMA}.completeness c
-                LEFT JOIN {SCHEMA}.written_collection w
-                  ON w.collection_name = c.collection_name AND w.file_id = c.file_id
-                GROUP BY c.partition_key
-                ORDER BY c.partition_key
-                """,
-                {"fallback": FALLBACK_NOTE_PREFIX},
-            )
-            return cursor.fetchall()
+        return self._dict_rows(
+            f"""
+            SELECT c.partition_key,
+                   count(DISTINCT c.file_id) AS files,
+                   count(*) AS units,
+                   count(*) FILTER (WHERE c.status = 'complete'
+                                    OR w.written_at >= c.checked_at) AS complete,
+                   count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
+                   (SELECT count(*) FROM {SCHEMA}.file_failure f
+                     WHERE f.partition_key = c.partition_key) AS failed,
+                   count(DISTINCT c.file_id) FILTER (
+                       WHERE strpos(c.reason, %(fallback)s) > 0) AS from_stored_text,
+                   max(c.checked_at) AS checked_at
+            FROM {SCHEMA}.completeness c
+            LEFT JOIN {SCHEMA}.written_collection w
+              ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+            GROUP BY c.partition_key
+            ORDER BY c.partition_key
+            """,
+            {"fallback": FALLBACK_NOTE_PREFIX},
+        )
 
     def stored_text_files(self) -> list[dict[str, Any]]:
         """Files last built from Open WebUI's stored text instead of their upload, with why."""
-        if not self.recorded:
-            return []
-        with (
-            self._connect(with_vectors=False) as connection,
-            connection.cursor(row_factory=psycopg.rows.dict_row) as cursor,
-        ):
-            cursor.execute(
-                f"""
-                SELECT DISTINCT ON (file_id) partition_key, file_id, filename,
-                       substr(reason, strpos(reason, %(fallback)s)) AS reason
-                FROM {SCHEMA}.completeness WHERE strpos(reason, %(fallback)s) > 0
-                ORDER BY file_id, partition_key
-                """,
-                {"fallback": FALLBACK_NOTE_PREFIX},
-            )
-            return cursor.fetchall()
+        return self._dict_rows(
+            f"""
+            SELECT DISTINCT ON (file_id) partition_key, file_id, filename,
+                   substr(reason, strpos(reason, %(fallback)s)) AS reason
+            FROM {SCHEMA}.completeness WHERE strpos(reason, %(fallback)s) > 0
+            ORDER BY file_id, partition_key
+            """,
+            {"fallback": FALLBACK_NOTE_PREFIX},
+        )
 
     def ensure_cache(self) -> None:
         with self._connect(with_vectors=False) as connection, connection.transaction():
