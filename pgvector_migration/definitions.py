@@ -21,8 +21,8 @@ from pgvector_migration.jobs import (
     verify_retrieval,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.stored_vectors import StoredVectorsResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.sensors import (
     knowledge_partitions_sensor,
@@ -67,7 +67,7 @@ def build_definitions(**resources: object) -> Definitions:
             "openwebui": OpenWebUIResource(),
             "vector_store": PgVectorResource(),
             "embeddings": EmbeddingResource(),
-            "stored_vectors": StoredVectorsResource(),
+            "old_vector_store": OldVectorStoreResource(),
             **resources,
         },
     )

@@ -37,7 +37,7 @@ def check_output_paths(summary_json: Path | None) -> None:
             raise ConfigurationError(f"--summary-json {summary_json} is not writable")
 
 
-def preflight(openwebui, vector_store, embeddings, stored_vectors, args):
+def preflight(openwebui, vector_store, embeddings, old_vector_store, args):
     """Every configuration error, found before anything is written (exit code 2). The model's
     dimension is confirmed by the embedding cache when it holds vectors of the target's length
     (never with --reembed), so a re-run loads no model and sends no request just to check. A dry
@@ -56,7 +56,7 @@ def preflight(openwebui, vector_store, embeddings, stored_vectors, args):
     check_index_settings(vector_store)
     openwebui.size_limit_mb()  # a limit that is not a number names RAG_FILE_MAX_SIZE
     openwebui.check_schema()
-    stored_vectors.check()
+    old_vector_store.check()
     settings = embeddings.effective_settings(openwebui.rag_settings())
     settings.validate()
     if args.dry_run:

@@ -18,7 +18,7 @@ from pgvector_migration import cli
 from pgvector_migration.pipeline.records import document_embedding_input
 from pgvector_migration.pipeline.transplant import Candidate, spread_sample, stored_model
 from pgvector_migration.resources.chroma_store import ChromaSnapshot, ChromaStoreError
-from pgvector_migration.resources.stored_vectors import FROM_CHROMA_ENV, StoredVectorsResource
+from pgvector_migration.resources.old_vector_store import FROM_CHROMA_ENV, OldVectorStoreResource
 from pgvector_migration.sample_data import sample_file_id
 from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
 from pgvector_migration_tests.conftest import TEST_MODEL
@@ -82,7 +82,7 @@ def retarget(deployment, fresh_database, monkeypatch) -> None:
     deployment.server.reset()
 
 
-def test_stored_vectors_replace_embedding_requests_and_give_identical_rows(
+def test_old_vector_store_replace_embedding_requests_and_give_identical_rows(
     deployment, full_migration, fresh_database, tmp_path, monkeypatch
 ):
     store = tmp_path / "vector_db"
@@ -264,13 +264,13 @@ def test_snapshot_reads_pages_and_vectors_by_id(tmp_path):
 def test_a_store_is_opened_once_per_process(tmp_path):
     store = tmp_path / "vector_db"
     chromadb.PersistentClient(path=str(store), settings=Settings(anonymized_telemetry=False))
-    resource = StoredVectorsResource(chroma_path=str(store))
+    resource = OldVectorStoreResource(chroma_path=str(store))
 
     assert resource.open() is resource.open()
-    assert StoredVectorsResource(chroma_path=str(store), copy_store=False).open() is not (
+    assert OldVectorStoreResource(chroma_path=str(store), copy_store=False).open() is not (
         resource.open()
     )
-    assert StoredVectorsResource().open() is None
+    assert OldVectorStoreResource().open() is None
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ from pgvector_migration.pipeline.transplant import (
 from pgvector_migration.resources.chroma_store import ChromaStoreError
 from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
 from pgvector_migration.resources.migration_state import MigrationState
+from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.stored_vectors import StoredVectorsResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
 from pgvector_migration.unit_writer import prepare_target
 
@@ -88,9 +88,9 @@ def transplanted_embeddings(
     openwebui: OpenWebUIResource,
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
-    stored_vectors: StoredVectorsResource,
+    old_vector_store: OldVectorStoreResource,
 ) -> MaterializeResult:
-    store = stored_vectors.description()
+    store = old_vector_store.description()
     if store is None:
         return skipped("none", "no old vector store configured")
     if embeddings.reembed:
@@ -109,10 +109,10 @@ def transplanted_embeddings(
         settings.embedding_engine,
         settings.embedding_model,
         dimension,
-        stored_vectors.declared_model,
+        old_vector_store.declared_model,
     )
     try:
-        source = stored_vectors.open()
+        source = old_vector_store.open()
     except ChromaStoreError as error:
         raise Failure(description=str(error)) from error
     report = TransplantReport(source.description)
@@ -122,8 +122,8 @@ def transplanted_embeddings(
             source,
             candidates,
             target,
-            stored_vectors.samples_per_collection,
-            stored_vectors.min_similarity,
+            old_vector_store.samples_per_collection,
+            old_vector_store.min_similarity,
             dispatcher.embed,
             report,
         )

@@ -19,7 +19,7 @@ from pgvector_migration.pipeline.transplant import (
 FROM_CHROMA_ENV = "PGVECTOR_MIGRATION_FROM_CHROMA"
 
 
-class StoredVectorsResource(ConfigurableResource):
+class OldVectorStoreResource(ConfigurableResource):
     """Where vectors already made by the migration's model can be found. Unset (the default),
     every text is embedded; set, matching vectors are copied into the embedding cache first."""
 
