@@ -15,7 +15,7 @@ def export_to_chroma(target_url: str, store: Path) -> dict[str, Any]:
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
+    from pgvector_migration_testing.chroma_stores import OpenWebUIChromaWriter
 
     started = time.monotonic()
     writer = OpenWebUIChromaWriter(store)
