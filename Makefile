@@ -78,7 +78,7 @@ bench-synthetic: $(STAMP)
 ## Kill/fault scenarios at scale (not part of `make test`): kills, faults, rows vs a clean run.
 .PHONY: chaos
 chaos: $(STAMP)
-	$(BIN)/python chaos/run_chaos.py $(ARGS)
+	$(BIN)/python -m chaos.run_chaos $(ARGS)
 
 ## Fidelity on real documents (not part of `make test`): a real Open WebUI 0.12.4 (installed
 ## outside the repository, OPENWEBUI_VENV) uploads a corpus made here; our migration is

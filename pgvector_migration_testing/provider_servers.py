@@ -67,6 +67,17 @@ class ProviderRequest:
         return list(value) if isinstance(value, list) else []
 
 
+def _texts_of(body: dict[str, Any]) -> list[str] | None:
+    """A request's ``input`` as its texts (a string is one), or None when it is neither a string
+    nor a list of strings: both providers embed the same two shapes."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(text, str) for text in value):
+        return value
+    return None
+
+
 class _ProviderServer(LoopbackServer):
     """The request log and fault injection shared by both providers."""
 
@@ -214,12 +225,8 @@ class OllamaServer(_ProviderServer):
             return 400, {"error": "model is required"}, {}
         if self.models is not None and model not in self.models:
             return 404, {"error": f'model "{model}" not found, try pulling it first'}, {}
-        raw_input = body.get("input")
-        if isinstance(raw_input, str):
-            inputs = [raw_input]
-        elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
-            inputs = raw_input
-        else:
+        inputs = _texts_of(body)
+        if inputs is None:
             return 400, {"error": "invalid input type"}, {}
         return (
             200,
@@ -302,12 +309,8 @@ class AzureOpenAIServer(_ProviderServer):
         body = record.body
         if not isinstance(body, dict):
             return self._error(400, "BadRequest", "Invalid request body")
-        raw_input = body.get("input")
-        if isinstance(raw_input, str):
-            inputs = [raw_input]
-        elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
-            inputs = raw_input
-        else:
+        inputs = _texts_of(body)
+        if inputs is None:
             return self._error(400, "BadRequest", "'input' is a required property")
         if len(inputs) > self.max_inputs_per_request:
             return self._error(
