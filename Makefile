@@ -69,16 +69,16 @@ clean: stop
 bench: $(STAMP)
 	OPENWEBUI_VENV=$(OPENWEBUI_VENV) fidelity/install_openwebui.sh
 	fidelity/install_corpus_tools.sh
-	$(BIN)/python bench/realistic.py --openwebui-venv $(OPENWEBUI_VENV) $(ARGS)
+	$(BIN)/python -m bench.realistic --openwebui-venv $(OPENWEBUI_VENV) $(ARGS)
 
 ## The synthetic throughput benchmark (256 dimensions, generated files): bench/run_bench.py.
 bench-synthetic: $(STAMP)
-	$(BIN)/python bench/run_bench.py $(ARGS)
+	$(BIN)/python -m bench.run_bench $(ARGS)
 
 ## Kill/fault scenarios at scale (not part of `make test`): kills, faults, rows vs a clean run.
 .PHONY: chaos
 chaos: $(STAMP)
-	$(BIN)/python chaos/run_chaos.py $(ARGS)
+	$(BIN)/python -m chaos.run_chaos $(ARGS)
 
 ## Fidelity on real documents (not part of `make test`): a real Open WebUI 0.12.4 (installed
 ## outside the repository, OPENWEBUI_VENV) uploads a corpus made here; our migration is
@@ -90,5 +90,5 @@ fidelity: $(STAMP)
 	OPENWEBUI_VENV=$(OPENWEBUI_VENV) fidelity/install_openwebui.sh
 	fidelity/install_corpus_tools.sh
 	$(OPENWEBUI_VENV)/bin/python fidelity/build_corpus.py --out $(FIDELITY_DIR)/corpus
-	$(BIN)/python fidelity/run_fidelity.py --corpus $(FIDELITY_DIR)/corpus \
+	$(BIN)/python -m fidelity.run_fidelity --corpus $(FIDELITY_DIR)/corpus \
 		--work $(FIDELITY_DIR)/run --openwebui-venv $(OPENWEBUI_VENV) $(ARGS)

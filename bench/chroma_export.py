@@ -1,5 +1,5 @@
 """Write a migrated document_chunk into a Chroma store the way Open WebUI's Chroma client would
-have written the same chunks (pgvector_migration_tests/chroma_stores.py). The benchmark
+have written the same chunks (pgvector_migration_testing/chroma_stores.py). The benchmark
 migrates from it with --from-chroma to measure what a transplant saves."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def export_to_chroma(target_url: str, store: Path) -> dict[str, Any]:
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
+    from pgvector_migration_testing.chroma_stores import OpenWebUIChromaWriter
 
     started = time.monotonic()
     writer = OpenWebUIChromaWriter(store)

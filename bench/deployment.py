@@ -19,7 +19,7 @@ Variants (`variant_database`) put the same files in other knowledge-base shapes 
 WebUI's own `insert_new_knowledge` and `add_file_to_knowledge_by_id` write (models/knowledge.py):
 adding them through the API would have Open WebUI re-embed every file once per knowledge base.
 
-    python bench/deployment.py            # build (or reuse) and print the summary
+    python -m bench.deployment            # build (or reuse) and print the summary (from the root)
 """
 
 from __future__ import annotations
@@ -40,17 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-for extra in (str(BENCH_DIR), str(ROOT)):
-    if extra not in sys.path:
-        sys.path.insert(0, extra)
-
-import bench_corpus  # noqa: E402
-import deployment_shape  # noqa: E402
-
-from fidelity.openwebui_server import OpenWebUI, openwebui_environment  # noqa: E402
-from pgvector_migration_tests.openai_server import EmbeddingServer, count_tokens  # noqa: E402
+from bench import bench_corpus, deployment_shape
+from fidelity.openwebui_server import OpenWebUI, openwebui_environment
+from pgvector_migration_testing.embedding_vectors import count_tokens
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 OPENWEBUI_VERSION = "0.12.4"
 CACHE_ROOT = Path.home() / ".cache" / "pgvector-migration"

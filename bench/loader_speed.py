@@ -8,7 +8,7 @@ one process (files per second by type), then the whole set with `plan_files` on 
 and on every core (the speed-up the step gets from its worker processes). Prints a markdown
 table; nothing is written anywhere.
 
-    .venv/bin/python bench/loader_speed.py [--repeat 3]
+    .venv/bin/python -m bench.loader_speed [--repeat 3]      # from the repository's root
 """
 
 from __future__ import annotations
@@ -16,23 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from pgvector_migration.pipeline.loaders import extension_of
+from pgvector_migration.pipeline.planning import plan_file, plan_files
+from pgvector_migration.pipeline.records import SourceFile, file_collection_name
+from pgvector_migration.pipeline.text_source import TextSource
+from pgvector_migration.sample_data import CONTENT_TYPES, DOCUMENTS_DIR
+from pgvector_migration.settings import resolve_rag_settings
+from pgvector_migration_tests.golden.generate_golden import GOLDEN_CONTENT_TYPES
 
-from pgvector_migration.pipeline.loaders import extension_of  # noqa: E402
-from pgvector_migration.pipeline.planning import plan_file, plan_files  # noqa: E402
-from pgvector_migration.pipeline.records import SourceFile, file_collection_name  # noqa: E402
-from pgvector_migration.pipeline.text_source import TextSource  # noqa: E402
-from pgvector_migration.sample_data import CONTENT_TYPES, DOCUMENTS_DIR  # noqa: E402
-from pgvector_migration.settings import resolve_rag_settings  # noqa: E402
-from pgvector_migration_tests.golden.generate_golden import GOLDEN_CONTENT_TYPES  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GOLDEN_DOCUMENTS = ROOT / "pgvector_migration_tests" / "golden" / "documents"
 PDF_WITH_IMAGES = ROOT / "pgvector_migration_tests" / "golden" / "pdf_options"

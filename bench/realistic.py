@@ -22,8 +22,10 @@ Nothing mocked, every figure from one run of this script:
 
 One markdown table goes to stdout, the numbers to bench/results/realistic.json.
 
-    python bench/realistic.py --quick     # a smoke run of a few minutes (deployment cached)
-    python bench/realistic.py             # the full measure
+    python -m bench.realistic --quick     # a smoke run of a few minutes (deployment cached)
+    python -m bench.realistic             # the full measure
+
+(from the repository's root, so that `bench`, `fidelity` and this checkout's code import).
 """
 
 from __future__ import annotations
@@ -40,18 +42,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-for extra in (str(BENCH_DIR), str(ROOT)):
-    if extra not in sys.path:
-        sys.path.insert(0, extra)
+import psutil
 
-import budget_share  # noqa: E402
-import deployment as bench_deployment  # noqa: E402
-import deployment_shape  # noqa: E402
-import nightly_backfill  # noqa: E402
-import psutil  # noqa: E402
-from run_bench import (  # noqa: E402
+from bench import budget_share, deployment_shape, nightly_backfill
+from bench import deployment as bench_deployment
+from bench.run_bench import (
     _fmt,
     code_fingerprint,
     create_database,
@@ -62,12 +57,12 @@ from run_bench import (  # noqa: E402
     start_postgres,
     verify_target,
 )
+from pgvector_migration_testing.loopback import RequestLog
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import BudgetRateLimiter
 
-from pgvector_migration_tests.openai_server import (  # noqa: E402
-    BudgetRateLimiter,
-    EmbeddingServer,
-    RequestLog,
-)
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
 
 MODEL = "text-embedding-3-small"
 API_KEY = "sk-bench"
@@ -297,7 +292,8 @@ def measure_256(workdir: Path, args: argparse.Namespace, results: dict) -> None:
     out = workdir / "bench256.json"
     command = [
         sys.executable,
-        str(BENCH_DIR / "run_bench.py"),
+        "-m",
+        "bench.run_bench",
         "--skip-local",
         "--skip-overwrite",
         "--skip-transplant",
@@ -307,7 +303,9 @@ def measure_256(workdir: Path, args: argparse.Namespace, results: dict) -> None:
     ]
     log(f"secondary row: {' '.join(command[1:])}")
     started = time.monotonic()
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    completed = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout
+    )
     if completed.returncode != 0 or not out.exists():
         results["bench256"] = {"error": completed.stderr[-1500:]}
         return

@@ -20,9 +20,11 @@ What it does, with nothing mocked:
 The vectors are random directions (the loopback server is not semantic), the hardest case for
 an ANN index: real embeddings cluster, and recall on them is usually higher at equal settings.
 
-    python bench/retrieval_bench.py                    # 100k rows, 384 dimensions, ivfflat
-    python bench/retrieval_bench.py --method hnsw
-    python bench/retrieval_bench.py --rows 20000       # a quick run
+    python -m bench.retrieval_bench                    # 100k rows, 384 dimensions, ivfflat
+    python -m bench.retrieval_bench --method hnsw
+    python -m bench.retrieval_bench --rows 20000       # a quick run
+
+(from the repository's root, so that this checkout's code imports).
 """
 
 from __future__ import annotations
@@ -37,18 +39,14 @@ import time
 from pathlib import Path
 
 import psycopg
-from pgvector.psycopg import register_vector
-from psycopg.types.json import Jsonb
+
+from pgvector_migration.resources.vector_index import rebuild_vector_index
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration_testing.document_chunks import copy_document_chunks, embedded_chunk_rows
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from pgvector_migration.resources.vector_index import rebuild_vector_index  # noqa: E402
-from pgvector_migration.resources.vector_store import PgVectorResource  # noqa: E402
-from pgvector_migration_tests.openai_server import (  # noqa: E402
-    EmbeddingServer,
-    expected_embedding,
-)
 
 MODEL = "text-embedding-3-small"
 
@@ -64,30 +62,20 @@ def layout(rows: int) -> list[tuple[str, int]]:
     return collections
 
 
+def chunk_text(collection: str, n: int) -> str:
+    """Row `n`'s text: distinct for every row, so that a chunk queried by its text must find
+    itself."""
+    return (
+        f"{collection} section {n // 40} paragraph {n}: notes on topic "
+        f"{n % 97} with detail {n * 7919 % 10007} and reference {n}"
+    )
+
+
 def fill(url: str, dimensions: int, collections: list[tuple[str, int]]) -> int:
-    written = 0
-    with psycopg.connect(url, autocommit=True) as connection:
-        register_vector(connection)
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(
-                "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(["text", "vector", "text", "text", "jsonb"])
-            for collection, count in collections:
-                for n in range(count):
-                    text = (
-                        f"{collection} section {n // 40} paragraph {n}: notes on topic "
-                        f"{n % 97} with detail {n * 7919 % 10007} and reference {n}"
-                    )
-                    vector = expected_embedding(MODEL, text, dimensions)
-                    metadata = Jsonb({"file_id": f"{collection}-file-{n // 25}"})
-                    copy.write_row((f"{collection}-{n}", vector, collection, text, metadata))
-                    written += 1
-        connection.execute("ANALYZE document_chunk")
-    return written
+    rows = embedded_chunk_rows(
+        collections, MODEL, dimensions, chunk_text, lambda c, n: f"{c}-file-{n // 25}"
+    )
+    return copy_document_chunks(url, rows, analyze=True)
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, float]:

@@ -18,8 +18,10 @@ What it does, end to end, with nothing mocked:
 Progress goes to stderr; one markdown table of measured numbers goes to stdout, and the same
 numbers to bench/results/latest.json.
 
-    python bench/run_bench.py --quick          # ~200 files, a smoke run
-    python bench/run_bench.py                  # 2000 files, ~100k chunks
+    python -m bench.run_bench --quick          # ~200 files, a smoke run
+    python -m bench.run_bench                  # 2000 files, ~100k chunks
+
+(from the repository's root, so that `bench` and this checkout's code import).
 """
 
 from __future__ import annotations
@@ -41,21 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from bench import chroma_export, generate_dataset
+from pgvector_migration_testing.embedding_vectors import count_tokens
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import BudgetRateLimiter
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-for extra in (str(BENCH_DIR), str(ROOT)):
-    if extra not in sys.path:
-        sys.path.insert(0, extra)
-
-import chroma_export  # noqa: E402
-import generate_dataset  # noqa: E402
-import psutil  # noqa: E402
-
-from pgvector_migration_tests.openai_server import (  # noqa: E402
-    BudgetRateLimiter,
-    EmbeddingServer,
-    count_tokens,
-)
 
 MODEL = "bench-embedding-model"
 API_KEY = "sk-bench"

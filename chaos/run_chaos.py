@@ -26,12 +26,9 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pgvector_migration.demo import database_uri, ensure_database  # noqa: E402
-from pgvector_migration.sample_data import USER_ID, build_sample_deployment  # noqa: E402
-from pgvector_migration_tests.openai_server import EmbeddingServer  # noqa: E402
+from pgvector_migration.demo import database_uri, ensure_database
+from pgvector_migration.sample_data import USER_ID, build_sample_deployment
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 MODEL = "chaos-model"
 DIMENSIONS = 64

@@ -11,7 +11,9 @@
    metadata values, vectors and ids of rows of the same chunk, and the same queries through
    Open WebUI's own `PgvectorClient` on both tables.
 
-    python fidelity/run_fidelity.py --corpus .fidelity/corpus --work .fidelity/run
+    python -m fidelity.run_fidelity --corpus .fidelity/corpus --work .fidelity/run
+
+(from the repository's root, so that `fidelity` and this checkout's code import).
 
 Exit code 1 when the first variant has a collection below --threshold (default 0.99), a
 collection whose row count differs, a metadata value that differs (keys in
@@ -34,15 +36,11 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fidelity.compare import Row, compare_tables, same_search_results  # noqa: E402
-from fidelity.openwebui_server import OpenWebUI, openwebui_environment  # noqa: E402
-from pgvector_migration.demo import database_uri, ensure_database  # noqa: E402
-from pgvector_migration_tests.openai_server import (  # noqa: E402
-    EmbeddingServer,
-    expected_embedding,
-)
+from fidelity.compare import Row, compare_tables, same_search_results
+from fidelity.openwebui_server import OpenWebUI, openwebui_environment
+from pgvector_migration.demo import database_uri, ensure_database
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 MODEL = "text-embedding-3-small"
 API_KEY = "sk-fidelity"

@@ -16,7 +16,7 @@ import pytest
 
 from pgvector_migration.demo import database_uri, ensure_database
 from pgvector_migration.sample_data import build_sample_deployment
-from pgvector_migration_tests.openai_server import EmbeddingServer
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 TEST_MODEL = "test-embedding-model"
 TEST_DIMENSIONS = 8

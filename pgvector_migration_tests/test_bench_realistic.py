@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import budget_share  # noqa: E402
-import deployment as bench_deployment  # noqa: E402
-import deployment_shape  # noqa: E402
-
-from pgvector_migration_tests.openai_server import (  # noqa: E402
-    BudgetRateLimiter,
-    EmbeddingServer,
-)
+from bench import budget_share, deployment_shape
+from bench import deployment as bench_deployment
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import BudgetRateLimiter
 
 NAMES = [f"doc{n:04d}.txt" for n in range(1200)]
 

@@ -9,11 +9,9 @@ from typing import Any
 import openai
 import pytest
 
-from pgvector_migration_tests.openai_server import (
-    BudgetRateLimiter,
-    EmbeddingServer,
-    count_tokens,
-)
+from pgvector_migration_testing.embedding_vectors import count_tokens
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import BudgetRateLimiter
 
 MODEL = "text-embedding-3-small"
 KEY = "sk-budget"

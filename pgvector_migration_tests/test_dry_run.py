@@ -11,8 +11,9 @@ import pytest
 
 from pgvector_migration import cli
 from pgvector_migration.resources.token_counter import cl100k_token_counter
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import StaticRateLimiter
 from pgvector_migration_tests.conftest import TEST_DIMENSIONS
-from pgvector_migration_tests.openai_server import EmbeddingServer, StaticRateLimiter
 
 PROBE = "dimension probe"
 # A dry run of the sample reports its corrupt PDF as a file that would fail.

@@ -11,7 +11,8 @@ from pgvector_migration.pipeline.batching import RequestLimits, TokenEstimator, 
 from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
 from pgvector_migration.resources.embeddings import EmbeddingError, OpenAIEmbedder
 from pgvector_migration.resources.rate_limits import HEADROOM, SPREAD_SECONDS, RequestPacer
-from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 MODEL = "dispatch-model"
 

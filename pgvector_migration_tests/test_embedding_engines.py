@@ -27,8 +27,8 @@ from pgvector_migration.settings import (
     flatten_legacy_config,
     resolve_rag_settings,
 )
-from pgvector_migration_tests.openai_server import expected_embedding
-from pgvector_migration_tests.provider_servers import AzureOpenAIServer, OllamaServer
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.provider_servers import AzureOpenAIServer, OllamaServer
 
 DIMENSIONS = 8
 OLLAMA_MODEL = "nomic-embed-text"

@@ -17,7 +17,8 @@ from pgvector_migration.resources.rate_limits import InFlightLimit, RequestPacer
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import resolve_rag_settings
 from pgvector_migration.unit_writer import UnitWriter
-from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 MODEL = "throughput-model"
 DIMENSIONS = 1536

@@ -12,7 +12,6 @@ import os
 import numpy as np
 import psycopg
 import pytest
-from pgvector.psycopg import register_vector
 
 from pgvector_migration.resources.index_sizing import (
     MB,
@@ -24,6 +23,7 @@ from pgvector_migration.resources.index_sizing import (
 )
 from pgvector_migration.resources.vector_index import check_index_settings, rebuild_vector_index
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration_testing.document_chunks import ChunkRow, copy_document_chunks
 
 DEFAULTS = ServerSettings(
     shared_buffers=128 * MB,
@@ -95,19 +95,20 @@ def test_local_hosts_are_sockets_and_loopback():
 
 def write_rows(url: str, rows: int, dimensions: int) -> None:
     generator = np.random.default_rng(7)
-    with psycopg.connect(url, autocommit=True) as connection:
-        register_vector(connection)
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(
-                "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(["text", "vector", "text", "text", "jsonb"])
-            for n in range(rows):
-                vector = generator.standard_normal(dimensions).astype(np.float32)
-                copy.write_row((f"c{n}", vector, "kb", f"text {n}", psycopg.types.json.Jsonb({})))
+    copy_document_chunks(
+        url,
+        (
+            ChunkRow(
+                f"c{n}",
+                generator.standard_normal(dimensions).astype(np.float32),
+                "kb",
+                f"text {n}",
+                {},
+            )
+            for n in range(rows)
+        ),
+        analyze=False,
+    )
 
 
 def test_the_build_uses_the_server_s_settings(fresh_database, monkeypatch):

@@ -12,8 +12,8 @@ import pytest
 
 from pgvector_migration import cli
 from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
+from pgvector_migration_testing.embedding_vectors import expected_embedding
 from pgvector_migration_tests.conftest import TEST_DIMENSIONS, TEST_MODEL
-from pgvector_migration_tests.openai_server import expected_embedding
 
 GETTYSBURG = sample_file_id("gettysburg_and_inaugural.txt")
 BROKEN = sample_file_id("broken_report.pdf")

@@ -14,13 +14,9 @@ import numpy as np
 import openai
 import pytest
 
-from pgvector_migration_tests.openai_server import (
-    EmbeddingServer,
-    RateLimitDecision,
-    StaticRateLimiter,
-    count_tokens,
-    expected_embedding,
-)
+from pgvector_migration_testing.embedding_vectors import count_tokens, expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.rate_limiters import RateLimitDecision, StaticRateLimiter
 
 MODEL = "text-embedding-3-small"
 KEY = "sk-test-key"

@@ -18,8 +18,9 @@ from pgvector_migration.resources.embeddings import (
     OllamaEmbedder,
     OpenAIEmbedder,
 )
-from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
-from pgvector_migration_tests.provider_servers import AzureOpenAIServer, OllamaServer
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
+from pgvector_migration_testing.provider_servers import AzureOpenAIServer, OllamaServer
 
 MODEL = "fault-model"
 DIMENSIONS = 8

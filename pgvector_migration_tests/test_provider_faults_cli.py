@@ -21,7 +21,7 @@ from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.resources.embeddings import model_key_for
 from pgvector_migration.resources.migration_state import CACHE_DDL, SCHEMA
 from pgvector_migration.sample_data import OPENWEBUI_SCHEMA
-from pgvector_migration_tests.openai_server import EmbeddingServer
+from pgvector_migration_testing.openai_server import EmbeddingServer
 from pgvector_migration_tests.test_bad_input import add_file
 
 MODEL = "provider-fault-model"

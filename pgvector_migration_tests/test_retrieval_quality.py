@@ -16,7 +16,6 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
-from pgvector.psycopg import register_vector
 
 from pgvector_migration.assets.retrieval_quality import RETRIEVAL_CHECKS, retrieval_quality
 from pgvector_migration.cli import main
@@ -56,8 +55,10 @@ from pgvector_migration.resources.search_verification import (
 from pgvector_migration.resources.vector_index import rebuild_vector_index
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import resolve_rag_settings
-from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
-from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
+from pgvector_migration_testing.chroma_stores import OpenWebUIChromaWriter
+from pgvector_migration_testing.document_chunks import copy_document_chunks, embedded_chunk_rows
+from pgvector_migration_testing.embedding_vectors import expected_embedding
+from pgvector_migration_testing.openai_server import EmbeddingServer
 
 MODEL = "text-embedding-3-small"
 DIMENSIONS = 48
@@ -133,23 +134,14 @@ def search_deployment(fresh_database, monkeypatch):
     monkeypatch.setenv("PGVECTOR_DB_URL", url)
     store = PgVectorResource(database_url=url, vector_length=DIMENSIONS)
     store.ensure_table(DIMENSIONS)
-    with psycopg.connect(url, autocommit=True) as connection:
-        register_vector(connection)
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(
-                "COPY document_chunk (id, vector, collection_name, text, vmetadata) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(["text", "vector", "text", "text", "jsonb"])
-            for collection, rows in ((LARGE, 4000), (MEDIUM, 1500), (SMALL, 30)):
-                for n in range(rows):
-                    text = f"{collection} chunk {n} about topic {n % 37} and detail {n * 7919}"
-                    vector = expected_embedding(MODEL, text, DIMENSIONS)
-                    metadata = psycopg.types.json.Jsonb({"file_id": f"{collection}-f{n // 10}"})
-                    copy.write_row((f"{collection}-{n}", vector, collection, text, metadata))
-        connection.execute("ANALYZE document_chunk")
+    rows = embedded_chunk_rows(
+        ((LARGE, 4000), (MEDIUM, 1500), (SMALL, 30)),
+        MODEL,
+        DIMENSIONS,
+        lambda collection, n: f"{collection} chunk {n} about topic {n % 37} and detail {n * 7919}",
+        lambda collection, n: f"{collection}-f{n // 10}",
+    )
+    copy_document_chunks(url, rows, analyze=True)
     build = rebuild_vector_index(store)
     assert build.method == "hnsw" and "maintenance_work_mem=" in build.sizing
     with EmbeddingServer(dimensions=DIMENSIONS, api_key="sk-test") as server:

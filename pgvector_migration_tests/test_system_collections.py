@@ -16,8 +16,8 @@ from pgvector_migration.sample_data import (
     USER_ID,
     sample_file_id,
 )
+from pgvector_migration_testing.embedding_vectors import expected_embedding
 from pgvector_migration_tests.conftest import TEST_DIMENSIONS, TEST_MODEL
-from pgvector_migration_tests.openai_server import expected_embedding
 
 
 def run(tmp_path, *flags: str) -> tuple[int, dict]:

@@ -20,7 +20,7 @@ from pgvector_migration.pipeline.transplant import Candidate, spread_sample, sto
 from pgvector_migration.resources.chroma_store import ChromaSnapshot, ChromaStoreError
 from pgvector_migration.resources.old_vector_store import FROM_CHROMA_ENV, OldVectorStoreResource
 from pgvector_migration.sample_data import sample_file_id
-from pgvector_migration_tests.chroma_stores import OpenWebUIChromaWriter
+from pgvector_migration_testing.chroma_stores import OpenWebUIChromaWriter
 from pgvector_migration_tests.conftest import TEST_MODEL
 
 PROBE = "dimension probe"

@@ -7,7 +7,7 @@ Tests point the migration at :attr:`OllamaServer.base_url` or
         ...  # RAG_OLLAMA_BASE_URL=server.base_url
         assert server.requests[0].path == "/api/embed"
 
-Vectors are :func:`~pgvector_migration_tests.openai_server.expected_embedding` of
+Vectors are :func:`~pgvector_migration_testing.embedding_vectors.expected_embedding` of
 ``(model, input text, dimensions)``, where the model is the request's ``model`` for Ollama and
 the deployment name in the URL for Azure. Every request, answered or not, is recorded in
 :attr:`requests` (method, path with query, lower-cased headers, raw and parsed body, status)
@@ -15,9 +15,8 @@ before its response is written.
 
 Order of checks: read body, authentication (401), injected failures (:meth:`fail_next`, which
 401s do not consume), protocol checks (404/400), success, spoilt on purpose when
-:meth:`corrupt_when` says so.
-
-Standard library plus numpy only (through ``expected_embedding``).
+:meth:`corrupt_when` says so. Both run on the one loopback server base,
+:class:`~pgvector_migration_testing.loopback.LoopbackServer`.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pgvector_migration_tests.openai_server import expected_embedding
+from pgvector_migration_testing.embedding_vectors import count_tokens, expected_embedding
+from pgvector_migration_testing.loopback import LoopbackServer, Reply, Request
 
 __all__ = ["CORRUPTIONS", "AzureOpenAIServer", "OllamaServer", "ProviderRequest"]
 
@@ -68,109 +67,49 @@ class ProviderRequest:
         return list(value) if isinstance(value, list) else []
 
 
-def _tokens(text: str) -> int:
-    return max(1, math.ceil(len(text.encode("utf-8", errors="surrogatepass")) / 4))
+def _texts_of(body: dict[str, Any]) -> list[str] | None:
+    """A request's ``input`` as its texts (a string is one), or None when it is neither a string
+    nor a list of strings: both providers embed the same two shapes."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(text, str) for text in value):
+        return value
+    return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        record = ProviderRequest(
-            self.command,
-            self.path,
-            {name.lower(): value for name, value in self.headers.items()},
-            raw,
-            body,
-        )
-        status, payload, headers = self.server.owner._answer(record)
-        payload = self.server.owner._corrupted(record, status, payload)
-        record.status = status
-        self.server.owner._record(record)
-        if isinstance(payload, str):
-            data, content_type = payload.encode(), "text/plain; charset=utf-8"
-        else:
-            data, content_type = json.dumps(payload).encode(), "application/json; charset=utf-8"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, owner: _ProviderServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.owner = owner
-
-
-class _ProviderServer:
-    """Start/stop, request log and fault injection shared by both providers."""
+class _ProviderServer(LoopbackServer):
+    """The request log and fault injection shared by both providers."""
 
     def __init__(self, dimensions: int = 8, retry_after_seconds: float | None = 0.01) -> None:
+        super().__init__()
         self.dimensions = dimensions
         self.retry_after_seconds = retry_after_seconds
-        self.requests: list[ProviderRequest] = []
         self._failures: deque[int] = deque()
         self._corruptions: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def start(self):
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server is not running"
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
+
+    def respond(self, request: Request) -> Reply:
+        try:
+            body = json.loads(request.body) if request.body else None
+        except ValueError:
+            body = None
+        record = ProviderRequest(
+            request.method, request.target, request.headers, request.body, body
+        )
+        status, payload, headers = self._answer(record)
+        payload = self._corrupted(record, status, payload)
+        record.status = status
+        self.requests.append(record)
+        if isinstance(payload, str):
+            return Reply(status, payload.encode(), "text/plain; charset=utf-8", headers)
+        return Reply(
+            status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers
+        )
 
     # --- fault injection and log -------------------------------------------------------------
 
@@ -225,17 +164,12 @@ class _ProviderServer:
 
     @property
     def request_count(self) -> int:
-        with self._lock:
-            return len(self.requests)
+        return len(self.requests)
 
     def reset(self) -> None:
+        self.requests.clear()
         with self._lock:
-            self.requests.clear()
             self._failures.clear()
-
-    def _record(self, record: ProviderRequest) -> None:
-        with self._lock:
-            self.requests.append(record)
 
     def _take_failure(self) -> int | None:
         with self._lock:
@@ -291,12 +225,8 @@ class OllamaServer(_ProviderServer):
             return 400, {"error": "model is required"}, {}
         if self.models is not None and model not in self.models:
             return 404, {"error": f'model "{model}" not found, try pulling it first'}, {}
-        raw_input = body.get("input")
-        if isinstance(raw_input, str):
-            inputs = [raw_input]
-        elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
-            inputs = raw_input
-        else:
+        inputs = _texts_of(body)
+        if inputs is None:
             return 400, {"error": "invalid input type"}, {}
         return (
             200,
@@ -305,7 +235,7 @@ class OllamaServer(_ProviderServer):
                 "embeddings": [self._vector(model, text) for text in inputs],
                 "total_duration": 1000,
                 "load_duration": 0,
-                "prompt_eval_count": sum(_tokens(text) for text in inputs),
+                "prompt_eval_count": sum(count_tokens(text) for text in inputs),
             },
             {},
         )
@@ -379,12 +309,8 @@ class AzureOpenAIServer(_ProviderServer):
         body = record.body
         if not isinstance(body, dict):
             return self._error(400, "BadRequest", "Invalid request body")
-        raw_input = body.get("input")
-        if isinstance(raw_input, str):
-            inputs = [raw_input]
-        elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
-            inputs = raw_input
-        else:
+        inputs = _texts_of(body)
+        if inputs is None:
             return self._error(400, "BadRequest", "'input' is a required property")
         if len(inputs) > self.max_inputs_per_request:
             return self._error(
@@ -394,7 +320,7 @@ class AzureOpenAIServer(_ProviderServer):
                 "We hope to increase the number of inputs per request soon. Please contact us "
                 "through an Azure support request if you have questions.",
             )
-        tokens = sum(_tokens(text) for text in inputs)
+        tokens = sum(count_tokens(text) for text in inputs)
         return (
             200,
             {
