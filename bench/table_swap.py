@@ -13,8 +13,8 @@ What it does, with nothing mocked:
    connection; counts the reader's queries and errors (there must be none);
 4. prints a markdown table and writes bench/results/table_swap.json.
 
-    python bench/table_swap.py                          # 10k and 1M rows
-    python bench/table_swap.py --rows 10000 --rows 100000
+    python -m bench.table_swap                          # 10k and 1M rows
+    python -m bench.table_swap --rows 10000 --rows 100000
 """
 
 from __future__ import annotations
