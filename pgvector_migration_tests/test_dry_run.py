@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from pgvector_migration import cli
-from pgvector_migration.resources.token_counter import cl100k_token_counter
+from pgvector_migration.embedding.tokens import cl100k_token_counter
 from pgvector_migration_tests.conftest import TEST_DIMENSIONS
 from pgvector_migration_tests.openai_server import EmbeddingServer, StaticRateLimiter
 

@@ -7,10 +7,11 @@ import time
 import numpy as np
 import pytest
 
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError
+from pgvector_migration.embedding.openai import OpenAIEmbedder
+from pgvector_migration.embedding.pacing import HEADROOM, SPREAD_SECONDS, RequestPacer
 from pgvector_migration.pipeline.batching import RequestLimits, TokenEstimator, shape_batches
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import EmbeddingError, OpenAIEmbedder
-from pgvector_migration.resources.rate_limits import HEADROOM, SPREAD_SECONDS, RequestPacer
 from pgvector_migration_tests.openai_server import EmbeddingServer, expected_embedding
 
 MODEL = "dispatch-model"

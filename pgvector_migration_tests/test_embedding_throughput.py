@@ -10,10 +10,11 @@ import numpy as np
 import psycopg
 import pytest
 
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.openai import OpenAIEmbedder
+from pgvector_migration.embedding.pacing import InFlightLimit, RequestPacer
 from pgvector_migration.pipeline.records import Chunk, WriteUnit
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import EmbeddingResource, OpenAIEmbedder
-from pgvector_migration.resources.rate_limits import InFlightLimit, RequestPacer
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import resolve_rag_settings
 from pgvector_migration.unit_writer import UnitWriter
