@@ -225,7 +225,7 @@ def test_content_extraction_engines_we_cannot_call_are_refused():
 def test_openai_engine_without_base_url_is_refused():
     settings = resolve({"rag.embedding_engine": "openai", "rag.openai.api_base_url": ""})
     with pytest.raises(SettingsError, match="RAG_OPENAI_API_BASE_URL"):
-        settings.validate()
+        check_engine_settings(settings)
 
 
 # --- splitting fingerprint ----------------------------------------------------------------
