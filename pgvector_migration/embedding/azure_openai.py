@@ -19,6 +19,10 @@ class AzureOpenAIEmbedder(HTTPEmbedder):
     `data[].embedding`. Like the OpenAI engine, it asks for base64."""
 
     engine = "azure_openai"
+    url_setting = "azure_openai_base_url"
+    key_setting = "azure_openai_api_key"
+    required_settings = ("azure_openai_base_url", "azure_openai_api_version")
+    model_is = "the Azure deployment name"
     asks_base64 = True
 
     def __init__(

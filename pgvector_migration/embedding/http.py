@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from pgvector_migration.embedding.api import EngineOptions
 from pgvector_migration.embedding.errors import (
     PermanentEmbeddingError,
     TransientEmbeddingError,
@@ -35,6 +36,7 @@ from pgvector_migration.embedding.responses import (
     json_body,
 )
 from pgvector_migration.redaction import redact_text, redact_url
+from pgvector_migration.settings import RagSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,13 @@ class HTTPEmbedder:
     proxies taken from the environment as aiohttp's `trust_env=True` does."""
 
     engine = ""
+    # What the registry checks and the dry run's probe names: the `RagSettings` fields of the
+    # engine's URL and key, the other fields it cannot send a request without, and what
+    # RAG_EMBEDDING_MODEL is to it.
+    url_setting = ""
+    key_setting = ""
+    required_settings: tuple[str, ...] = ()
+    model_is: str | None = "the model"
     # OpenAI-style endpoints are asked for base64: the same float32 values at a quarter of the
     # bytes, decoded by numpy instead of parsed as ~10 JSON numbers a value (measured at 1536
     # dimensions and 512 inputs: 17.5 MB and 0.9 s of client CPU as floats, 4.2 MB and
@@ -255,6 +264,18 @@ class BearerKeyEmbedder(HTTPEmbedder):
         )
         self.base_url = base_url
         self._api_key = api_key.strip() if isinstance(api_key, str) else ""
+
+    @classmethod
+    def from_settings(cls, settings: RagSettings, options: EngineOptions) -> BearerKeyEmbedder:
+        """The engine its RAG_EMBEDDING_ENGINE value and its URL and key settings describe."""
+        return cls(
+            settings.embedding_model,
+            getattr(settings, cls.url_setting).rstrip("/"),
+            getattr(settings, cls.key_setting),
+            settings.embedding_content_prefix,
+            options.request_timeout_seconds,
+            prefix_field=settings.embedding_prefix_field_name,
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

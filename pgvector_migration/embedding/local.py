@@ -84,8 +84,14 @@ def load_sentence_transformer(path: str):
 class LocalEmbedder:
     """sentence-transformers on this machine, called as Open WebUI calls it."""
 
+    engine = ""
+    # Found by name on this machine: no URL, no key, nothing else required (see `HTTPEmbedder`).
+    url_setting = ""
+    key_setting = ""
+    required_settings: tuple[str, ...] = ()
+    model_is: str | None = None
+
     def __init__(self, model: str, path: Path, prefix: str | None, batch_size: int) -> None:
-        self.engine = ""
         self.model = model
         self.model_key = compose_model_key("", model, prefix)
         self._prefix = prefix

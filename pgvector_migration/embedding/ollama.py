@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgvector_migration.embedding.api import EngineOptions
 from pgvector_migration.embedding.errors import InvalidResponseError
 from pgvector_migration.embedding.http import BearerKeyEmbedder
-from pgvector_migration.settings import RagSettings
 
 
 class OllamaEmbedder(BearerKeyEmbedder):
@@ -18,6 +16,9 @@ class OllamaEmbedder(BearerKeyEmbedder):
     are the response's `embeddings`, in input order."""
 
     engine = "ollama"
+    url_setting = "ollama_base_url"
+    key_setting = "ollama_api_key"
+    required_settings = ("ollama_base_url",)
     path = "/api/embed"
 
     def _body(self, inputs: list[str]) -> dict[str, Any]:
@@ -36,15 +37,3 @@ class OllamaEmbedder(BearerKeyEmbedder):
             )
         tokens = data.get("prompt_eval_count")
         return list(vectors), tokens if isinstance(tokens, int) else 0
-
-    @classmethod
-    def from_settings(cls, settings: RagSettings, options: EngineOptions) -> OllamaEmbedder:
-        """The engine RAG_EMBEDDING_ENGINE=ollama and its settings describe."""
-        return cls(
-            settings.embedding_model,
-            settings.ollama_base_url.rstrip("/"),
-            settings.ollama_api_key,
-            settings.embedding_content_prefix,
-            options.request_timeout_seconds,
-            prefix_field=settings.embedding_prefix_field_name,
-        )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgvector_migration.embedding.api import EngineOptions
 from pgvector_migration.embedding.http import BearerKeyEmbedder
 from pgvector_migration.embedding.responses import openai_style_vectors
-from pgvector_migration.settings import RagSettings
 
 
 class OpenAIEmbedder(BearerKeyEmbedder):
@@ -18,6 +16,9 @@ class OpenAIEmbedder(BearerKeyEmbedder):
     sends float lists works as well: each vector is decoded as whatever it is."""
 
     engine = "openai"
+    url_setting = "openai_api_base_url"
+    key_setting = "openai_api_key"
+    required_settings = ("openai_api_base_url",)
     path = "/embeddings"
     asks_base64 = True
 
@@ -26,15 +27,3 @@ class OpenAIEmbedder(BearerKeyEmbedder):
 
     def _raw_vectors(self, data: Any, count: int, where: str) -> tuple[list[Any], int]:
         return openai_style_vectors(data, count, where)
-
-    @classmethod
-    def from_settings(cls, settings: RagSettings, options: EngineOptions) -> OpenAIEmbedder:
-        """The engine RAG_EMBEDDING_ENGINE=openai and its settings describe."""
-        return cls(
-            settings.embedding_model,
-            settings.openai_api_base_url.rstrip("/"),
-            settings.openai_api_key,
-            settings.embedding_content_prefix,
-            options.request_timeout_seconds,
-            prefix_field=settings.embedding_prefix_field_name,
-        )

@@ -56,7 +56,6 @@ def probe_engine(
     if not dispatcher.is_api:
         return EngineProbe(dispatcher.embedder.dimension(), EngineSpeed())
     engine = engine_for(settings)
-    assert engine.url_setting and engine.key_setting, "every API engine has a URL and a key"
     url_env, key_env = setting_name(engine.url_setting), setting_name(engine.key_setting)
     key = getattr(settings, engine.key_setting)
     base_url = getattr(settings, engine.url_setting) or ""
