@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pgvector_migration.embedding.api import APIEmbedder, EngineOptions
 from pgvector_migration.embedding.azure_openai import AzureOpenAIEmbedder
+from pgvector_migration.embedding.http import BearerKeyEmbedder
 from pgvector_migration.embedding.local import LocalEmbedder
 from pgvector_migration.embedding.ollama import OllamaEmbedder
 from pgvector_migration.embedding.openai import OpenAIEmbedder
 from pgvector_migration.settings import SETTING_SPECS, RagSettings, SettingsError
 
 Embedder = APIEmbedder | LocalEmbedder
-EngineClass = type[LocalEmbedder] | type[OpenAIEmbedder] | type[AzureOpenAIEmbedder]
+EngineClass = type[LocalEmbedder] | type[BearerKeyEmbedder] | type[AzureOpenAIEmbedder]
 
 ENGINES: dict[str, EngineClass] = {
     engine.engine: engine
