@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from pgvector_migration.resources.embeddings import find_local_model
+    from pgvector_migration.embedding.local import find_local_model
     from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL
 
     path = find_local_model(DEFAULT_EMBEDDING_MODEL)

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pgvector_migration.definitions import build_definitions
     from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
-    from pgvector_migration.resources.embeddings import EmbeddingResource
+    from pgvector_migration.resources.embedding import EmbeddingResource
     from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
     from pgvector_migration.resources.run_progress import run_reporter

@@ -20,7 +20,7 @@ from pgvector_migration.jobs import (
     rebuild_vector_index,
     verify_retrieval,
 )
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pgvector_migration.embedding.pacing import MAX_IN_FLIGHT
 from pgvector_migration.pipeline.completeness import UnitStatus
 from pgvector_migration.pipeline.estimate import Estimate, list_price
 from pgvector_migration.pipeline.file_assessment import assess_file
@@ -25,7 +26,6 @@ from pgvector_migration.pipeline.records import (
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.resources.migration_state import SCHEMA, MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
-from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 from pgvector_migration.summary import FileOutcome, partition_outcomes
@@ -146,9 +146,9 @@ def assess_run(
     """Every partition's outcomes into `summary`, and the run's estimate: work, tokens, cost at
     `--price-per-million` or a known list price, and time at the provider's budget or the local
     model's measured speed."""
-    from pgvector_migration.resources.embeddings import model_key_of
-    from pgvector_migration.resources.engine_probe import measure_local_speed
-    from pgvector_migration.resources.token_counter import LABEL, cl100k_token_counter
+    from pgvector_migration.embedding.model_key import model_key_of_settings
+    from pgvector_migration.embedding.probe import measure_local_speed
+    from pgvector_migration.embedding.tokens import LABEL, cl100k_token_counter
 
     state = vector_store.state()
     settings = embeddings.effective_settings(openwebui.rag_settings())
@@ -173,7 +173,7 @@ def assess_run(
     cached = (
         set()
         if embeddings.reembed
-        else cached_text_keys(vector_store, model_key_of(settings), distinct)
+        else cached_text_keys(vector_store, model_key_of_settings(settings), distinct)
     )
     tokens = sum(tally.tokens_by_key[key] for key in distinct if key not in cached)
     texts_to_embed = len(distinct) - len(cached)

@@ -43,6 +43,7 @@ def preflight(openwebui, vector_store, embeddings, old_vector_store, args):
     (never with --reembed), so a re-run loads no model and sends no request just to check. A dry
     run only reads, and checks the whole setup: it returns the engine's probe (see
     `check_read_only`)."""
+    from pgvector_migration.embedding.registry import check_engine_settings
     from pgvector_migration.resources.vector_index import check_index_settings
     from pgvector_migration.resources.vector_store import lock_timeout_seconds
     from pgvector_migration.unit_writer import model_dimension
@@ -58,6 +59,7 @@ def preflight(openwebui, vector_store, embeddings, old_vector_store, args):
     openwebui.check_schema()
     old_vector_store.check()
     settings = embeddings.effective_settings(openwebui.rag_settings())
+    check_engine_settings(settings)
     settings.validate()
     if args.dry_run:
         return check_read_only(openwebui, vector_store, embeddings, settings, args)
@@ -73,9 +75,9 @@ def check_read_only(openwebui, vector_store, embeddings, settings, args):
     """A dry run's checks, reads only: the uploads folder (when uploads are read), the target
     (reachable, and its table's column against the model), and the engine: a local model
     loaded, a provider reached with its key by one probe request. Returns the `EngineProbe`."""
+    from pgvector_migration.embedding.pacing import MAX_IN_FLIGHT
+    from pgvector_migration.embedding.probe import probe_engine
     from pgvector_migration.pipeline.text_source import TextSource
-    from pgvector_migration.resources.engine_probe import probe_engine
-    from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT
 
     if args.text_source is TextSource.UPLOAD_ONLY:
         uploads = openwebui.resolved_upload_dir()

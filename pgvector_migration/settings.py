@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-SUPPORTED_EMBEDDING_ENGINES = ("", "openai", "ollama", "azure_openai")
-API_EMBEDDING_ENGINES = ("openai", "ollama", "azure_openai")
 SUPPORTED_TEXT_SPLITTERS = ("", "character", "token")
 DEFAULT_EXTRACTION_ENGINES = ("", "default")
 HTTP_EXTRACTION_ENGINES = ("external", "tika", "docling")
@@ -289,8 +287,8 @@ class RagSettings:
         return hashlib.sha256(encoded).hexdigest()[:16]
 
     def validate(self) -> None:
-        """Refuse settings this version cannot reproduce, naming the setting and its value."""
-        self.validate_embedding()
+        """Refuse settings this version cannot reproduce, naming the setting and its value
+        (the embedding engine's are checked by `embedding.registry.check_engine_settings`)."""
         if self.text_splitter not in SUPPORTED_TEXT_SPLITTERS:
             raise SettingsError(
                 f"RAG_TEXT_SPLITTER={self.text_splitter!r} is not supported; "
@@ -363,42 +361,6 @@ class RagSettings:
                     f"{env_name} (config {config_key}) is empty for "
                     f"CONTENT_EXTRACTION_ENGINE={engine}; Open WebUI would silently use its "
                     "default loaders instead, so set it, or set CONTENT_EXTRACTION_ENGINE to ''"
-                )
-
-    def validate_embedding(self) -> None:
-        """Refuse an embedding engine that lacks a setting it needs to send a request."""
-        engine = self.embedding_engine
-        if engine not in SUPPORTED_EMBEDDING_ENGINES:
-            raise SettingsError(
-                f"RAG_EMBEDDING_ENGINE={engine!r} is not supported yet; "
-                f"supported: {', '.join(repr(e) for e in SUPPORTED_EMBEDDING_ENGINES)}"
-            )
-        if engine in API_EMBEDDING_ENGINES and not self.embedding_model:
-            what = "the Azure deployment name" if engine == "azure_openai" else "the model"
-            raise SettingsError(
-                f"RAG_EMBEDDING_MODEL (config rag.embedding_model) is empty for "
-                f"RAG_EMBEDDING_ENGINE={engine}; it is {what} sent with every request"
-            )
-        required: tuple[tuple[str, str, str], ...] = ()
-        if engine == "openai":
-            required = (
-                ("openai_api_base_url", "RAG_OPENAI_API_BASE_URL", "rag.openai.api_base_url"),
-            )
-        elif engine == "ollama":
-            required = (("ollama_base_url", "RAG_OLLAMA_BASE_URL", "rag.ollama.base_url"),)
-        elif engine == "azure_openai":
-            required = (
-                ("azure_openai_base_url", "RAG_AZURE_OPENAI_BASE_URL", "rag.azure_openai.base_url"),
-                (
-                    "azure_openai_api_version",
-                    "RAG_AZURE_OPENAI_API_VERSION",
-                    "rag.azure_openai.api_version",
-                ),
-            )
-        for field_name, env_name, config_key in required:
-            if not getattr(self, field_name):
-                raise SettingsError(
-                    f"{env_name} (config {config_key}) is empty for RAG_EMBEDDING_ENGINE={engine}"
                 )
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from pgvector_migration.embedding.cache import CachedEmbedding, EmbeddingStats, WaveUnderWay
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError
 from pgvector_migration.pipeline.completeness import WrittenRecord
 from pgvector_migration.pipeline.records import (
     KNOWLEDGE_BASES_COLLECTION,
@@ -21,13 +24,7 @@ from pgvector_migration.pipeline.records import (
     Chunk,
     WriteUnit,
 )
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embedding_waves import CachedEmbedding, WaveUnderWay
-from pgvector_migration.resources.embeddings import (
-    EmbeddingError,
-    EmbeddingResource,
-    EmbeddingStats,
-)
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings

@@ -8,6 +8,7 @@ import json
 import sys
 from contextlib import ExitStack
 
+from pgvector_migration.embedding.registry import check_engine_settings
 from pgvector_migration.pipeline.retrieval_quality import Thresholds
 from pgvector_migration.resources.search_tuning import TuningScope
 from pgvector_migration.resources.search_verification import (
@@ -66,7 +67,7 @@ def run_verify(args: argparse.Namespace, openwebui, vector_store, embeddings) ->
             if not undone:
                 print("nothing to undo: no search settings were tuned for this target")
         settings = embeddings.effective_settings(openwebui.rag_settings())
-        settings.validate_embedding()
+        check_engine_settings(settings)
         collections = args.knowledge_id or knowledge_collections(vector_store)
         with ExitStack() as stack:
             old_store = None

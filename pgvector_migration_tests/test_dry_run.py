@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from pgvector_migration import cli
-from pgvector_migration.resources.token_counter import cl100k_token_counter
+from pgvector_migration.embedding.tokens import cl100k_token_counter
 from pgvector_migration_testing.openai_server import EmbeddingServer
 from pgvector_migration_testing.rate_limiters import StaticRateLimiter
 from pgvector_migration_tests.conftest import TEST_DIMENSIONS

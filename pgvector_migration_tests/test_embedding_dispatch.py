@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError
+from pgvector_migration.embedding.openai import OpenAIEmbedder
 from pgvector_migration.pipeline.batching import RequestLimits, TokenEstimator, shape_batches
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import EmbeddingError, OpenAIEmbedder
-from pgvector_migration.resources.rate_limits import HEADROOM, SPREAD_SECONDS, RequestPacer
 from pgvector_migration_testing.embedding_vectors import expected_embedding
 from pgvector_migration_testing.openai_server import EmbeddingServer
 
@@ -87,29 +85,6 @@ def test_a_provider_that_keeps_failing_ends_with_its_url_and_status():
         assert server.base_url in str(raised.value) and "HTTP 500" in str(raised.value)
         assert server.request_count == 3
         dispatcher.close()
-
-
-def test_pacer_spreads_tokens_evenly_under_the_learned_budget():
-    pacer = RequestPacer()
-    pacer.observe({"x-ratelimit-limit-tokens": "1200000", "x-ratelimit-limit-requests": "100000"})
-    start = time.monotonic()
-    sent = 0
-    while time.monotonic() - start < 3:
-        pacer.acquire(1000)
-        sent += 1000
-    per_second_budget = 1_200_000 * HEADROOM / 60
-    # The spread window allows one window's worth at once, then paces: never more than that plus
-    # the steady rate, never far below the steady rate.
-    assert sent <= per_second_budget * (SPREAD_SECONDS + 3)
-    assert sent >= per_second_budget * 3 * 0.8
-
-
-def test_pacer_pauses_everyone_after_a_429_and_steps_the_budget_down():
-    pacer = RequestPacer(tokens_per_minute=60000)
-    pacer.rate_limited(0.5)
-    before = time.monotonic()
-    pacer.acquire(10)
-    assert time.monotonic() - before >= 0.45
 
 
 def test_a_response_slower_than_the_timeout_is_retried_then_reported():

@@ -11,16 +11,14 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import (
-    APIEmbedder,
-    AzureOpenAIEmbedder,
-    EmbeddingError,
-    EmbeddingResource,
-    OllamaEmbedder,
-    TransientEmbeddingError,
-    model_key_for,
-)
+from pgvector_migration.embedding.api import APIEmbedder
+from pgvector_migration.embedding.azure_openai import AzureOpenAIEmbedder
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError, TransientEmbeddingError
+from pgvector_migration.embedding.model_key import compose_model_key
+from pgvector_migration.embedding.ollama import OllamaEmbedder
+from pgvector_migration.embedding.registry import check_engine_settings
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.settings import (
     SettingsError,
     default_ollama_base_url,
@@ -128,7 +126,9 @@ def test_ollama_content_prefix_is_prepended_without_a_field_name():
             "model": OLLAMA_MODEL,
             "truncate": True,
         }
-        assert dispatcher.model_key == model_key_for("ollama", OLLAMA_MODEL, "search_document: ")
+        assert dispatcher.model_key == compose_model_key(
+            "ollama", OLLAMA_MODEL, "search_document: "
+        )
 
 
 def test_ollama_prefix_goes_in_the_named_field_when_a_field_name_is_set():
@@ -338,7 +338,7 @@ def test_any_engine_with_request_gets_retries_and_splitting():
             self.calls = 0
 
         def request(self, texts):
-            from pgvector_migration.resources.embeddings import EmbeddingResponse
+            from pgvector_migration.embedding.responses import EmbeddingResponse
 
             self.calls += 1
             if self.calls == 1:
@@ -361,15 +361,17 @@ def resolve(config=None, env=None):
 
 
 def test_new_engines_validate_with_their_settings():
-    resolve({"rag.embedding_engine": "ollama"}).validate()  # default base URL
-    resolve(
-        {
-            "rag.embedding_engine": "azure_openai",
-            "rag.embedding_model": DEPLOYMENT,
-            "rag.azure_openai.base_url": "https://res.openai.azure.com",
-            "rag.azure_openai.api_version": API_VERSION,
-        }
-    ).validate()
+    check_engine_settings(resolve({"rag.embedding_engine": "ollama"}))  # default base URL
+    check_engine_settings(
+        resolve(
+            {
+                "rag.embedding_engine": "azure_openai",
+                "rag.embedding_model": DEPLOYMENT,
+                "rag.azure_openai.base_url": "https://res.openai.azure.com",
+                "rag.azure_openai.api_version": API_VERSION,
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -392,7 +394,7 @@ def test_new_engines_validate_with_their_settings():
 def test_azure_without_a_required_setting_names_it(config, env, named):
     settings = resolve({"rag.embedding_engine": "azure_openai", **config}, env)
     with pytest.raises(SettingsError, match=named):
-        settings.validate()
+        check_engine_settings(settings)
     with pytest.raises(SettingsError, match=named):  # and before any request is built
         EmbeddingResource().dispatcher(settings)
 
@@ -400,13 +402,13 @@ def test_azure_without_a_required_setting_names_it(config, env, named):
 def test_ollama_without_base_url_names_it():
     settings = resolve({"rag.embedding_engine": "ollama", "rag.ollama.base_url": ""})
     with pytest.raises(SettingsError, match="RAG_OLLAMA_BASE_URL") as raised:
-        settings.validate()
+        check_engine_settings(settings)
     assert "rag.ollama.base_url" in str(raised.value)
 
 
 def test_unknown_engine_names_the_setting_and_lists_the_supported_ones():
     with pytest.raises(SettingsError) as raised:
-        resolve({"rag.embedding_engine": "cohere"}).validate()
+        check_engine_settings(resolve({"rag.embedding_engine": "cohere"}))
     message = str(raised.value)
     assert "RAG_EMBEDDING_ENGINE='cohere'" in message
     for engine in ("'openai'", "'ollama'", "'azure_openai'"):

@@ -1,6 +1,6 @@
 """Throughput machinery against the real loopback server and PostgreSQL: base64 answers (and
-servers that ignore or refuse them) write the very same rows as floats, and the in-flight limit
-follows latency, budget and 429s."""
+servers that ignore or refuse them) write the very same rows as floats, and a 429 halves the
+dispatcher's in-flight limit (the pacer's own rules: test_pacer.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import psycopg
 import pytest
 
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.openai import OpenAIEmbedder
 from pgvector_migration.pipeline.records import Chunk, WriteUnit
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import EmbeddingResource, OpenAIEmbedder
-from pgvector_migration.resources.rate_limits import InFlightLimit, RequestPacer
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import resolve_rag_settings
 from pgvector_migration.unit_writer import UnitWriter
@@ -122,39 +122,6 @@ def test_a_server_refusing_base64_is_asked_for_floats_once_then_always(fresh_dat
         assert np.array_equal(vector, np.float32(expected_embedding(MODEL, text, 8)))
 
 
-def test_in_flight_limit_covers_latency_at_the_budget_rate_and_halves_after_429s():
-    limit = InFlightLimit(ceiling=32, initial=4)
-    assert limit.limit == 4
-    # 100k tokens a second to spend, 50k-token requests: 0.5 s covers one request at a time,
-    # 5 s needs ten in flight (plus one to cover the gap between answer and next request).
-    empty_bucket = (0.0, 100_000.0)
-    limit.observe(0.5, 50_000, empty_bucket)
-    assert limit.limit == 2
-    for _ in range(40):
-        limit.observe(5.0, 50_000, empty_bucket)
-    assert limit.limit == 11
-    # While the provider's bucket holds a lot, as many as it can pay for, up to the ceiling.
-    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
-    assert limit.limit == 32
-    limit.rate_limited()
-    assert limit.limit == 16
-    # More 429s of requests that were in flight together: one congestion, halved once.
-    limit.rate_limited()
-    assert limit.limit == 16
-    # Successes give the slots back one by one; a 429 after one halves again.
-    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
-    assert limit.limit == 17
-    limit.rate_limited()
-    assert limit.limit == 8
-    limit.observe(5.0, 50_000, (5_000_000.0, 100_000.0))
-    assert limit.limit == 9
-    # Without a known budget there is no rate to cover: it stays where it started.
-    assert InFlightLimit(ceiling=32, initial=4).limit == 4
-    unbudgeted = InFlightLimit(ceiling=32, initial=4)
-    unbudgeted.observe(10.0, 1000, None)
-    assert unbudgeted.limit == 4
-
-
 def test_a_429_halves_the_dispatchers_in_flight_limit():
     with EmbeddingServer(dimensions=8, retry_after_seconds=0.01) as server:
         engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
@@ -168,53 +135,6 @@ def test_a_429_halves_the_dispatchers_in_flight_limit():
         # Halved by the 429, then one back for the success that followed.
         assert dispatcher.in_flight.limit == 3
         dispatcher.close()
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_pacer_spends_the_providers_whole_bucket_at_once_then_its_refill():
-    clock = ManualClock()
-    pacer = RequestPacer(clock=clock, sleep=clock.sleep)
-    # A bucket of one minute (60k tokens), full: remaining 60000, full again in 0 s.
-    pacer.observe(
-        {
-            "x-ratelimit-limit-tokens": "60000",
-            "x-ratelimit-remaining-tokens": "60000",
-            "x-ratelimit-reset-tokens": "0s",
-        }
-    )
-    for _ in range(5):
-        pacer.acquire(10_000)  # 50k of the 58.2k under the headroom: no wait
-    assert clock.slept == []
-    pacer.acquire(10_000)  # refills at 970 tokens a second: waits ~1.9 s
-    assert 1.5 < sum(clock.slept) < 2.5
-    # Estimates are settled against what the provider counted: overcharged tokens come back.
-    pacer.settle(charged=10_000, counted=4_000)
-    waited = sum(clock.slept)
-    pacer.acquire(6_000)
-    assert sum(clock.slept) == waited
-
-
-def test_without_bucket_headers_the_pacer_spreads_the_minute():
-    clock = ManualClock()
-    pacer = RequestPacer(tokens_per_minute=60_000, clock=clock, sleep=clock.sleep)
-    sent = 0
-    while clock.now < 100.0 + 30:
-        pacer.acquire(1000)
-        sent += 1000
-    # Ten seconds of budget at once, then the rate: never a whole minute's burst.
-    assert sent <= 60_000 * 0.97 * (10 + 30) / 60 + 1000
 
 
 def test_waves_under_way_together_send_each_distinct_text_once(fresh_database):

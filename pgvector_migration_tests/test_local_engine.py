@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pgvector_migration import cli
-from pgvector_migration.resources.embeddings import find_local_model
+from pgvector_migration.embedding.local import find_local_model
 from pgvector_migration.sample_data import KNOWLEDGE_BASES
 from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL
 

@@ -10,14 +10,12 @@ import time
 import numpy as np
 import pytest
 
+from pgvector_migration.embedding.azure_openai import AzureOpenAIEmbedder
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError
+from pgvector_migration.embedding.ollama import OllamaEmbedder
+from pgvector_migration.embedding.openai import OpenAIEmbedder
 from pgvector_migration.redaction import redact_text, redact_url
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embeddings import (
-    AzureOpenAIEmbedder,
-    EmbeddingError,
-    OllamaEmbedder,
-    OpenAIEmbedder,
-)
 from pgvector_migration_testing.embedding_vectors import expected_embedding
 from pgvector_migration_testing.openai_server import EmbeddingServer
 from pgvector_migration_testing.provider_servers import AzureOpenAIServer, OllamaServer

@@ -17,8 +17,8 @@ import pytest
 
 from pgvector_migration import cli
 from pgvector_migration.demo import database_uri, ensure_database
+from pgvector_migration.embedding.model_key import compose_model_key
 from pgvector_migration.pipeline.ids import text_key
-from pgvector_migration.resources.embeddings import model_key_for
 from pgvector_migration.resources.migration_state import CACHE_DDL, SCHEMA
 from pgvector_migration.sample_data import OPENWEBUI_SCHEMA
 from pgvector_migration_testing.openai_server import EmbeddingServer
@@ -258,7 +258,7 @@ def test_a_cache_poisoned_by_an_earlier_version_is_ignored_and_replaced(
         connection.execute(
             f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding) "
             "VALUES (%s, %s, '[1,2,3]')",
-            (model_key_for("openai", MODEL, None), poisoned),
+            (compose_model_key("openai", MODEL, None), poisoned),
         )
 
     code, _ = run(tmp_path)

@@ -36,7 +36,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     tuning_ladder,
 )
 from pgvector_migration.resources.chroma_store import ChromaSnapshot
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.search_tuning import (
     SearchIndex,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pgvector_migration.embedding.registry import check_engine_settings
 from pgvector_migration.settings import (
     DEFAULT_EMBEDDING_MODEL,
     SettingsError,
@@ -174,12 +175,13 @@ def test_with_overrides_ignores_none_and_applies_values():
 def test_default_settings_validate():
     resolve().validate()
     resolve(env={"RAG_EMBEDDING_ENGINE": "openai"}).validate()
+    check_engine_settings(resolve(env={"RAG_EMBEDDING_ENGINE": "openai"}))
 
 
 def test_unsupported_engine_is_named_in_the_error():
     settings = resolve({"rag.embedding_engine": "cohere"})
     with pytest.raises(SettingsError) as raised:
-        settings.validate()
+        check_engine_settings(settings)
     assert "'cohere'" in str(raised.value)
     assert "RAG_EMBEDDING_ENGINE" in str(raised.value)
 
@@ -223,7 +225,7 @@ def test_content_extraction_engines_we_cannot_call_are_refused():
 def test_openai_engine_without_base_url_is_refused():
     settings = resolve({"rag.embedding_engine": "openai", "rag.openai.api_base_url": ""})
     with pytest.raises(SettingsError, match="RAG_OPENAI_API_BASE_URL"):
-        settings.validate()
+        check_engine_settings(settings)
 
 
 # --- splitting fingerprint ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.planning import plan_files
 from pgvector_migration.pipeline.text_source import TextSource, fallback_note
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.unit_writer import postgres_reason

@@ -7,9 +7,11 @@ from typing import Any
 
 from dagster import AutomationCondition, BackfillPolicy, BetaWarning, Failure, MetadataValue
 
+from pgvector_migration.embedding.errors import EmbeddingError
+from pgvector_migration.embedding.registry import check_engine_settings
 from pgvector_migration.pipeline.records import WriteUnit
 from pgvector_migration.redaction import redact_url
-from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
 from pgvector_migration.settings import RagSettings, SettingsError
@@ -69,6 +71,7 @@ def effective_settings(openwebui: OpenWebUIResource, embeddings: EmbeddingResour
     fails the step before anything is written."""
     settings = embeddings.effective_settings(openwebui.rag_settings())
     try:
+        check_engine_settings(settings)
         settings.validate()
     except SettingsError as error:
         raise Failure(description=str(error)) from error

@@ -32,7 +32,7 @@ from pgvector_migration.pipeline.records import (
 from pgvector_migration.pipeline.text_source import (
     TextSource,
 )
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 

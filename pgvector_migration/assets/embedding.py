@@ -19,7 +19,7 @@ from pgvector_migration.assets.common import (
 )
 from pgvector_migration.assets.transplant import transplanted_embeddings
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.unit_writer import WriteReport

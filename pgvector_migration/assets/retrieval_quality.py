@@ -47,7 +47,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     CollectionQuality,
     Thresholds,
 )
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.search_verification import query_embedder, verify_search
 from pgvector_migration.resources.vector_store import PgVectorResource

@@ -36,7 +36,7 @@ from pgvector_migration.pipeline.system_collections import (
     memory_collection_name,
     memory_units,
 )
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings

@@ -12,6 +12,7 @@ from pgvector_migration.assets.common import (
     effective_settings,
     migration_backfill_policy,
 )
+from pgvector_migration.embedding.errors import EmbeddingError
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.pipeline.transplant import (
@@ -23,7 +24,7 @@ from pgvector_migration.pipeline.transplant import (
     verify_samples,
 )
 from pgvector_migration.resources.chroma_store import ChromaStoreError
-from pgvector_migration.resources.embeddings import EmbeddingError, EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource

@@ -23,7 +23,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     first_sufficient,
     tuning_ladder,
 )
-from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.search_probe import (
     EmbedQueries,
     OldStore,

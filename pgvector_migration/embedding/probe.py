@@ -13,25 +13,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
+from pgvector_migration.embedding.errors import EmbeddingError, KeyRefusedError
+from pgvector_migration.embedding.pacing import header_int
+from pgvector_migration.embedding.registry import engine_for, setting_name
 from pgvector_migration.pipeline.estimate import EngineSpeed
-from pgvector_migration.resources.embedding_dispatch import EmbeddingDispatcher
-from pgvector_migration.resources.embedding_responses import EmbeddingError
-from pgvector_migration.resources.rate_limits import _header_int
 from pgvector_migration.settings import RagSettings, SettingsError
 
 PROBE_TEXT = "dimension probe"
 # Texts encoded to measure the local model: enough to average out, few enough for seconds.
 SPEED_SAMPLE_TEXTS = 64
-# The settings of each API engine: (URL, key) environment names, as the messages name them.
-ENGINE_SETTINGS = {
-    "openai": ("RAG_OPENAI_API_BASE_URL", "RAG_OPENAI_API_KEY", "openai_api_key"),
-    "ollama": ("RAG_OLLAMA_BASE_URL", "RAG_OLLAMA_API_KEY", "ollama_api_key"),
-    "azure_openai": (
-        "RAG_AZURE_OPENAI_BASE_URL",
-        "RAG_AZURE_OPENAI_API_KEY",
-        "azure_openai_api_key",
-    ),
-}
 OPENAI_API_HOST = "api.openai.com"
 
 
@@ -64,9 +55,10 @@ def probe_engine(
     a refused key or an unreachable URL is a `SettingsError` naming the setting."""
     if not dispatcher.is_api:
         return EngineProbe(dispatcher.embedder.dimension(), EngineSpeed())
-    url_env, key_env, key_field = ENGINE_SETTINGS[settings.embedding_engine]
-    key = getattr(settings, key_field)
-    base_url = getattr(settings, url_env.removeprefix("RAG_").lower(), "") or ""
+    engine = engine_for(settings)
+    url_env, key_env = setting_name(engine.url_setting), setting_name(engine.key_setting)
+    key = getattr(settings, engine.key_setting)
+    base_url = getattr(settings, engine.url_setting) or ""
     if settings.embedding_engine == "openai" and not key and OPENAI_API_HOST in base_url:
         raise SettingsError(
             f"{key_env} is empty but RAG_EMBEDDING_ENGINE=openai sends to {OPENAI_API_HOST}, "
@@ -76,15 +68,14 @@ def probe_engine(
     try:
         response = dispatcher.embedder.request([PROBE_TEXT])
     except EmbeddingError as error:
-        status = getattr(error, "status", None)
-        if status in (401, 403):
+        if isinstance(error, KeyRefusedError):
             state = "is empty" if not key else "was refused"
             raise SettingsError(f"{key_env} {state}: {error}") from error
         raise SettingsError(f"{url_env}: the dry run's probe request failed: {error}") from error
     latency = time.monotonic() - started
     headers = response.headers
-    rpm = _caps(requests_per_minute, _header_int(headers, "x-ratelimit-limit-requests"))
-    tpm = _caps(tokens_per_minute, _header_int(headers, "x-ratelimit-limit-tokens"))
+    rpm = _caps(requests_per_minute, header_int(headers, "x-ratelimit-limit-requests"))
+    tpm = _caps(tokens_per_minute, header_int(headers, "x-ratelimit-limit-tokens"))
     if rpm or tpm:
         source = (
             f"at the provider's budget of {_per_minute(rpm)} requests and {_per_minute(tpm)} "

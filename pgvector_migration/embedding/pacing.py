@@ -47,7 +47,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """A whole-number header (`x-ratelimit-limit-tokens`), or None when absent or not a number."""
     value = headers.get(name)
     try:
         return int(float(value)) if value is not None else None
@@ -179,13 +180,13 @@ class RequestPacer:
         """Learn the budget and the size of the provider's bucket from a response's headers,
         and count a success."""
         learned = (
-            _header_int(headers, "x-ratelimit-limit-requests"),
-            _header_int(headers, "x-ratelimit-limit-tokens"),
+            header_int(headers, "x-ratelimit-limit-requests"),
+            header_int(headers, "x-ratelimit-limit-tokens"),
         )
         with self._lock:
             self._learned = (learned[0] or self._learned[0], learned[1] or self._learned[1])
             for name, limit in zip(("requests", "tokens"), self._learned, strict=True):
-                remaining = _header_int(headers, f"x-ratelimit-remaining-{name}")
+                remaining = header_int(headers, f"x-ratelimit-remaining-{name}")
                 reset = reset_seconds(headers.get(f"x-ratelimit-reset-{name}"))
                 if remaining is not None:
                     self._remaining[name] = remaining

@@ -18,72 +18,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
 
+from pgvector_migration.embedding.api import APIEmbedder
+from pgvector_migration.embedding.errors import (
+    EmbeddingError,
+    InvalidResponseError,
+    RequestTooLargeError,
+    TransientEmbeddingError,
+    may_be_one_text,
+)
+from pgvector_migration.embedding.local import LocalEmbedder
+from pgvector_migration.embedding.pacing import MAX_IN_FLIGHT, InFlightLimit, RequestPacer
+from pgvector_migration.embedding.responses import check_dimension
+from pgvector_migration.embedding.retries import retrying
 from pgvector_migration.pipeline.batching import (
     RequestLimits,
     TokenEstimator,
     halves,
     shape_batches,
 )
-from pgvector_migration.resources.embedding_responses import (
-    EmbeddingError,
-    InvalidResponseError,
-    PermanentEmbeddingError,
-    RequestTooLargeError,
-    TransientEmbeddingError,
-    check_dimension,
-)
-from pgvector_migration.resources.embeddings import APIEmbedder, LocalEmbedder
-from pgvector_migration.resources.rate_limits import MAX_IN_FLIGHT, InFlightLimit, RequestPacer
 
-_backoff = wait_random_exponential(multiplier=0.5, max=30)
 PROBE_RETRIES = 4
 PROBE_ANSWERS = 3
-# An unusable answer to a sound request rarely repeats: retried this often, then taken as
-# caused by the batch's texts.
-INVALID_RESPONSE_RETRIES = 2
 # When every part of a split level this wide fails, the fault is the provider's, not a text's.
 SPLIT_GIVE_UP_PARTS = 4
 
 Result = np.ndarray | EmbeddingError
-
-
-def _wait(state: RetryCallState) -> float:
-    """The provider's `retry-after` when it sent one (plus a little jitter), else exponential
-    backoff with full jitter."""
-    error = state.outcome.exception() if state.outcome else None
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        return retry_after + float(np.random.uniform(0, 0.1))
-    return _backoff(state)
-
-
-def _stop_after(max_retries: int):
-    """Stop after `max_retries` retries, or fewer for an unusable answer."""
-
-    def stop(state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        limit = max_retries
-        if isinstance(error, InvalidResponseError):
-            limit = min(max_retries, INVALID_RESPONSE_RETRIES)
-        return state.attempt_number > limit
-
-    return stop
-
-
-def may_be_one_text(error: EmbeddingError) -> bool:
-    """Whether one text of the batch may have caused this failure, so splitting can find it:
-    a refusal for content or size (400, 413, 422), or an answer that stayed unusable. A provider
-    that is down, slow or refuses the key fails every batch alike and is not split."""
-    if isinstance(error, PermanentEmbeddingError):
-        return error.may_be_one_text
-    return isinstance(error, InvalidResponseError)
 
 
 @dataclass
@@ -295,13 +255,7 @@ class EmbeddingDispatcher:
         assert isinstance(self.embedder, APIEmbedder)
         estimated = sum(self._estimator.estimate(text) for text in texts)
         retries = self._max_retries if max_retries is None else max_retries
-        attempts = Retrying(
-            stop=_stop_after(retries),
-            wait=_wait,
-            retry=retry_if_exception_type(TransientEmbeddingError),
-            reraise=True,
-        )
-        for attempt in attempts:
+        for attempt in retrying(retries):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.stats.add(retries=1)
@@ -312,7 +266,7 @@ class EmbeddingDispatcher:
                     try:
                         response = self.embedder.request(texts)
                     except TransientEmbeddingError as error:
-                        if error.status == 429:
+                        if error.rate_limited:
                             self.stats.add(rate_limited=1)
                             self._pacer.rate_limited(error.retry_after)
                             self.in_flight.rate_limited()

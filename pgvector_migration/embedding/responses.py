@@ -10,66 +10,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pgvector_migration.embedding.errors import InvalidResponseError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER_TYPES = {float, int}
 
 
-class EmbeddingError(RuntimeError):
-    """The embedding engine failed; the message names the engine, URL or model."""
+@dataclass(frozen=True)
+class EmbeddingResponse:
+    """One successful request: vectors in input order, the tokens the provider counted, and
+    the response headers (rate-limit budget)."""
 
-
-class TransientEmbeddingError(EmbeddingError):
-    """Worth retrying: 429, 408, 409, 5xx, timeouts, connection errors."""
-
-    def __init__(self, message: str, status: int | None, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class PermanentEmbeddingError(EmbeddingError):
-    """The provider refused the request with a status that retrying will not change; a 400,
-    413 or 422 may be caused by one of its texts (a content filter, an empty or oversize
-    input), so the batch is split to find it."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def may_be_one_text(self) -> bool:
-        return self.status in (400, 413, 422)
-
-
-class RequestTooLargeError(PermanentEmbeddingError):
-    """The provider refused the request for its size; a smaller batch may pass."""
-
-    @property
-    def may_be_one_text(self) -> bool:
-        return True
-
-
-class InvalidResponseError(TransientEmbeddingError):
-    """A success status with an answer we cannot trust (not JSON, truncated, no `data`, a wrong
-    count or `index` set, bad values, a wrong dimension). Retried a few times, since a glitch
-    rarely repeats; `bad_positions` maps the inputs whose vectors were bad, when the rest of
-    the response was sound, to why, with `vectors` holding the sound ones (None elsewhere)."""
-
-    def __init__(
-        self,
-        message: str,
-        bad_positions: Mapping[int, str] | None = None,
-        vectors: Sequence[np.ndarray | None] = (),
-    ) -> None:
-        super().__init__(message, None, None)
-        self.bad_positions = dict(bad_positions or {})
-        self.vectors = list(vectors)
+    vectors: list[np.ndarray]
+    prompt_tokens: int
+    headers: dict[str, str]
 
 
 def decode_vector(raw: Any) -> tuple[np.ndarray | None, str]:
@@ -168,3 +130,47 @@ def check_dimension(vectors: Sequence[np.ndarray], expected: int | None, where: 
             wrong,
             [None if position in wrong else v for position, v in enumerate(vectors)],
         )
+
+
+def error_detail(payload: bytes) -> str:
+    """The provider's own words for a refusal: its JSON `error.message`, else the body's start."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return payload.decode("utf-8", "replace").strip()[:300] or "no details"
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        error = error.get("message") or error
+    return str(error)[:500]
+
+
+def json_body(payload: bytes, headers: dict[str, str], status: int, where: str) -> Any:
+    """The parsed body of a success, or an `InvalidResponseError` saying what came instead."""
+    if not payload.strip():
+        raise InvalidResponseError(f"{where} returned HTTP {status} with an empty body")
+    try:
+        return json.loads(payload)
+    except ValueError:
+        kind = headers.get("content-type", "no content type").split(";")[0]
+        start = payload.decode("utf-8", "replace").strip()
+        what = (
+            "JSON that is cut off or malformed"
+            if start[:1] in "{["
+            else f"a {kind} body that is not JSON"
+        )
+        shown = " ".join(start[:80].split())
+        raise InvalidResponseError(
+            f"{where} returned HTTP {status} with {what} ({len(payload)} bytes: {shown!r})"
+        ) from None
+
+
+def openai_style_vectors(data: Any, count: int, where: str) -> tuple[list[Any], int]:
+    """The raw vectors and prompt tokens of an OpenAI-shaped body (`data[].embedding`,
+    `usage.prompt_tokens`), as OpenAI and Azure OpenAI send it."""
+    if not isinstance(data, dict) or "data" not in data:
+        shown = ", ".join(sorted(map(str, data))[:6]) if isinstance(data, dict) else type(data)
+        raise InvalidResponseError(f"{where} returned a body without `data` (fields: {shown})")
+    items = ordered_items(data["data"], count, where)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    tokens = usage.get("prompt_tokens")
+    return [item.get("embedding") for item in items], tokens if isinstance(tokens, int) else 0

@@ -1,10 +1,12 @@
-"""The engines behind an HTTP API: OpenAI-compatible, Ollama and Azure OpenAI, called as Open
-WebUI 0.12.4 calls them.
+"""The base of every engine behind an HTTP API (one file per engine beside it: `openai`,
+`ollama`, `azure_openai`), called as Open WebUI 0.12.4 calls them.
 
 One `request()` is one attempt with an overall deadline (a provider that never answers or
-trickles bytes is cut off when it passes, not only after a silent read), whose answer is
-validated whole before it is returned (`embedding_responses`). Every message names the URL
-with its credentials masked, in our words rather than the HTTP library's.
+trickles bytes is cut off when it passes, not only after a silent read), whose refusal is
+classified once (`errors.error_for_status`) and whose answer is decoded (base64 or floats) and
+validated whole before it is returned (`responses`). Every message names the URL with its
+credentials masked, in our words rather than the HTTP library's. Pacing, retries with backoff
+and splitting are the dispatcher's.
 """
 
 from __future__ import annotations
@@ -16,39 +18,31 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
-from pgvector_migration.redaction import redact_text, redact_url
-from pgvector_migration.resources.embedding_responses import (
-    EmbeddingError,
-    InvalidResponseError,
+from pgvector_migration.embedding.api import EngineOptions
+from pgvector_migration.embedding.errors import (
     PermanentEmbeddingError,
-    RequestTooLargeError,
     TransientEmbeddingError,
-    checked_vectors,
-    ordered_items,
+    error_for_status,
 )
+from pgvector_migration.embedding.model_key import compose_model_key
+from pgvector_migration.embedding.responses import (
+    EmbeddingResponse,
+    checked_vectors,
+    error_detail,
+    json_body,
+)
+from pgvector_migration.redaction import redact_text, redact_url
+from pgvector_migration.settings import RagSettings
 
 log = logging.getLogger(__name__)
 
-TOO_LARGE_HINTS = ("maximum", "too many", "too long", "too large", "context length", "limit")
 WAIT_NOTICE_SECONDS = 10.0
 # Endpoints that refused `encoding_format: base64` in this process: asked for floats from then on.
 _FLOAT_ONLY_URLS: set[str] = set()
-
-
-@dataclass(frozen=True)
-class EmbeddingResponse:
-    """One successful request: vectors in input order, the tokens the provider counted, and
-    the response headers (rate-limit budget)."""
-
-    vectors: list[np.ndarray]
-    prompt_tokens: int
-    headers: dict[str, str]
 
 
 def apply_prefix(
@@ -65,22 +59,6 @@ def apply_prefix(
     if prefix_field is None:
         return [f"{prefix}{text}" for text in texts], {}
     return list(texts), {prefix_field: prefix}
-
-
-def retry_after_seconds(headers) -> float | None:
-    """`retry-after-ms` or `retry-after` (seconds), as OpenAI sends them."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name) if headers is not None else None
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
-
-
-def _is_transient(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
 
 
 def _connection_problem(error: httpx.TransportError) -> str:
@@ -122,6 +100,13 @@ class HTTPEmbedder:
     proxies taken from the environment as aiohttp's `trust_env=True` does."""
 
     engine = ""
+    # What the registry checks and the dry run's probe names: the `RagSettings` fields of the
+    # engine's URL and key, the other fields it cannot send a request without, and what
+    # RAG_EMBEDDING_MODEL is to it.
+    url_setting = ""
+    key_setting = ""
+    required_settings: tuple[str, ...] = ()
+    model_is: str | None = "the model"
     # OpenAI-style endpoints are asked for base64: the same float32 values at a quarter of the
     # bytes, decoded by numpy instead of parsed as ~10 JSON numbers a value (measured at 1536
     # dimensions and 512 inputs: 17.5 MB and 0.9 s of client CPU as floats, 4.2 MB and
@@ -137,10 +122,8 @@ class HTTPEmbedder:
         timeout: float,
         secrets: Sequence[str | None] = (),
     ) -> None:
-        from pgvector_migration.resources.embeddings import model_key_for
-
         self.model = model
-        self.model_key = model_key_for(self.engine, model, prefix, prefix_field)
+        self.model_key = compose_model_key(self.engine, model, prefix, prefix_field)
         self.url = url
         self.display_url = redact_url(url)
         self.deadline_seconds = timeout
@@ -218,13 +201,9 @@ class HTTPEmbedder:
         finally:
             notice.cancel()
         if self._failed(status):
-            message = self._clean(f"{where} failed with HTTP {status}: {_error_detail(payload)}")
-            if _is_transient(status):
-                raise TransientEmbeddingError(message, status, retry_after_seconds(headers))
-            if status in (400, 413) and any(h in message.lower() for h in TOO_LARGE_HINTS):
-                raise RequestTooLargeError(message, status)
-            raise PermanentEmbeddingError(message, status)
-        data = _json_body(payload, headers, status, where)
+            message = self._clean(f"{where} failed with HTTP {status}: {error_detail(payload)}")
+            raise error_for_status(status, message, headers)
+        data = json_body(payload, headers, status, where)
         raw_vectors, tokens = self._raw_vectors(data, len(inputs), where)
         return EmbeddingResponse(checked_vectors(raw_vectors, where), tokens, headers)
 
@@ -265,47 +244,6 @@ class HTTPEmbedder:
                 guard.cancel()
 
 
-def _error_detail(payload: bytes) -> str:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return payload.decode("utf-8", "replace").strip()[:300] or "no details"
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        error = error.get("message") or error
-    return str(error)[:500]
-
-
-def _json_body(payload: bytes, headers: dict[str, str], status: int, where: str) -> Any:
-    """The parsed body of a success, or an `InvalidResponseError` saying what came instead."""
-    if not payload.strip():
-        raise InvalidResponseError(f"{where} returned HTTP {status} with an empty body")
-    try:
-        return json.loads(payload)
-    except ValueError:
-        kind = headers.get("content-type", "no content type").split(";")[0]
-        start = payload.decode("utf-8", "replace").strip()
-        what = (
-            "JSON that is cut off or malformed"
-            if start[:1] in "{["
-            else f"a {kind} body that is not JSON"
-        )
-        shown = " ".join(start[:80].split())
-        raise InvalidResponseError(
-            f"{where} returned HTTP {status} with {what} ({len(payload)} bytes: {shown!r})"
-        ) from None
-
-
-def _openai_style_vectors(data: Any, count: int, where: str) -> tuple[list[Any], int]:
-    if not isinstance(data, dict) or "data" not in data:
-        shown = ", ".join(sorted(map(str, data))[:6]) if isinstance(data, dict) else type(data)
-        raise InvalidResponseError(f"{where} returned a body without `data` (fields: {shown})")
-    items = ordered_items(data["data"], count, where)
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    tokens = usage.get("prompt_tokens")
-    return [item.get("embedding") for item in items], tokens if isinstance(tokens, int) else 0
-
-
 class BearerKeyEmbedder(HTTPEmbedder):
     """An endpoint at `{base_url}{path}` that takes an optional bearer key, as Open WebUI's
     `bearer_auth_header` sends it: the key stripped, no header when it is empty."""
@@ -327,105 +265,20 @@ class BearerKeyEmbedder(HTTPEmbedder):
         self.base_url = base_url
         self._api_key = api_key.strip() if isinstance(api_key, str) else ""
 
+    @classmethod
+    def from_settings(cls, settings: RagSettings, options: EngineOptions) -> BearerKeyEmbedder:
+        """The engine its RAG_EMBEDDING_ENGINE value and its URL and key settings describe."""
+        return cls(
+            settings.embedding_model,
+            getattr(settings, cls.url_setting).rstrip("/"),
+            getattr(settings, cls.key_setting),
+            settings.embedding_content_prefix,
+            options.request_timeout_seconds,
+            prefix_field=settings.embedding_prefix_field_name,
+        )
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
-
-
-class OpenAIEmbedder(BearerKeyEmbedder):
-    """Any OpenAI-compatible `/embeddings` endpoint, called as Open WebUI 0.12.4 calls it
-    (`agenerate_openai_batch_embeddings`): `POST {base_url}/embeddings` with `{"input": texts,
-    "model": model}` and a bearer key; we add `encoding_format: base64`, what the OpenAI
-    client itself asks for (the same float32 values). A provider that ignores the field and
-    sends float lists works as well: each vector is decoded as whatever it is."""
-
-    engine = "openai"
-    path = "/embeddings"
-    asks_base64 = True
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs, "model": self.model}
-
-    def _raw_vectors(self, data: Any, count: int, where: str) -> tuple[list[Any], int]:
-        return _openai_style_vectors(data, count, where)
-
-
-class OllamaEmbedder(BearerKeyEmbedder):
-    """Ollama's `/api/embed`, called as Open WebUI 0.12.4 calls it
-    (`retrieval/utils.py: agenerate_ollama_batch_embeddings`): `POST {base_url}/api/embed`
-    with `{"input": texts, "model": model, "truncate": true}`, `Content-Type:
-    application/json` and `Authorization: Bearer {key}` only when a key is set; the vectors
-    are the response's `embeddings`, in input order."""
-
-    engine = "ollama"
-    path = "/api/embed"
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs, "model": self.model, "truncate": True}
-
-    def _failed(self, status: int) -> bool:
-        return status != 200  # Open WebUI accepts nothing but 200 from Ollama
-
-    def _raw_vectors(self, data: Any, count: int, where: str) -> tuple[list[Any], int]:
-        if not isinstance(data, dict) or not isinstance(data.get("embeddings"), list):
-            raise InvalidResponseError(f"{where} returned a body without an `embeddings` list")
-        vectors = data["embeddings"]
-        if len(vectors) != count:
-            raise InvalidResponseError(
-                f"{where} returned {len(vectors)} embeddings for {count} inputs"
-            )
-        tokens = data.get("prompt_eval_count")
-        return list(vectors), tokens if isinstance(tokens, int) else 0
-
-
-class AzureOpenAIEmbedder(HTTPEmbedder):
-    """Azure OpenAI, called as Open WebUI 0.12.4 calls it
-    (`retrieval/utils.py: agenerate_azure_openai_batch_embeddings`): `POST
-    {base_url}/openai/deployments/{model}/embeddings?api-version={api_version}` (the model
-    setting is the deployment name) with `{"input": texts}` (no model field),
-    `Content-Type: application/json` and `api-key: {key}`; the vectors are the response's
-    `data[].embedding`. Like the OpenAI engine, it asks for base64."""
-
-    engine = "azure_openai"
-    asks_base64 = True
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        api_key: str,
-        api_version: str,
-        prefix: str | None,
-        timeout: float,
-        prefix_field: str | None = None,
-    ) -> None:
-        url = f"{base_url}/openai/deployments/{model}/embeddings?api-version={api_version}"
-        super().__init__(model, url, prefix, prefix_field, timeout, secrets=[api_key])
-        self.base_url = base_url
-        self.api_version = api_version
-        # Open WebUI sends the key as stored; surrounding blanks are not part of a header value
-        # on the wire, so the server sees the stripped key either way.
-        self._api_key = api_key.strip(" \t") if isinstance(api_key, str) else ""
-
-    def _headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", "api-key": self._api_key}
-
-    def _body(self, inputs: list[str]) -> dict[str, Any]:
-        return {"input": inputs}
-
-    def _raw_vectors(self, data: Any, count: int, where: str) -> tuple[list[Any], int]:
-        return _openai_style_vectors(data, count, where)
-
-
-__all__ = [
-    "AzureOpenAIEmbedder",
-    "EmbeddingError",
-    "EmbeddingResponse",
-    "HTTPEmbedder",
-    "OllamaEmbedder",
-    "OpenAIEmbedder",
-    "apply_prefix",
-    "retry_after_seconds",
-]

@@ -1,4 +1,6 @@
-"""Embedding texts wave after wave through the cache, with several waves under way at once.
+"""The embedding cache's client: texts embedded wave after wave through the cache, with several
+waves under way at once. The cache itself (its table and SQL) is the state store's; this module
+only calls the lookup and store it is given.
 
 A wave's requests are sent while earlier waves are still in flight, so the provider never
 waits for this process between waves: the next wave is looked up and sent while the previous
@@ -9,16 +11,38 @@ vectors are stored in the cache before they are used, and only vectors (never an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from pgvector_migration.embedding.dispatch import PendingEmbeddings, Result
+from pgvector_migration.embedding.errors import EmbeddingError
 from pgvector_migration.pipeline.ids import text_key
-from pgvector_migration.resources.embedding_dispatch import PendingEmbeddings, Result
-from pgvector_migration.resources.embedding_responses import EmbeddingError
-from pgvector_migration.resources.embeddings import EmbeddingStats
-from pgvector_migration.resources.migration_state import CacheHits
+
+
+class CachedVectors(Protocol):
+    """What a cache lookup returns (the state store's `CacheHits`): vectors by text hash, and
+    which of them were transplanted from an old vector store."""
+
+    @property
+    def vectors(self) -> Mapping[bytes, np.ndarray]: ...
+
+    @property
+    def transplanted(self) -> Set[bytes]: ...
+
+
+@dataclass
+class EmbeddingStats:
+    """What embedding cost: texts asked for, texts reused (from the cache, or a duplicate in the
+    same wave, e.g. a knowledge chunk equal to its file chunk), of those the ones whose cached
+    vector was transplanted from an old vector store, and texts sent to the engine."""
+
+    texts: int = 0
+    reused: int = 0
+    transplanted: int = 0
+    embedded: int = 0
 
 
 @dataclass
@@ -44,7 +68,7 @@ class CachedEmbedding:
     def __init__(
         self,
         submit: Callable[[list[str]], PendingEmbeddings],
-        lookup: Callable[[list[bytes]], CacheHits] | None,
+        lookup: Callable[[list[bytes]], CachedVectors] | None,
         store: Callable[[dict[bytes, np.ndarray]], None],
         stats: EmbeddingStats,
     ) -> None:
@@ -58,24 +82,28 @@ class CachedEmbedding:
         """Look the texts up and send the ones nobody has (without `lookup`, a forced
         re-embedding, every distinct text is sent once)."""
         keys = [text_key(text) for text in texts]
-        hits = self._lookup(sorted(set(keys))) if self._lookup else CacheHits({}, set())
+        found: Mapping[bytes, np.ndarray] = {}
+        transplanted: Set[bytes] = set()
+        if self._lookup is not None:
+            hits = self._lookup(sorted(set(keys)))
+            found, transplanted = hits.vectors, hits.transplanted
         missing: dict[bytes, str] = {}
         borrowed: dict[bytes, WaveUnderWay] = {}
         for key, text in zip(keys, texts, strict=True):
-            if key in hits.vectors or key in missing or key in borrowed:
+            if key in found or key in missing or key in borrowed:
                 continue
             if key in self._under_way:
                 borrowed[key] = self._under_way[key]
             else:
                 missing[key] = text
         pending = self._submit(list(missing.values())) if missing else None
-        wave = WaveUnderWay(keys, dict(hits.vectors), list(missing), pending, borrowed)
+        wave = WaveUnderWay(keys, dict(found), list(missing), pending, borrowed)
         for key in missing:
             self._under_way[key] = wave
         self._stats.texts += len(keys)
         self._stats.embedded += len(missing)
         self._stats.reused += len(keys) - len(missing)
-        self._stats.transplanted += sum(1 for key in keys if key in hits.transplanted)
+        self._stats.transplanted += sum(1 for key in keys if key in transplanted)
         return wave
 
     def finish(self, wave: WaveUnderWay) -> list[Result]:
