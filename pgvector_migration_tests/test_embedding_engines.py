@@ -21,9 +21,9 @@ from pgvector_migration.resources.embeddings import (
     TransientEmbeddingError,
     model_key_for,
 )
+from pgvector_migration.setting_declarations import default_ollama_base_url
 from pgvector_migration.settings import (
     SettingsError,
-    default_ollama_base_url,
     flatten_legacy_config,
     resolve_rag_settings,
 )

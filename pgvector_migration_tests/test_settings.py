@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pgvector_migration.setting_declarations import DEFAULT_EMBEDDING_MODEL
 from pgvector_migration.settings import (
-    DEFAULT_EMBEDDING_MODEL,
     SettingsError,
     flatten_legacy_config,
     resolve_rag_settings,
