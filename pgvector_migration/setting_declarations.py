@@ -11,10 +11,15 @@ a new setting never makes every collection stale by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pgvector_migration.setting_defaults import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_EXTRACTION_TIMEOUT_SECONDS,
+    default_ollama_base_url,
+)
 from pgvector_migration.setting_fingerprint import (
     FingerprintRule,
     always,
@@ -24,9 +29,6 @@ from pgvector_migration.setting_fingerprint import (
     when_set,
     while_engine_is,
 )
-
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_EXTRACTION_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -64,32 +66,6 @@ class Setting:
     def where(self) -> str:
         """How messages name the setting: `CHUNK_SIZE (config rag.chunk_size)`."""
         return f"{self.env_name} (config {self.config_key})" if self.config_key else self.env_name
-
-
-def default_ollama_base_url(environ: Mapping[str, str]) -> str:
-    """`OLLAMA_BASE_URL` as Open WebUI 0.12.4 derives it (config.py, "OLLAMA_BASE_URL"), the
-    default of `RAG_OLLAMA_BASE_URL`.
-
-    Open WebUI additionally probes port 11434 at start-up and switches to 12434 when only that
-    one answers; a migration does not guess from the network, so that step is left out (set
-    `RAG_OLLAMA_BASE_URL` when Ollama listens on 12434).
-    """
-    url = environ.get("OLLAMA_BASE_URL", "")
-    if url.endswith("/"):
-        url = url[:-1]
-    api_url = environ.get("OLLAMA_API_BASE_URL", "http://localhost:11434/api")
-    if url == "" and api_url != "":
-        url = api_url[:-4] if api_url.endswith("/api") else api_url
-    if environ.get("ENV", "dev") == "prod":
-        k8s = environ.get("K8S_FLAG", "")
-        if url == "/ollama" and not k8s:
-            if environ.get("USE_OLLAMA_DOCKER", "false").lower() == "true":
-                url = "http://localhost:11434"
-            else:
-                url = "http://host.docker.internal:11434"
-        elif k8s:
-            url = "http://ollama-service.open-webui.svc.cluster.local:11434"
-    return url
 
 
 DECLARATIONS: tuple[Setting, ...] = (
@@ -356,3 +332,11 @@ DECLARATIONS: tuple[Setting, ...] = (
 )
 
 DECLARATION_OF: dict[str, Setting] = {setting.name: setting for setting in DECLARATIONS}
+
+
+def fingerprint_rules(declarations: Iterable[Setting]) -> dict[str, FingerprintRule]:
+    """The settings that take part in the fingerprint, each with its rule."""
+    return {s.name: s.fingerprint for s in declarations if s.fingerprint is not None}
+
+
+FINGERPRINT_RULES = fingerprint_rules(DECLARATIONS)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pgvector_migration.setting_declarations import Setting
+from collections.abc import Callable, Mapping
+from typing import Any
 
 # The value a fingerprint rule returns for a setting that does not count in these settings.
 LEFT_OUT = object()
@@ -63,20 +60,18 @@ def when_set(value: Any, _values: Mapping[str, Any], _reads_upload: bool) -> Any
 
 
 def settings_fingerprint(
-    values: Mapping[str, Any], reads_upload: bool, declarations: Iterable[Setting]
+    values: Mapping[str, Any], reads_upload: bool, rules: Mapping[str, FingerprintRule]
 ) -> str:
     """A digest of the settings that change chunk texts, ids, metadata or vectors: exactly the
-    declarations with a fingerprint rule, each as its rule says (see `setting_declarations`).
+    settings `rules` names (those declared with a fingerprint rule), each as its rule says.
 
     Listing what counts (rather than what does not) keeps a setting added later out of the
     digest, so adding one leaves every existing collection complete.
     """
     relevant = {}
-    for setting in declarations:
-        if setting.fingerprint is None:
-            continue
-        value = setting.fingerprint(values[setting.name], values, reads_upload)
+    for name, rule in rules.items():
+        value = rule(values[name], values, reads_upload)
         if value is not LEFT_OUT:
-            relevant[setting.name] = value
+            relevant[name] = value
     encoded = json.dumps(relevant, sort_keys=True).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]

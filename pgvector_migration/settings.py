@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, make_dataclass, replace
 from typing import Any
 
-from pgvector_migration.setting_declarations import DECLARATION_OF, DECLARATIONS, Setting
+from pgvector_migration.setting_declarations import (
+    DECLARATION_OF,
+    DECLARATIONS,
+    FINGERPRINT_RULES,
+    Setting,
+)
 from pgvector_migration.setting_fingerprint import settings_fingerprint
 
 SUPPORTED_EMBEDDING_ENGINES = ("", "openai", "ollama", "azure_openai")
@@ -63,7 +68,7 @@ class _RagSettingsBehaviour:
         The extraction engine only shapes text read from an upload: for a file split from its
         stored content (`reads_upload` False) it counts as the default engine.
         """
-        return settings_fingerprint(asdict(self), reads_upload, DECLARATIONS)
+        return settings_fingerprint(asdict(self), reads_upload, FINGERPRINT_RULES)
 
     def validate(self) -> None:
         """Refuse settings this version cannot reproduce, naming the setting and its value."""

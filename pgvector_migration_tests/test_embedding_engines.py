@@ -21,7 +21,7 @@ from pgvector_migration.resources.embeddings import (
     TransientEmbeddingError,
     model_key_for,
 )
-from pgvector_migration.setting_declarations import default_ollama_base_url
+from pgvector_migration.setting_defaults import default_ollama_base_url
 from pgvector_migration.settings import (
     SettingsError,
     flatten_legacy_config,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgvector_migration.setting_declarations import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
 from pgvector_migration.settings import (
     SettingsError,
     flatten_legacy_config,

@@ -19,6 +19,7 @@ from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.planning import plan_files
 from pgvector_migration.pipeline.text_source import TextSource, fallback_note
 from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.unit_writer import postgres_reason
@@ -117,7 +118,9 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
             )
             context.log.warning(f"file {file.id} ({file.filename}): {message}")
 
-        for file, plan, message in plan_files(files, settings, config.text_source, workers):
+        for file, plan, message in plan_files(
+            files, settings, config.text_source, workers, send_over_http
+        ):
             partitions = sorted({k for keys in selected[file.id].values() for k in keys})
             if plan is None:
                 failed(file, partitions, message)

@@ -33,6 +33,7 @@ from pgvector_migration.pipeline.text_source import (
     TextSource,
 )
 from pgvector_migration.resources.embeddings import EmbeddingResource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 
@@ -149,7 +150,7 @@ def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
             by_name = {
                 name: (file_, assessment)
                 for file_, name, assessment in assess_file(
-                    file, names, present, records, settings, config.text_source
+                    file, names, present, records, settings, config.text_source, send_over_http
                 )
             }
             unreadable = next(

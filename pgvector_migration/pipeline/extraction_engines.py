@@ -6,20 +6,22 @@ the same method, path, headers and body Open WebUI 0.12.4 sends, and their answe
 documents (text and metadata) the way Open WebUI turns them. Under `tika` and `docling`, text
 files stay on Open WebUI's plain text loader; every engine's text gets the same `ftfy` clean-up.
 
-Open WebUI sets no timeout and makes no retries; we make no retries either, but wait at most
-`PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT` seconds, so one hung service fails its file instead of
+This module builds each request and reads each answer; sending is the caller's `Transport`
+(`resources.extraction_http.send_over_http`), so the pipeline itself opens no connection.
+Open WebUI sets no timeout and makes no retries; we make no retries either, but the request
+carries `PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT`, so one hung service fails its file instead of
 the run.
 """
 
 from __future__ import annotations
 
+import json
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-
-import httpx
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pgvector_migration.pipeline.loaders import (
     LoaderError,
@@ -50,6 +52,45 @@ _ERROR_BODY_CHARS = 300
 _HEADER_SAFE = string.punctuation + " \t"
 
 
+@dataclass(frozen=True)
+class ServiceRequest:
+    """One request to an extraction service: what to send, and what its errors must name
+    (the engine, the setting that holds the URL, and the URL without credentials)."""
+
+    engine: str
+    url_setting: str
+    url: str
+    method: str
+    timeout: float
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    data: dict[str, list[str | bytes]] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+
+    def error(self, problem: str) -> LoaderError:
+        """The file's error: which engine, setting and URL, and what went wrong."""
+        parts = urlsplit(self.url)
+        shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        return LoaderError(
+            f"content extraction engine {self.engine} ({self.url_setting}) at {shown} {problem}"
+        )
+
+
+@dataclass(frozen=True)
+class ServiceAnswer:
+    """What the service answered: its status and its body (raw, and decoded as it declared)."""
+
+    status_code: int
+    reason_phrase: str
+    content: bytes
+    text: str
+
+
+# Sends a request and returns the answer, whatever its status; raises `request.error(...)` when
+# the service cannot be reached or does not answer within `request.timeout` seconds.
+Transport = Callable[[ServiceRequest], ServiceAnswer]
+
+
 def extract_documents(
     path: Path,
     filename: str,
@@ -58,27 +99,36 @@ def extract_documents(
     file_id: str | None = None,
     user_id: str | None = None,
     stored_path: str | None = None,
+    transport: Transport | None = None,
 ) -> list[TextDocument]:
     """The text documents of one upload under the configured extraction engine, cleaned as
     Open WebUI cleans them. `file_id` and `user_id` fill the external loader's header
     templates (`{{FILE_ID}}`, `{{USER_ID}}`); `stored_path` is the file row's `path`, which
-    the default engine's .rst metadata names."""
+    the default engine's .rst metadata names; `transport` sends the HTTP engines' requests
+    (the default engine needs none)."""
     engine = settings.content_extraction_engine
     if engine in DEFAULT_EXTRACTION_ENGINES:
         pdf = PdfOptions(
             settings.pdf_loader_mode, settings.pdf_extract_images, settings.rapidocr_params
         )
         return load_documents(path, filename, content_type, stored_path, pdf)
+    if transport is None:
+        raise SettingsError(
+            f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) calls "
+            "an HTTP service, and no transport to send its requests was given"
+        )
     if archive_too_large(path, extension_of(filename), content_type):
         raise LoaderError(f"{filename}: the document archive is too large after decompression")
     if engine == "external":
-        documents = _external_documents(path, filename, content_type, settings, file_id, user_id)
+        documents = _external_documents(
+            path, filename, content_type, settings, transport, file_id, user_id
+        )
     elif engine in ("tika", "docling") and is_text_file(filename, content_type):
         documents = _text_file_documents(path, filename)
     elif engine == "tika":
-        documents = _tika_documents(path, settings)
+        documents = _tika_documents(path, settings, transport)
     elif engine == "docling":
-        documents = _docling_documents(path, content_type, settings)
+        documents = _docling_documents(path, content_type, settings, transport)
     else:
         raise SettingsError(
             f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) "
@@ -152,7 +202,7 @@ def _text_file_documents(path: Path, filename: str) -> list[TextDocument]:
     return [TextDocument(text.replace("\r\n", "\n").replace("\r", "\n"), {"source": str(path)})]
 
 
-def _tika_documents(path: Path, settings: RagSettings) -> list[TextDocument]:
+def _tika_documents(path: Path, settings: RagSettings, transport: Transport) -> list[TextDocument]:
     """Apache Tika server: the raw bytes PUT to `/tika/text` (server version 3, the default)
     or `/tika/json/md` (version 4), without a content type; one document whose metadata is
     the request's own headers plus the `Content-Type` Tika detected."""
@@ -162,11 +212,19 @@ def _tika_documents(path: Path, settings: RagSettings) -> list[TextDocument]:
     )
     url = f"{settings.tika_server_url.rstrip('/')}/{route}"
     headers = {"X-Tika-PDFextractInlineImages": "true"} if settings.pdf_extract_images else {}
-    call = _Call("tika", "TIKA_SERVER_URL", url, settings)
-    answer = call.json_object(call.send("PUT", content=path.read_bytes(), headers=headers))
+    request = ServiceRequest(
+        "tika",
+        "TIKA_SERVER_URL",
+        url,
+        "PUT",
+        settings.extraction_timeout_seconds,
+        headers,
+        content=path.read_bytes(),
+    )
+    answer = _json_object(request, _send(transport, request))
     text = answer.get(content_key, NO_TEXT)
     if not isinstance(text, str):
-        raise call.error(f"answered {content_key!r} = {text!r}, not text")
+        raise request.error(f"answered {content_key!r} = {text!r}, not text")
     metadata: dict[str, Any] = dict(headers)
     if "Content-Type" in answer:
         metadata["Content-Type"] = answer["Content-Type"]
@@ -174,13 +232,12 @@ def _tika_documents(path: Path, settings: RagSettings) -> list[TextDocument]:
 
 
 def _docling_documents(
-    path: Path, content_type: str | None, settings: RagSettings
+    path: Path, content_type: str | None, settings: RagSettings, transport: Transport
 ) -> list[TextDocument]:
     """docling-serve: the file POSTed as multipart to `/v1/convert/file` asking for markdown
     and JSON with a form-feed page break; one document per non-blank page (page numbers from
     the JSON's body items), or one document for the whole markdown."""
     url = f"{settings.docling_server_url.rstrip('/')}/v1/convert/file"
-    call = _Call("docling", "DOCLING_SERVER_URL", url, settings)
     form = {
         "image_export_mode": "placeholder",
         "md_page_break_placeholder": DOCLING_PAGE_BREAK,
@@ -189,16 +246,24 @@ def _docling_documents(
     }
     headers = {"X-Api-Key": settings.docling_api_key} if settings.docling_api_key else {}
     upload = (path.name, path.read_bytes(), content_type or "application/octet-stream")
-    answer = call.json_object(
-        call.send("POST", data=_form_fields(form), files={"files": upload}, headers=headers)
+    request = ServiceRequest(
+        "docling",
+        "DOCLING_SERVER_URL",
+        url,
+        "POST",
+        settings.extraction_timeout_seconds,
+        headers,
+        data=_form_fields(form),
+        files={"files": upload},
     )
+    answer = _json_object(request, _send(transport, request))
     status = answer.get("status")
     if status in ("failure", "skipped"):
         messages = [
             e.get("error_message") for e in answer.get("errors") or [] if isinstance(e, dict)
         ]
         details = "; ".join(m for m in messages if m) or "no error message provided"
-        raise call.error(f"conversion status {status}: {details}")
+        raise request.error(f"conversion status {status}: {details}")
     document = answer.get("document") or {}
     markdown = document.get("md_content") or ""
     metadata: dict[str, Any] = {"Content-Type": content_type} if content_type else {}
@@ -248,6 +313,7 @@ def _external_documents(
     filename: str,
     content_type: str | None,
     settings: RagSettings,
+    transport: Transport,
     file_id: str | None,
     user_id: str | None,
 ) -> list[TextDocument]:
@@ -257,7 +323,6 @@ def _external_documents(
     object or a list of them."""
     base = settings.external_document_loader_url
     url = f"{base[:-1] if base.endswith('/') else base}/process"
-    call = _Call("external", "EXTERNAL_DOCUMENT_LOADER_URL", url, settings)
     headers: dict[str, str] = {}
     if content_type is not None:
         headers["Content-Type"] = content_type
@@ -270,21 +335,30 @@ def _external_documents(
         "{{USER_ID}}": user_id or "",
     }
     headers.update(_templated_headers(settings.external_document_loader_headers, template_values))
-    answer = call.json(call.send("PUT", content=path.read_bytes(), headers=headers))
+    request = ServiceRequest(
+        "external",
+        "EXTERNAL_DOCUMENT_LOADER_URL",
+        url,
+        "PUT",
+        settings.extraction_timeout_seconds,
+        headers,
+        content=path.read_bytes(),
+    )
+    answer = _json(request, _send(transport, request))
     if not answer:
-        raise call.error("returned no content")
+        raise request.error("returned no content")
     if isinstance(answer, dict):
         items = [answer]
     elif isinstance(answer, list):
         items = answer
     else:
-        raise call.error("answered neither a document object nor a list of them")
+        raise request.error("answered neither a document object nor a list of them")
     documents = []
     for item in items:
         text = item.get("page_content") if isinstance(item, dict) else None
         metadata = item.get("metadata") if isinstance(item, dict) else None
         if not isinstance(text, str) or not isinstance(metadata, dict):
-            raise call.error(
+            raise request.error(
                 "answered a document without a text 'page_content' and an object 'metadata'"
             )
         documents.append(TextDocument(text, metadata))
@@ -324,49 +398,27 @@ _UNKNOWN_PLACEHOLDERS = (
 )
 
 
-class _Call:
-    """One request to an extraction service, with errors that name the engine, the setting
-    and the URL (never a key) and say what went wrong."""
-
-    def __init__(self, engine: str, url_setting: str, url: str, settings: RagSettings) -> None:
-        self.engine = engine
-        self.url_setting = url_setting
-        self.url = url
-        self.timeout = settings.extraction_timeout_seconds
-
-    def error(self, problem: str) -> LoaderError:
-        shown = httpx.URL(self.url).copy_with(username=None, password=None)
-        return LoaderError(
-            f"content extraction engine {self.engine} ({self.url_setting}) at {shown} {problem}"
+def _send(transport: Transport, request: ServiceRequest) -> ServiceAnswer:
+    """The service's answer; an HTTP error status fails the file with the start of its body."""
+    answer = transport(request)
+    if answer.status_code >= 400:
+        body = " ".join(answer.text.split())[:_ERROR_BODY_CHARS]
+        raise request.error(
+            f"answered HTTP {answer.status_code} {answer.reason_phrase}"
+            + (f": {body}" if body else "")
         )
+    return answer
 
-    def send(self, method: str, **request: Any) -> httpx.Response:
-        try:
-            response = httpx.request(
-                method, self.url, timeout=self.timeout, follow_redirects=True, **request
-            )
-        except httpx.TimeoutException as error:
-            raise self.error(
-                f"did not answer within {self.timeout} s (PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT)"
-            ) from error
-        except httpx.HTTPError as error:
-            raise self.error(f"cannot be reached: {type(error).__name__}: {error}") from error
-        if response.is_error:
-            body = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
-            raise self.error(
-                f"answered HTTP {response.status_code} {response.reason_phrase}"
-                + (f": {body}" if body else "")
-            )
-        return response
 
-    def json(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError as error:
-            raise self.error(f"answered HTTP {response.status_code} without JSON") from error
+def _json(request: ServiceRequest, answer: ServiceAnswer) -> Any:
+    try:
+        return json.loads(answer.content)
+    except ValueError as error:
+        raise request.error(f"answered HTTP {answer.status_code} without JSON") from error
 
-    def json_object(self, response: httpx.Response) -> dict[str, Any]:
-        answer = self.json(response)
-        if not isinstance(answer, dict):
-            raise self.error(f"answered JSON that is not an object: {str(answer)[:80]}")
-        return answer
+
+def _json_object(request: ServiceRequest, answer: ServiceAnswer) -> dict[str, Any]:
+    parsed = _json(request, answer)
+    if not isinstance(parsed, dict):
+        raise request.error(f"answered JSON that is not an object: {str(parsed)[:80]}")
+    return parsed

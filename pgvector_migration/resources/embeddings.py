@@ -32,7 +32,7 @@ from pgvector_migration.resources.http_embedders import (
     OpenAIEmbedder,
 )
 from pgvector_migration.resources.http_embedders import apply_prefix as apply_prefix
-from pgvector_migration.setting_declarations import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
 from pgvector_migration.settings import RagSettings, SettingsError
 
 if TYPE_CHECKING:
