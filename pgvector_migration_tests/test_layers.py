@@ -11,30 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pgvector_migration.jobs import (
-    assess_knowledge_base,
-    migrate_knowledge_base,
-    prune_orphaned_rows,
-    rebuild_system_collections,
-    rebuild_vector_index,
-    verify_retrieval,
-)
+from pgvector_migration.definitions import defs
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.setting_declarations import DECLARATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-JOB_NAMES = [
-    job.name
-    for job in (
-        migrate_knowledge_base,
-        assess_knowledge_base,
-        rebuild_vector_index,
-        rebuild_system_collections,
-        prune_orphaned_rows,
-        verify_retrieval,
-    )
-]
+JOB_NAMES = [job.name for job in defs.jobs]
 
 
 def environment(tmp_path: Path) -> dict[str, str]:

@@ -212,15 +212,7 @@ def _tika_documents(path: Path, settings: RagSettings, transport: Transport) -> 
     )
     url = f"{settings.tika_server_url.rstrip('/')}/{route}"
     headers = {"X-Tika-PDFextractInlineImages": "true"} if settings.pdf_extract_images else {}
-    request = ServiceRequest(
-        "tika",
-        "TIKA_SERVER_URL",
-        url,
-        "PUT",
-        settings.extraction_timeout_seconds,
-        headers,
-        content=path.read_bytes(),
-    )
+    request = _upload_put("tika", "TIKA_SERVER_URL", url, settings, headers, path)
     answer = _json_object(request, _send(transport, request))
     text = answer.get(content_key, NO_TEXT)
     if not isinstance(text, str):
@@ -335,15 +327,7 @@ def _external_documents(
         "{{USER_ID}}": user_id or "",
     }
     headers.update(_templated_headers(settings.external_document_loader_headers, template_values))
-    request = ServiceRequest(
-        "external",
-        "EXTERNAL_DOCUMENT_LOADER_URL",
-        url,
-        "PUT",
-        settings.extraction_timeout_seconds,
-        headers,
-        content=path.read_bytes(),
-    )
+    request = _upload_put("external", "EXTERNAL_DOCUMENT_LOADER_URL", url, settings, headers, path)
     answer = _json(request, _send(transport, request))
     if not answer:
         raise request.error("returned no content")
@@ -396,6 +380,26 @@ _UNKNOWN_PLACEHOLDERS = (
     "{{USER_AGENT}}",
     "{{AUTH_TYPE}}",
 )
+
+
+def _upload_put(
+    engine: str,
+    url_setting: str,
+    url: str,
+    settings: RagSettings,
+    headers: dict[str, str],
+    path: Path,
+) -> ServiceRequest:
+    """The upload's raw bytes PUT to the service, as tika and the external loader take them."""
+    return ServiceRequest(
+        engine,
+        url_setting,
+        url,
+        "PUT",
+        settings.extraction_timeout_seconds,
+        headers,
+        content=path.read_bytes(),
+    )
 
 
 def _send(transport: Transport, request: ServiceRequest) -> ServiceAnswer:
