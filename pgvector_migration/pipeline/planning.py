@@ -37,6 +37,9 @@ from pgvector_migration.pipeline.text_source import (
 )
 from pgvector_migration.settings import RagSettings, resolve_rag_settings
 
+# Below this many files, one process plans them faster than starting more.
+PARALLEL_FROM_FILES = 16
+
 
 @dataclass(frozen=True)
 class FilePlan:
@@ -210,3 +213,15 @@ def plan_files(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def planning_workers(
+    text_source: TextSource, file_count: int, configured: int, cpu_count: int | None
+) -> int:
+    """How many processes plan a run's files: `configured`, or one per CPU when 0; one for
+    stored text or few files. Splitting stored text is cheaper than shipping its chunks
+    between processes (measured: 200 files, 2.1 s in one process, 2.7 s on two); parsing
+    uploads again is what pays."""
+    if text_source is TextSource.STORED or file_count < PARALLEL_FROM_FILES:
+        return 1
+    return configured or cpu_count or 1
