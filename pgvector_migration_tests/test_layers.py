@@ -34,6 +34,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
         "pgvector_migration.pipeline.splitting",
         "pgvector_migration.pipeline.planning",
         "pgvector_migration.pipeline.extraction_engines",
+        "pgvector_migration.pipeline.extraction_services",
         "pgvector_migration.settings",
     ],
 )

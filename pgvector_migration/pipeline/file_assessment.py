@@ -7,7 +7,7 @@ import functools
 from dataclasses import replace
 
 from pgvector_migration.pipeline.completeness import NO_ROWS, Assessment, UnitStatus, assess
-from pgvector_migration.pipeline.extraction_engines import Transport
+from pgvector_migration.pipeline.extraction_services import Transport
 from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
 from pgvector_migration.pipeline.planning import FilePlan, plan_file
 from pgvector_migration.pipeline.records import SourceFile

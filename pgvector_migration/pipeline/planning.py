@@ -8,11 +8,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from pgvector_migration.pipeline.extraction_engines import (
-    Transport,
-    extract_documents,
-    refusal_reason,
-)
+from pgvector_migration.pipeline.extraction_engines import extract_documents, refusal_reason
+from pgvector_migration.pipeline.extraction_services import Transport
 from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
 from pgvector_migration.pipeline.records import (
     Chunk,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from pgvector_migration.pipeline.extraction_engines import ServiceAnswer, ServiceRequest
+from pgvector_migration.pipeline.extraction_services import ServiceAnswer, ServiceRequest
 
 
 def send_over_http(request: ServiceRequest) -> ServiceAnswer:
