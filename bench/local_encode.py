@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     from sentence_transformers import SentenceTransformer
 
     from pgvector_migration.embedding.local import find_local_model
-    from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL
+    from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
 
     path = find_local_model(DEFAULT_EMBEDDING_MODEL)
     started = time.perf_counter()

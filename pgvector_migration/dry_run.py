@@ -24,6 +24,7 @@ from pgvector_migration.pipeline.records import (
     file_collection_name,
 )
 from pgvector_migration.pipeline.text_source import TextSource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.migration_state import SCHEMA, MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -97,7 +98,7 @@ def assess_partition(
         names = file.collection_names(key)
         selected_names = []
         for _, name, assessment in assess_file(
-            file, names, present, records, settings, text_source
+            file, names, present, records, settings, text_source, send_over_http
         ):
             selected = assessment.status.needs_work or (
                 overwrite and assessment.status not in NEVER_SELECTED
@@ -117,7 +118,7 @@ def assess_partition(
             )
         if tally is not None and selected_names:
             try:
-                plan = plan_file(file, settings, selected_names, text_source)
+                plan = plan_file(file, settings, selected_names, text_source, send_over_http)
             except Exception:  # the run would fail this file: nothing of it is embedded
                 continue
             tally.add_file(file, selected_names, plan)

@@ -18,7 +18,8 @@ from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
 from pgvector_migration.jobs import rebuild_vector_index
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.resources.openwebui import OpenWebUIResource, SourceDatabaseError
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.openwebui_database import SourceDatabaseError
 
 
 def partition_changes(wanted: list[str], existing: list[str]) -> tuple[list[str], list[str]]:

@@ -19,9 +19,9 @@ from pgvector_migration.embedding.model_key import compose_model_key
 from pgvector_migration.embedding.ollama import OllamaEmbedder
 from pgvector_migration.embedding.registry import check_engine_settings
 from pgvector_migration.resources.embedding import EmbeddingResource
+from pgvector_migration.setting_defaults import default_ollama_base_url
 from pgvector_migration.settings import (
     SettingsError,
-    default_ollama_base_url,
     flatten_legacy_config,
     resolve_rag_settings,
 )

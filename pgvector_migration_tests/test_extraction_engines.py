@@ -25,6 +25,7 @@ from pgvector_migration.pipeline.loaders import LoaderError
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
 from pgvector_migration.pipeline.text_source import TextSource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.sample_data import sample_file_id
 from pgvector_migration.settings import (
     SettingsError,
@@ -78,7 +79,12 @@ def run_case(service: ExtractionService, case: dict, tmp_path: Path):
     serve_case(service, case)
     settings = settings_for(case_config(case, service.base_url))
     return upload, extract_documents(
-        upload, case["filename"], case["content_type"], settings, file_id=FILE_ID
+        upload,
+        case["filename"],
+        case["content_type"],
+        settings,
+        file_id=FILE_ID,
+        transport=send_over_http,
     )
 
 
@@ -142,7 +148,9 @@ def test_service_down_names_engine_and_url(tmp_path, engine):
         }
     )
     with pytest.raises(LoaderError) as raised:
-        extract_documents(upload, "report.pdf", "application/pdf", settings)
+        extract_documents(
+            upload, "report.pdf", "application/pdf", settings, transport=send_over_http
+        )
     message = str(raised.value)
     assert f"engine {engine} ({ENGINE_URL_SETTINGS[engine]}) at {url}" in message
     assert "cannot be reached" in message
@@ -160,7 +168,9 @@ def test_a_service_that_never_answers_times_out(tmp_path):
             {"PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT": "1"},
         )
         with pytest.raises(LoaderError, match="did not answer within 1 s"):
-            extract_documents(upload, "report.pdf", "application/pdf", settings)
+            extract_documents(
+                upload, "report.pdf", "application/pdf", settings, transport=send_over_http
+            )
 
 
 def test_credentials_in_a_service_url_are_not_shown(tmp_path):
@@ -169,7 +179,9 @@ def test_credentials_in_a_service_url_are_not_shown(tmp_path):
     upload.write_bytes(b"%PDF-1.4")
     settings = settings_for({"rag.content_extraction_engine": "tika", "rag.tika_server_url": url})
     with pytest.raises(LoaderError) as raised:
-        extract_documents(upload, "report.pdf", "application/pdf", settings)
+        extract_documents(
+            upload, "report.pdf", "application/pdf", settings, transport=send_over_http
+        )
     assert "hunter2" not in str(raised.value)
 
 
@@ -180,7 +192,15 @@ def test_external_header_templates_get_the_uploader_id(service, tmp_path):
     serve_case(service, case)
     settings = settings_for(case_config(case, service.base_url))
 
-    extract_documents(upload, case["filename"], case["content_type"], settings, FILE_ID, "u-1")
+    extract_documents(
+        upload,
+        case["filename"],
+        case["content_type"],
+        settings,
+        FILE_ID,
+        "u-1",
+        transport=send_over_http,
+    )
 
     assert service.requests[0].headers["x-who"] == "user=u-1||"
 
@@ -351,10 +371,10 @@ def test_stored_content_never_calls_the_engine_and_reextraction_does(service, tm
     )
     file = tika_source_file(tmp_path, content="What Open WebUI stored.")
 
-    text = source_documents(file, TextSource.STORED, settings).text
+    text = source_documents(file, TextSource.STORED, settings, send_over_http).text
     assert text == "What Open WebUI stored." and service.requests == []
 
-    plan = plan_file(file, settings, [file_collection_name(FILE_ID)])
+    plan = plan_file(file, settings, [file_collection_name(FILE_ID)], transport=send_over_http)
 
     assert len(service.requests) == 1
     [chunk] = plan.chunks_by_collection[file_collection_name(FILE_ID)]

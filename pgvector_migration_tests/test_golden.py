@@ -24,7 +24,8 @@ from pgvector_migration.pipeline.metadata import stored_form
 from pgvector_migration.pipeline.planning import plan_file, source_documents
 from pgvector_migration.pipeline.records import SourceFile, file_collection_name
 from pgvector_migration.pipeline.text_source import TextSource
-from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, resolve_rag_settings
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.settings import RagSettings, resolve_rag_settings
 from pgvector_migration_tests.golden.generate_golden import (
     GOLDEN_CONTENT_TYPES,
     UPLOAD_DIR_PLACEHOLDER,

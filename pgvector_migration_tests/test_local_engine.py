@@ -8,7 +8,7 @@ import numpy as np
 from pgvector_migration import cli
 from pgvector_migration.embedding.local import find_local_model
 from pgvector_migration.sample_data import KNOWLEDGE_BASES
-from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
 
 
 def test_local_model_migrates_a_knowledge_base(deployment, monkeypatch):

@@ -39,7 +39,8 @@ from pgvector_migration.pipeline.splitting import (
     split_documents,
 )
 from pgvector_migration.pipeline.text_source import TextOrigin, TextSource
-from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, resolve_rag_settings
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.settings import resolve_rag_settings
 
 DOCUMENTS = Path(sample_data.__file__).parent / "documents"
 

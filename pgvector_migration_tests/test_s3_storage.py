@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from pgvector_migration.pipeline.planning import plan_file
 from pgvector_migration.pipeline.records import file_collection_name
-from pgvector_migration.resources.openwebui import OpenWebUIResource, resolve_upload
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.openwebui_uploads import resolve_upload
 from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, parse_s3_url
 from pgvector_migration.sample_data import OPENWEBUI_SCHEMA, USER_ID
 

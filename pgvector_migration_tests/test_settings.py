@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields, replace
+
 import pytest
 
 from pgvector_migration.embedding.registry import check_engine_settings
+from pgvector_migration.setting_declarations import (
+    DECLARATION_OF,
+    DECLARATIONS,
+    Setting,
+    fingerprint_rules,
+)
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.setting_fingerprint import always, settings_fingerprint
 from pgvector_migration.settings import (
-    DEFAULT_EMBEDDING_MODEL,
     SettingsError,
     flatten_legacy_config,
     resolve_rag_settings,
@@ -262,3 +271,148 @@ def test_fingerprint_changes_with_what_changes_chunks_or_vectors(override):
 def test_fingerprint_ignores_secrets_and_transport(override):
     base = resolve()
     assert base.with_overrides(**override).splitting_fingerprint() == base.splitting_fingerprint()
+
+
+# Settings samples and the fingerprints the code before the declarations (git ff2e030,
+# `settings.py` before `setting_declarations.py`) computed for them, with reads_upload True
+# and False. Computed by loading `git show ff2e030:pgvector_migration/settings.py` as a module
+# and calling `resolve_rag_settings(config, environ).splitting_fingerprint(reads_upload)`.
+# A different value would make every user's collections stale after an upgrade.
+FINGERPRINTS_AT_FF2E030 = {
+    "defaults": ({}, {}, "2dec9860f87d9a89", "2dec9860f87d9a89"),
+    "chunking": (
+        {"rag.chunk_size": 400, "rag.chunk_overlap": 40, "rag.text_splitter": "token"},
+        {
+            "TIKTOKEN_ENCODING_NAME": "o200k_base",
+            "CHUNK_MIN_SIZE_TARGET": "100",
+            "ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER": "false",
+        },
+        "924893d0d8cd63e7",
+        "924893d0d8cd63e7",
+    ),
+    "openai": (
+        {
+            "rag.embedding_engine": "openai",
+            "rag.embedding_model": "text-embedding-3-small",
+            "rag.openai.api_key": "sk-secret",
+            "rag.embedding_batch_size": 64,
+        },
+        {"RAG_OPENAI_API_BASE_URL": "http://127.0.0.1:9/v1", "RAG_FILE_MAX_SIZE": "20"},
+        "8f8711ae7567db88",
+        "8f8711ae7567db88",
+    ),
+    "prefix": (
+        {},
+        {
+            "RAG_EMBEDDING_CONTENT_PREFIX": "passage: ",
+            "RAG_EMBEDDING_PREFIX_FIELD_NAME": "input_type",
+        },
+        "5e54aa445558f959",
+        "5e54aa445558f959",
+    ),
+    "tika": (
+        {"rag.content_extraction_engine": "tika", "rag.tika_server_version": "4"},
+        {
+            "TIKA_SERVER_URL": "http://tika.internal:9998",
+            "PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT": "30",
+        },
+        "ce9cc5413e26bfcd",
+        "2dec9860f87d9a89",
+    ),
+    "docling": (
+        {
+            "rag.content_extraction_engine": "docling",
+            "rag.docling_params": {"do_ocr": True},
+            "rag.docling_api_key": "k",
+        },
+        {},
+        "3a1f31d35bf2f578",
+        "2dec9860f87d9a89",
+    ),
+    "external": (
+        {
+            "rag.content_extraction_engine": "external",
+            "rag.external_document_loader_url": "http://x",
+            "rag.external_document_loader_api_key": "key",
+        },
+        {"CONTENT_EXTRACTION_SUPPORTED_MEDIA_MIME_TYPES": "image/*"},
+        "c80e33dddb9b9dbc",
+        "2dec9860f87d9a89",
+    ),
+    "pdf": (
+        {"rag.pdf_loader_mode": "single", "rag.pdf_extract_images": True},
+        {"RAPIDOCR_PARAMS": '{"Global.text_score": 0.6}'},
+        "6233b9cd2b2d420b",
+        "b5f8aa626a196de0",
+    ),
+    "azure": (
+        {
+            "rag.embedding_engine": "azure_openai",
+            "rag.azure_openai.base_url": "http://a",
+            "rag.azure_openai.api_version": "2024-02-01",
+            "rag.azure_openai.api_key": "z",
+        },
+        {"RAG_OLLAMA_BASE_URL": "http://o:11434"},
+        "31d2593d1a905664",
+        "31d2593d1a905664",
+    ),
+}
+
+
+@pytest.mark.parametrize("sample", sorted(FINGERPRINTS_AT_FF2E030))
+def test_fingerprints_are_those_of_the_code_before_the_declarations(sample):
+    config, environ, reading_upload, from_stored_text = FINGERPRINTS_AT_FF2E030[sample]
+    settings = resolve(config, environ)
+    assert settings.splitting_fingerprint(True) == reading_upload
+    assert settings.splitting_fingerprint(False) == from_stored_text
+
+
+@pytest.mark.parametrize("sample", sorted(FINGERPRINTS_AT_FF2E030))
+@pytest.mark.parametrize("reads_upload", [True, False])
+def test_a_new_setting_without_a_fingerprint_rule_changes_no_fingerprint(sample, reads_upload):
+    config, environ, *_ = FINGERPRINTS_AT_FF2E030[sample]
+    settings = resolve(config, environ)
+    new = Setting("brand_new_option", "BRAND_NEW_OPTION", "x", str, "rag.brand_new_option")
+    declarations = (*DECLARATIONS, new)
+    values = {**asdict(settings), "brand_new_option": "something else"}
+
+    extended = settings_fingerprint(values, reads_upload, fingerprint_rules(declarations))
+
+    assert extended == settings.splitting_fingerprint(reads_upload)
+    counted = replace(new, fingerprint=always)
+    with_rule = fingerprint_rules((*DECLARATIONS, counted))
+    assert settings_fingerprint(values, reads_upload, with_rule) != extended
+
+
+def test_secrets_and_transport_settings_never_enter_the_fingerprint():
+    for setting in DECLARATIONS:
+        if setting.secret or setting.transport:
+            assert setting.fingerprint is None, setting.name
+
+
+@pytest.mark.parametrize(
+    "name", [s.name for s in DECLARATIONS if s.fingerprint is None and s.kind in (str, int)]
+)
+def test_settings_outside_the_fingerprint_do_not_change_it(name):
+    base = resolve()
+    other = 7 if DECLARATION_OF[name].kind is int else "changed"
+    changed = base.with_overrides(**{name: other})
+    assert changed.splitting_fingerprint() == base.splitting_fingerprint()
+    assert changed.splitting_fingerprint(False) == base.splitting_fingerprint(False)
+
+
+def test_every_declared_setting_is_a_field_and_is_resolved_from_its_environment_name():
+    settings = resolve()
+    assert [f.name for f in fields(settings)] == [s.name for s in DECLARATIONS]
+    for setting in DECLARATIONS:
+        if setting.kind is int:
+            value, raw = 4242, "4242"
+        elif setting.kind is str:
+            value, raw = "declared", "declared"
+        else:
+            continue
+        resolved = resolve(env={setting.env_name: raw})
+        assert getattr(resolved, setting.name) == value, setting.env_name
+        if setting.config_key:
+            stored = resolve(config={setting.config_key: raw})
+            assert getattr(stored, setting.name) == value, setting.config_key

@@ -12,7 +12,8 @@ import pytest
 
 from pgvector_migration import cli
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
-from pgvector_migration.resources.openwebui import OpenWebUIResource, resolve_upload
+from pgvector_migration.resources.openwebui import OpenWebUIResource
+from pgvector_migration.resources.openwebui_uploads import resolve_upload
 from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
 
 FOUNDING, LITERATURE = (knowledge.id for knowledge in KNOWLEDGE_BASES)

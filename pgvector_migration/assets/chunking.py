@@ -16,14 +16,13 @@ from pgvector_migration.assets.common import (
 )
 from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.pipeline.planning import plan_files
+from pgvector_migration.pipeline.planning import plan_files, planning_workers
 from pgvector_migration.pipeline.text_source import TextSource, fallback_note
 from pgvector_migration.resources.embedding import EmbeddingResource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.unit_writer import postgres_reason
-
-PARALLEL_FROM_FILES = 16
 
 
 class ChunkingConfig(Config):
@@ -97,11 +96,7 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
         (file, list(selected[file.id]))
         for file in openwebui.iter_files(list(selected), fetch_s3=fetch)
     )
-    workers = config.workers or os.cpu_count() or 1
-    # Splitting stored text is cheaper than shipping its chunks between processes (measured:
-    # 200 files, 2.1 s in one process, 2.7 s on two); parsing uploads again is what pays.
-    if config.text_source is TextSource.STORED or len(selected) < PARALLEL_FROM_FILES:
-        workers = 1
+    workers = planning_workers(config.text_source, len(selected), config.workers, os.cpu_count())
     with vector_store.connect(with_vectors=False) as connection:
 
         def failed(file, partitions: list[str], message: str) -> None:
@@ -117,7 +112,9 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
             )
             context.log.warning(f"file {file.id} ({file.filename}): {message}")
 
-        for file, plan, message in plan_files(files, settings, config.text_source, workers):
+        for file, plan, message in plan_files(
+            files, settings, config.text_source, workers, send_over_http
+        ):
             partitions = sorted({k for keys in selected[file.id].values() for k in keys})
             if plan is None:
                 failed(file, partitions, message)

@@ -23,16 +23,19 @@ from pgvector_migration.assets.common import (
 )
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.pipeline.completeness import Assessment, UnitStatus
+from pgvector_migration.pipeline.completeness import UnitStatus
 from pgvector_migration.pipeline.file_assessment import assess_file
-from pgvector_migration.pipeline.records import (
-    STANDALONE_PARTITION_KEY,
-    file_collection_name,
-)
 from pgvector_migration.pipeline.text_source import (
     TextSource,
 )
+from pgvector_migration.pipeline.unit_selection import (
+    is_selected,
+    partitions_by_file,
+    run_collection_names,
+    shows_in_preview,
+)
 from pgvector_migration.resources.embedding import EmbeddingResource
+from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 
@@ -112,13 +115,8 @@ def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
     """Assess every (partition, file, collection) of the run and store the report; returns per
     partition the status counts, the selected files and a preview of the rows."""
     file_ids = state.inventory_file_ids(keys)
-    partitions_of: dict[str, list[str]] = {}
-    for key, ids in file_ids.items():
-        for file_id in ids:
-            partitions_of.setdefault(file_id, []).append(key)
-    collection_names = {file_collection_name(file_id) for file_id in partitions_of}
-    collection_names.update(k for k in keys if file_ids[k] and k != STANDALONE_PARTITION_KEY)
-    collection_names = sorted(collection_names)
+    partitions_of = partitions_by_file(file_ids)
+    collection_names = run_collection_names(file_ids, keys)
     present = vector_store.present_rows(collection_names)
     records = state.written_records(collection_names)
     state.clear_failures(keys, list(partitions_of))
@@ -131,15 +129,6 @@ def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
     selected_files: dict[str, set[str]] = {key: set() for key in keys}
     previews: dict[str, list[dict]] = {key: [] for key in keys}
 
-    def selects(name: str, file_id: str, assessment: Assessment) -> bool:
-        if assessment.status.needs_work:
-            return True
-        return (
-            config.overwrite
-            and assessment.status not in (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
-            and not (assessment.status == UnitStatus.COMPLETE and (name, file_id) in rewritten)
-        )
-
     def assessed() -> Iterator:
         fetch = "missing-content" if config.text_source is TextSource.STORED else "always"
         membership = openwebui.knowledge_membership()
@@ -149,7 +138,7 @@ def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
             by_name = {
                 name: (file_, assessment)
                 for file_, name, assessment in assess_file(
-                    file, names, present, records, settings, config.text_source
+                    file, names, present, records, settings, config.text_source, send_over_http
                 )
             }
             unreadable = next(
@@ -160,14 +149,14 @@ def _assess_partitions(keys, config, openwebui, vector_store, state, settings):
                     state.record_failure(key, file.id, file.filename, "loading", unreadable.reason)
                 for name in file.collection_names(key):
                     file_, assessment = by_name[name]
-                    selected = selects(name, file.id, assessment)
+                    selected = is_selected(
+                        assessment, config.overwrite, (name, file.id) in rewritten
+                    )
                     statuses[key][str(assessment.status)] += 1
                     if selected:
                         selected_files[key].add(file.id)
                     preview = previews[key]
-                    if len(preview) < PREVIEW_ROWS and (
-                        assessment.status != UnitStatus.COMPLETE or len(preview) < 20
-                    ):
+                    if shows_in_preview(assessment, len(preview), PREVIEW_ROWS):
                         preview.append(
                             {
                                 "file": file_.filename,

@@ -46,6 +46,7 @@ from pgvector_migration.pipeline.retrieval_quality import (
     DEFAULT_SAMPLES,
     CollectionQuality,
     Thresholds,
+    quality_verdicts,
 )
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -220,18 +221,7 @@ def judge(
     """Pass when every judged partition reaches its threshold; a partition never measured
     fails (materialize retrieval_quality for it first), one without a collection passes."""
     judged = judged_partitions(context)
-    rows, failing = [], []
-    for key, figures in judged.items():
-        if figures is not None and "skipped" in figures:
-            continue
-        row = {"partition": key, **{c: (figures or {}).get(c) for c in columns}}
-        if figures is None:
-            row["verdict"] = "never measured: materialize retrieval_quality for it"
-        else:
-            row["verdict"] = "ok" if figures[figure] >= figures[threshold] else "below"
-        if row["verdict"] != "ok":
-            failing.append(key)
-        rows.append(row)
+    rows, failing = quality_verdicts(judged, figure, threshold, columns)
     return AssetCheckResult(
         passed=bool(judged) and not failing,
         severity=AssetCheckSeverity.ERROR,

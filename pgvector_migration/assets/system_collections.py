@@ -2,7 +2,7 @@
 `user-memory-{user_id}` collections, rebuilt with the same skipping, cache, atomic replacement
 and failure reporting as the file collections."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from dagster import (
     AssetExecutionContext,
@@ -23,18 +23,22 @@ from pgvector_migration.assets.common import (
     write_units,
 )
 from pgvector_migration.assets.inventory import file_inventory
-from pgvector_migration.pipeline.completeness import Assessment, UnitStatus, assess_recorded
-from pgvector_migration.pipeline.metadata import sanitize_text
 from pgvector_migration.pipeline.records import (
     KNOWLEDGE_BASES_COLLECTION,
     MEMORY_COLLECTION_PREFIX,
     WriteUnit,
 )
-from pgvector_migration.pipeline.source_rows import knowledge_base_problem, memory_problem
-from pgvector_migration.pipeline.system_collections import (
-    knowledge_base_unit,
-    memory_collection_name,
-    memory_units,
+from pgvector_migration.pipeline.system_collection_rebuild import (
+    PREVIEW_COLUMNS,
+    SystemUnits,
+    assess_units,
+    complete_before,
+    knowledge_base_units,
+    leftover_knowledge_rows,
+    leftover_memory_collections,
+    memory_collection_units,
+    rebuild_preview,
+    units_to_write,
 )
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
@@ -57,37 +61,24 @@ class SystemCollectionConfig(Config):
 def rebuild(
     context: AssetExecutionContext,
     kind: str,
-    units: Sequence[WriteUnit],
+    planned: SystemUnits,
     present_count: Callable[[WriteUnit], int],
     settings: RagSettings,
     config: SystemCollectionConfig,
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
-    unusable: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, MetadataValue]:
     """Assess every unit, write the selected ones, and describe both for the UI.
 
-    `unusable` are (id, label, reason) of source rows that cannot be written (see
-    `pipeline.source_rows`): each is recorded as a failed unit of its own, so it counts and a
-    later run retries it, and nothing else waits for it."""
+    Each unusable source row (see `pipeline.source_rows`) is recorded as a failed unit of its
+    own, so it counts and a later run retries it, and nothing else waits for it."""
+    units, unusable = planned.units, planned.unusable
     state = vector_store.state()
     records = state.written_records(sorted({unit.collection_name for unit in units}))
-    fingerprint = settings.splitting_fingerprint()
-    assessed: list[tuple[WriteUnit, Assessment]] = [
-        (
-            unit,
-            assess_recorded(
-                present_count(unit),
-                records.get((unit.collection_name, unit.source_id)),
-                unit.content_hash,
-                fingerprint,
-                settings.embedding_model,
-                len(unit.chunks),
-            ),
-        )
-        for unit in units
-    ]
-    selected = [unit for unit, a in assessed if config.overwrite or a.status.needs_work]
+    assessed = assess_units(
+        units, records, present_count, settings.splitting_fingerprint(), settings.embedding_model
+    )
+    selected = units_to_write(assessed, config.overwrite)
     # Every unit of the kind is assessed on every run: no earlier failure stays true unheard.
     state.clear_failures([kind], None)
     for source_id, label, reason in unusable:
@@ -98,32 +89,13 @@ def rebuild(
         report = write_units(
             context, lambda _: [kind], selected, settings, embeddings, vector_store
         )
-    preview = [
-        {
-            "collection": unit.collection_name,
-            "source": unit.label,
-            "status": str(assessment.status),
-            "rows": len(unit.chunks),
-            "present": assessment.present_chunks,
-            "reason": assessment.reason,
-        }
-        for unit, assessment in assessed
-    ]
-    preview += [
-        {"collection": "", "source": label, "status": "failed", "reason": reason}
-        for _, label, reason in unusable
-    ]
     return {
         "units": MetadataValue.int(len(units) + len(unusable)),
-        "units_complete_before": MetadataValue.int(
-            sum(1 for _, a in assessed if a.status == UnitStatus.COMPLETE)
-        ),
+        "units_complete_before": MetadataValue.int(complete_before(assessed)),
         "units_selected": MetadataValue.int(len(selected) + len(unusable)),
         "units_failed": MetadataValue.int(len(report.failures) + len(unusable)),
         **write_metadata(report, settings),
-        "report": markdown_table(
-            preview, ["collection", "source", "status", "rows", "present", "reason"]
-        ),
+        "report": markdown_table(rebuild_preview(assessed, unusable), PREVIEW_COLUMNS),
     }
 
 
@@ -155,31 +127,19 @@ def knowledge_base_collection(
 ) -> MaterializeResult:
     settings = effective_settings(openwebui, embeddings)
     knowledge_bases = openwebui.knowledge_bases()
-    fingerprint = settings.splitting_fingerprint()
-    problems = {knowledge.id: knowledge_base_problem(knowledge) for knowledge in knowledge_bases}
-    units = [
-        knowledge_base_unit(knowledge, fingerprint)
-        for knowledge in knowledge_bases
-        if not problems[knowledge.id]
-    ]
-    unusable = [
-        (knowledge.id, sanitize_text(knowledge.name or knowledge.id), problems[knowledge.id])
-        for knowledge in knowledge_bases
-        if problems[knowledge.id]
-    ]
+    planned = knowledge_base_units(knowledge_bases, settings.splitting_fingerprint())
     present = set(vector_store.row_ids(KNOWLEDGE_BASES_COLLECTION))
     metadata = rebuild(
         context,
         "knowledge-bases",
-        units,
+        planned,
         lambda unit: int(unit.source_id in present),
         settings,
         config,
         vector_store,
         embeddings,
-        unusable,
     )
-    orphans = sorted(present - {knowledge.id for knowledge in knowledge_bases})
+    orphans = leftover_knowledge_rows(present, knowledge_bases)
     pruned = 0
     if orphans and (config.prune or config.overwrite) and not config.dry_run:
         pruned = vector_store.delete_rows(KNOWLEDGE_BASES_COLLECTION, orphans)
@@ -207,40 +167,21 @@ def memory_collections(
     embeddings: EmbeddingResource,
 ) -> MaterializeResult:
     settings = effective_settings(openwebui, embeddings)
-    memories = openwebui.memories()
-    problems = {memory.id: memory_problem(memory) for memory in memories}
-    units = memory_units(
-        [memory for memory in memories if not problems[memory.id]],
-        settings.splitting_fingerprint(),
-    )
-    unusable = [
-        (memory.id, f"memory {memory.id}", problems[memory.id])
-        for memory in memories
-        if problems[memory.id]
-    ]
-    counts = vector_store.row_counts([unit.collection_name for unit in units])
+    planned = memory_collection_units(openwebui.memories(), settings.splitting_fingerprint())
+    counts = vector_store.row_counts([unit.collection_name for unit in planned.units])
     metadata = rebuild(
         context,
         "memories",
-        units,
+        planned,
         lambda unit: counts.get(unit.collection_name, 0),
         settings,
         config,
         vector_store,
         embeddings,
-        unusable,
     )
-    # A user whose memories all failed keeps the collection until the rows are repaired.
-    wanted = {unit.collection_name for unit in units} | {
-        memory_collection_name(memory.user_id)
-        for memory in memories
-        if problems[memory.id] and isinstance(memory.user_id, str)
-    }
-    orphans = [
-        name
-        for name in vector_store.collections_with_prefix(MEMORY_COLLECTION_PREFIX)
-        if name not in wanted
-    ]
+    orphans = leftover_memory_collections(
+        vector_store.collections_with_prefix(MEMORY_COLLECTION_PREFIX), planned
+    )
     pruned = 0
     if (config.prune or config.overwrite) and not config.dry_run:
         pruned = sum(vector_store.delete_rows(name) for name in orphans)

@@ -13,7 +13,8 @@ import numpy as np
 
 from pgvector_migration.embedding.api import EngineOptions
 from pgvector_migration.embedding.model_key import compose_model_key
-from pgvector_migration.settings import DEFAULT_EMBEDDING_MODEL, RagSettings, SettingsError
+from pgvector_migration.setting_defaults import DEFAULT_EMBEDDING_MODEL
+from pgvector_migration.settings import RagSettings, SettingsError
 
 PACKAGED_MODEL_NAMES = {DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL.split("/")[-1]}
 

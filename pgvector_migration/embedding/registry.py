@@ -12,7 +12,8 @@ from pgvector_migration.embedding.http import BearerKeyEmbedder
 from pgvector_migration.embedding.local import LocalEmbedder
 from pgvector_migration.embedding.ollama import OllamaEmbedder
 from pgvector_migration.embedding.openai import OpenAIEmbedder
-from pgvector_migration.settings import SETTING_SPECS, RagSettings, SettingsError
+from pgvector_migration.setting_declarations import DECLARATION_OF
+from pgvector_migration.settings import RagSettings, SettingsError
 
 Embedder = APIEmbedder | LocalEmbedder
 EngineClass = type[LocalEmbedder] | type[BearerKeyEmbedder] | type[AzureOpenAIEmbedder]
@@ -25,12 +26,11 @@ ENGINES: dict[str, EngineClass] = {
 
 def setting_name(field: str) -> str:
     """A `RagSettings` field as messages name it: its environment variable."""
-    return SETTING_SPECS[field].env_name
+    return DECLARATION_OF[field].env_name
 
 
 def _named_with_config_key(field: str) -> str:
-    spec = SETTING_SPECS[field]
-    return f"{spec.env_name} (config {spec.config_key})"
+    return DECLARATION_OF[field].where
 
 
 def engine_for(settings: RagSettings) -> EngineClass:

@@ -3,24 +3,21 @@
 `CONTENT_EXTRACTION_ENGINE` picks the engine. The default engine is Open WebUI's own loaders
 (`loaders.load_documents`); `tika`, `docling` and `external` are HTTP services, called here with
 the same method, path, headers and body Open WebUI 0.12.4 sends, and their answers turned into
-documents (text and metadata) the way Open WebUI turns them. Under `tika` and `docling`, text
-files stay on Open WebUI's plain text loader; every engine's text gets the same `ftfy` clean-up.
-
-Open WebUI sets no timeout and makes no retries; we make no retries either, but wait at most
-`PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT` seconds, so one hung service fails its file instead of
-the run.
+documents (text and metadata) the way Open WebUI turns them (`extraction_services`). Under
+`tika` and `docling`, text files stay on Open WebUI's plain text loader; every engine's text
+gets the same `ftfy` clean-up.
 """
 
 from __future__ import annotations
 
-import string
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-import httpx
-
+from pgvector_migration.pipeline.extraction_services import (
+    Transport,
+    docling_documents,
+    external_documents,
+    tika_documents,
+)
 from pgvector_migration.pipeline.loaders import (
     LoaderError,
     UnsupportedFileType,
@@ -43,11 +40,6 @@ _SOURCE_EXTENSION_WORDS = (
     "swift vue svelte ex exs erl tsx jsx lhs json yaml yml toml svg"
 )
 SOURCE_EXTENSIONS = frozenset(_SOURCE_EXTENSION_WORDS.split())
-DOCLING_PAGE_BREAK = "\f"
-NO_TEXT = "<No text content found>"
-_DOCLING_PAGE_ITEM_KEYS = ("texts", "tables", "pictures", "key_value_items", "form_items")
-_ERROR_BODY_CHARS = 300
-_HEADER_SAFE = string.punctuation + " \t"
 
 
 def extract_documents(
@@ -58,27 +50,36 @@ def extract_documents(
     file_id: str | None = None,
     user_id: str | None = None,
     stored_path: str | None = None,
+    transport: Transport | None = None,
 ) -> list[TextDocument]:
     """The text documents of one upload under the configured extraction engine, cleaned as
     Open WebUI cleans them. `file_id` and `user_id` fill the external loader's header
     templates (`{{FILE_ID}}`, `{{USER_ID}}`); `stored_path` is the file row's `path`, which
-    the default engine's .rst metadata names."""
+    the default engine's .rst metadata names; `transport` sends the HTTP engines' requests
+    (the default engine needs none)."""
     engine = settings.content_extraction_engine
     if engine in DEFAULT_EXTRACTION_ENGINES:
         pdf = PdfOptions(
             settings.pdf_loader_mode, settings.pdf_extract_images, settings.rapidocr_params
         )
         return load_documents(path, filename, content_type, stored_path, pdf)
+    if transport is None:
+        raise SettingsError(
+            f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) calls "
+            "an HTTP service, and no transport to send its requests was given"
+        )
     if archive_too_large(path, extension_of(filename), content_type):
         raise LoaderError(f"{filename}: the document archive is too large after decompression")
     if engine == "external":
-        documents = _external_documents(path, filename, content_type, settings, file_id, user_id)
+        documents = external_documents(
+            path, filename, content_type, settings, transport, file_id, user_id
+        )
     elif engine in ("tika", "docling") and is_text_file(filename, content_type):
         documents = _text_file_documents(path, filename)
     elif engine == "tika":
-        documents = _tika_documents(path, settings)
+        documents = tika_documents(path, settings, transport)
     elif engine == "docling":
-        documents = _docling_documents(path, content_type, settings)
+        documents = docling_documents(path, content_type, settings, transport)
     else:
         raise SettingsError(
             f"CONTENT_EXTRACTION_ENGINE={engine!r} (config rag.content_extraction_engine) "
@@ -150,223 +151,3 @@ def _text_file_documents(path: Path, filename: str) -> list[TextDocument]:
         raise UnsupportedFileType(f"{filename} holds binary data, not text")
     text = raw.decode(detect_text_encoding(raw))
     return [TextDocument(text.replace("\r\n", "\n").replace("\r", "\n"), {"source": str(path)})]
-
-
-def _tika_documents(path: Path, settings: RagSettings) -> list[TextDocument]:
-    """Apache Tika server: the raw bytes PUT to `/tika/text` (server version 3, the default)
-    or `/tika/json/md` (version 4), without a content type; one document whose metadata is
-    the request's own headers plus the `Content-Type` Tika detected."""
-    version_4 = str(settings.tika_server_version or "3") == "4"
-    route, content_key = (
-        ("tika/json/md", "tk:content") if version_4 else ("tika/text", "X-TIKA:content")
-    )
-    url = f"{settings.tika_server_url.rstrip('/')}/{route}"
-    headers = {"X-Tika-PDFextractInlineImages": "true"} if settings.pdf_extract_images else {}
-    call = _Call("tika", "TIKA_SERVER_URL", url, settings)
-    answer = call.json_object(call.send("PUT", content=path.read_bytes(), headers=headers))
-    text = answer.get(content_key, NO_TEXT)
-    if not isinstance(text, str):
-        raise call.error(f"answered {content_key!r} = {text!r}, not text")
-    metadata: dict[str, Any] = dict(headers)
-    if "Content-Type" in answer:
-        metadata["Content-Type"] = answer["Content-Type"]
-    return [TextDocument(text.strip(), metadata)]
-
-
-def _docling_documents(
-    path: Path, content_type: str | None, settings: RagSettings
-) -> list[TextDocument]:
-    """docling-serve: the file POSTed as multipart to `/v1/convert/file` asking for markdown
-    and JSON with a form-feed page break; one document per non-blank page (page numbers from
-    the JSON's body items), or one document for the whole markdown."""
-    url = f"{settings.docling_server_url.rstrip('/')}/v1/convert/file"
-    call = _Call("docling", "DOCLING_SERVER_URL", url, settings)
-    form = {
-        "image_export_mode": "placeholder",
-        "md_page_break_placeholder": DOCLING_PAGE_BREAK,
-        "to_formats": ["md", "json"],
-        **settings.docling_params,
-    }
-    headers = {"X-Api-Key": settings.docling_api_key} if settings.docling_api_key else {}
-    upload = (path.name, path.read_bytes(), content_type or "application/octet-stream")
-    answer = call.json_object(
-        call.send("POST", data=_form_fields(form), files={"files": upload}, headers=headers)
-    )
-    status = answer.get("status")
-    if status in ("failure", "skipped"):
-        messages = [
-            e.get("error_message") for e in answer.get("errors") or [] if isinstance(e, dict)
-        ]
-        details = "; ".join(m for m in messages if m) or "no error message provided"
-        raise call.error(f"conversion status {status}: {details}")
-    document = answer.get("document") or {}
-    markdown = document.get("md_content") or ""
-    metadata: dict[str, Any] = {"Content-Type": content_type} if content_type else {}
-    if DOCLING_PAGE_BREAK in markdown:
-        pages = markdown.split(DOCLING_PAGE_BREAK)
-        numbers = _docling_page_numbers(document.get("json_content") or {})
-        indices = numbers if len(numbers) == len(pages) else list(range(len(pages)))
-        documents = [
-            TextDocument(page.strip(), {**metadata, "page": index})
-            for index, page in zip(indices, pages, strict=True)
-            if page.strip()
-        ]
-        if documents:
-            return documents
-    return [TextDocument(markdown or NO_TEXT, metadata)]
-
-
-def _docling_page_numbers(json_content: Mapping[str, Any]) -> list[int]:
-    """The 0-based pages that hold body content; blank pages leave no page break in the
-    markdown, so the breaks alone would number the pages after one wrongly."""
-    pages = {
-        item["prov"][0]["page_no"] - 1
-        for key in _DOCLING_PAGE_ITEM_KEYS
-        for item in json_content.get(key) or []
-        if item.get("content_layer") == "body" and item.get("prov")
-    }
-    return sorted(pages)
-
-
-def _form_fields(form: Mapping[str, Any]) -> dict[str, list[str | bytes]]:
-    """Form values encoded as Open WebUI's HTTP client (requests) encodes them: a list (or any
-    other non-text iterable) becomes repeated fields, None is left out, everything else is
-    its Python `str()` (so `true` in DOCLING_PARAMS is sent as `True`)."""
-    fields: dict[str, list[str | bytes]] = {}
-    for key, value in form.items():
-        values = (
-            [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else value
-        )
-        encoded = [v if isinstance(v, bytes) else str(v) for v in values if v is not None]
-        if encoded:
-            fields[key] = encoded
-    return fields
-
-
-def _external_documents(
-    path: Path,
-    filename: str,
-    content_type: str | None,
-    settings: RagSettings,
-    file_id: str | None,
-    user_id: str | None,
-) -> list[TextDocument]:
-    """Open WebUI's external document loader protocol: the raw bytes PUT to `{url}/process`
-    with the file's content type, a bearer key, the stored file name in `X-Filename` and the
-    templated `EXTERNAL_DOCUMENT_LOADER_HEADERS`; the answer is one `{page_content, metadata}`
-    object or a list of them."""
-    base = settings.external_document_loader_url
-    url = f"{base[:-1] if base.endswith('/') else base}/process"
-    call = _Call("external", "EXTERNAL_DOCUMENT_LOADER_URL", url, settings)
-    headers: dict[str, str] = {}
-    if content_type is not None:
-        headers["Content-Type"] = content_type
-    headers["Authorization"] = f"Bearer {settings.external_document_loader_api_key}"
-    headers["X-Filename"] = quote(path.name)
-    template_values = {
-        "{{FILE_ID}}": file_id or "",
-        "{{FILE_NAME}}": filename,
-        "{{FILE_CONTENT_TYPE}}": content_type or "",
-        "{{USER_ID}}": user_id or "",
-    }
-    headers.update(_templated_headers(settings.external_document_loader_headers, template_values))
-    answer = call.json(call.send("PUT", content=path.read_bytes(), headers=headers))
-    if not answer:
-        raise call.error("returned no content")
-    if isinstance(answer, dict):
-        items = [answer]
-    elif isinstance(answer, list):
-        items = answer
-    else:
-        raise call.error("answered neither a document object nor a list of them")
-    documents = []
-    for item in items:
-        text = item.get("page_content") if isinstance(item, dict) else None
-        metadata = item.get("metadata") if isinstance(item, dict) else None
-        if not isinstance(text, str) or not isinstance(metadata, dict):
-            raise call.error(
-                "answered a document without a text 'page_content' and an object 'metadata'"
-            )
-        documents.append(TextDocument(text, metadata))
-    return documents
-
-
-def _templated_headers(templates: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
-    """EXTERNAL_DOCUMENT_LOADER_HEADERS with its placeholders filled and the result
-    percent-encoded as Open WebUI does. Placeholders about the chat or the uploader's
-    account (name, e-mail, role, groups), which a migration does not have, become empty, as
-    Open WebUI leaves them when it does not know them."""
-    headers = {}
-    for name, template in templates.items():
-        value = str(template)
-        for placeholder, replacement in values.items():
-            value = value.replace(placeholder, replacement)
-        for placeholder in _UNKNOWN_PLACEHOLDERS:
-            value = value.replace(placeholder, "")
-        headers[name] = quote(value, safe=_HEADER_SAFE)
-    return headers
-
-
-_UNKNOWN_PLACEHOLDERS = (
-    "{{CHAT_ID}}",
-    "{{MESSAGE_ID}}",
-    "{{USER_MESSAGE_ID}}",
-    "{{USER_MESSAGE_PARENT_ID}}",
-    "{{TASK}}",
-    "{{MODEL_ID}}",
-    "{{USER_NAME}}",
-    "{{USER_EMAIL}}",
-    "{{USER_ROLE}}",
-    "{{USER_GROUPS}}",
-    "{{USER_GROUP_IDS}}",
-    "{{USER_AGENT}}",
-    "{{AUTH_TYPE}}",
-)
-
-
-class _Call:
-    """One request to an extraction service, with errors that name the engine, the setting
-    and the URL (never a key) and say what went wrong."""
-
-    def __init__(self, engine: str, url_setting: str, url: str, settings: RagSettings) -> None:
-        self.engine = engine
-        self.url_setting = url_setting
-        self.url = url
-        self.timeout = settings.extraction_timeout_seconds
-
-    def error(self, problem: str) -> LoaderError:
-        shown = httpx.URL(self.url).copy_with(username=None, password=None)
-        return LoaderError(
-            f"content extraction engine {self.engine} ({self.url_setting}) at {shown} {problem}"
-        )
-
-    def send(self, method: str, **request: Any) -> httpx.Response:
-        try:
-            response = httpx.request(
-                method, self.url, timeout=self.timeout, follow_redirects=True, **request
-            )
-        except httpx.TimeoutException as error:
-            raise self.error(
-                f"did not answer within {self.timeout} s (PGVECTOR_MIGRATION_EXTRACTION_TIMEOUT)"
-            ) from error
-        except httpx.HTTPError as error:
-            raise self.error(f"cannot be reached: {type(error).__name__}: {error}") from error
-        if response.is_error:
-            body = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
-            raise self.error(
-                f"answered HTTP {response.status_code} {response.reason_phrase}"
-                + (f": {body}" if body else "")
-            )
-        return response
-
-    def json(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError as error:
-            raise self.error(f"answered HTTP {response.status_code} without JSON") from error
-
-    def json_object(self, response: httpx.Response) -> dict[str, Any]:
-        answer = self.json(response)
-        if not isinstance(answer, dict):
-            raise self.error(f"answered JSON that is not an object: {str(answer)[:80]}")
-        return answer

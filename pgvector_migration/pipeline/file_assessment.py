@@ -7,6 +7,7 @@ import functools
 from dataclasses import replace
 
 from pgvector_migration.pipeline.completeness import NO_ROWS, Assessment, UnitStatus, assess
+from pgvector_migration.pipeline.extraction_services import Transport
 from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
 from pgvector_migration.pipeline.planning import FilePlan, plan_file
 from pgvector_migration.pipeline.records import SourceFile
@@ -32,6 +33,7 @@ def assess_file(
     records,
     settings: RagSettings,
     text_source: TextSource = TextSource.UPLOAD,
+    transport: Transport | None = None,
 ) -> list[tuple[SourceFile, str, Assessment]]:
     """Assess every collection of one file. The upload is read only when an answer needs it:
     a unit already written from the same upload bytes under the same settings takes its content
@@ -41,7 +43,7 @@ def assess_file(
     def planned() -> FilePlan:
         nonlocal plan
         if plan is None:
-            plan = plan_file(file, settings, collection_names, text_source)
+            plan = plan_file(file, settings, collection_names, text_source, transport)
         return plan
 
     @functools.cache

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_K = 10
 DEFAULT_SAMPLES = 20
@@ -221,3 +222,27 @@ def first_sufficient(
         if all(q.recall >= thresholds.min_recall for q in measured):
             return position
     return None
+
+
+def quality_verdicts(
+    judged: Mapping[str, Mapping[str, Any] | None],
+    figure: str,
+    threshold: str,
+    columns: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per judged partition with its figures and verdict, and the partitions that
+    fail: one never measured (None), or whose `figure` is below its `threshold`; a partition
+    without a collection (`skipped`) is left out."""
+    rows, failing = [], []
+    for key, figures in judged.items():
+        if figures is not None and "skipped" in figures:
+            continue
+        row = {"partition": key, **{c: (figures or {}).get(c) for c in columns}}
+        if figures is None:
+            row["verdict"] = "never measured: materialize retrieval_quality for it"
+        else:
+            row["verdict"] = "ok" if figures[figure] >= figures[threshold] else "below"
+        if row["verdict"] != "ok":
+            failing.append(key)
+        rows.append(row)
+    return rows, failing

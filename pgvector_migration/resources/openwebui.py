@@ -1,151 +1,59 @@
-"""Open WebUI's database and uploads folder, opened strictly read-only."""
+"""The Dagster resource for Open WebUI's database and uploads folder, opened strictly read-only:
+where they are, the settings Open WebUI would use, and the source rows one partition covers."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, create_model
 
+from pgvector_migration.pipeline.knowledge_membership import (
+    KnowledgeMembership,
+    knowledge_membership,
+    partition_file_ids,
+    partition_notes,
+)
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY, SourceFile
 from pgvector_migration.pipeline.source_rows import read_file_row
 from pgvector_migration.pipeline.system_collections import KnowledgeBase, Memory
+from pgvector_migration.resources.openwebui_database import (
+    SourceDatabaseError,
+    json_object,
+    json_value,
+    readonly_engine,
+)
+from pgvector_migration.resources.openwebui_uploads import over_limit, resolve_upload
 from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, is_s3_url
+from pgvector_migration.setting_declarations import DECLARATIONS
 from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
 
 DEFAULT_DATA_DIR = "/app/backend/data"
-UNSUPPORTED_STORAGE_PREFIXES = {"gs://": "gcs"}
 # Which `s3://` uploads `iter_files` downloads: only files without stored content (the only
 # ones whose bytes are read unless re-extraction is asked), every one, or none.
 S3Fetch = Literal["missing-content", "always", "never"]
 FILE_BATCH = 50
 
 
-class SourceDatabaseError(RuntimeError):
-    """Open WebUI's database cannot be read; the message names the URL (without password)."""
+# The settings an admin may override on the resource (launchpad, dagster.yaml), each an
+# optional field described by its declaration; empty keeps Open WebUI's value.
+OVERRIDABLE_SETTINGS = tuple(setting for setting in DECLARATIONS if setting.override)
+_SettingOverrides = create_model(
+    "OpenWebUISettingOverrides",
+    __base__=ConfigurableResource,
+    **{
+        setting.name: (setting.kind | None, Field(default=None, description=setting.override))
+        for setting in OVERRIDABLE_SETTINGS
+    },
+)
 
 
-@dataclass(frozen=True)
-class KnowledgeMembership:
-    """Which files each existing knowledge base lists; (knowledge id, file id) pairs listed by
-    an existing knowledge base whose file row is gone; and pairs left behind by a deleted
-    knowledge base (such a file belongs to no knowledge base, so to the standalone partition)."""
-
-    files_by_knowledge: dict[str, list[str]]
-    dangling: list[tuple[str, str]]
-    of_deleted_knowledge: list[tuple[str, str]]
-    ordered_file_ids: list[str]
-    knowledge_ids: frozenset[str]
-
-    @property
-    def file_ids(self) -> frozenset[str]:
-        return frozenset(self.ordered_file_ids)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (str, bytes)):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _json_object(value: Any) -> dict[str, Any]:
-    parsed = _json_value(value)
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _lenient_utf8(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _read_text_leniently(dbapi_connection, _record) -> None:
-    """SQLite hands back whatever bytes a text column holds; bytes that are not UTF-8 become
-    lone surrogates instead of failing the whole query, and `source_rows` fails that row."""
-    dbapi_connection.text_factory = _lenient_utf8
-
-
-def readonly_engine(database_url: str) -> sa.Engine:
-    """An engine that cannot write: SQLite opened with `mode=ro`, PostgreSQL sessions with
-    `default_transaction_read_only`."""
-    url = database_url.replace("postgres://", "postgresql://", 1)
-    parsed = sa.make_url(url)
-    if parsed.drivername.startswith("sqlite"):
-        path = Path(parsed.database or "").expanduser()
-        if not path.is_file():
-            raise SourceDatabaseError(f"Open WebUI database {path} does not exist (DATABASE_URL)")
-        engine = sa.create_engine(
-            f"sqlite+pysqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=sa.NullPool
-        )
-        sa.event.listen(engine, "connect", _read_text_leniently)
-        return engine
-    if parsed.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
-        return sa.create_engine(
-            parsed.set(drivername="postgresql+psycopg"),
-            connect_args={"options": "-c default_transaction_read_only=on"},
-            pool_pre_ping=True,
-        )
-    raise SourceDatabaseError(
-        f"DATABASE_URL scheme {parsed.drivername!r} is not supported; use sqlite or postgresql"
-    )
-
-
-def over_limit(size: int | None, limit_mb: float | None) -> str | None:
-    """Why an upload of `size` bytes is over the limit, or None."""
-    if size is None or limit_mb is None or size <= limit_mb * 1024 * 1024:
-        return None
-    return (
-        f"the upload is {size / 1024 / 1024:.1f} MB, over the {limit_mb:g} MB limit "
-        "(RAG_FILE_MAX_SIZE / rag.file.max_size)"
-    )
-
-
-def resolve_upload(stored_path: str | None, upload_dir: Path) -> tuple[Path | None, str | None]:
-    """Find a file's bytes inside the uploads folder, and only there.
-
-    `file.path` is the path inside Open WebUI's container; outside it the folder differs, so a file
-    is also looked up by its stored name (`{uuid}_{filename}`) in `upload_dir`. A path that
-    resolves outside the uploads folder is never read.
-
-    An `s3://` upload is not fetched here (that would download every file at inventory time):
-    the note returned says so, and `OpenWebUIResource.iter_files` downloads the files whose
-    bytes are needed.
-    """
-    if not stored_path:
-        return None, "file.path is empty"
-    if "\x00" in stored_path:
-        return None, "file.path holds a NUL character, so no file system can hold it"
-    if is_s3_url(stored_path):
-        return None, (
-            f"storage provider s3: {stored_path} is downloaded only for files without stored "
-            "content"
-        )
-    for prefix, provider in UNSUPPORTED_STORAGE_PREFIXES.items():
-        if stored_path.startswith(prefix):
-            return None, f"storage provider {provider} ({stored_path}) is not supported yet"
-    if stored_path.startswith(("http://", "https://")):
-        return None, f"storage provider azure ({stored_path}) is not supported yet"
-    root = upload_dir.resolve()
-    candidate = Path(stored_path)
-    options = [candidate] if candidate.is_absolute() else [root / candidate]
-    options.append(root / candidate.name)
-    for option in options:
-        resolved = option.resolve()
-        if resolved.is_relative_to(root) and resolved.is_file():
-            return resolved, None
-    if candidate.is_absolute() and candidate.exists():
-        return None, f"file.path {stored_path} is outside the uploads folder {root}; not read"
-    return None, f"upload {candidate.name} not found in {root}"
-
-
-class OpenWebUIResource(ConfigurableResource):
+class OpenWebUIResource(_SettingOverrides):
     """Open WebUI's database (SQLite or PostgreSQL) and uploads folder, never written.
 
     Every field left empty takes Open WebUI's own environment variable, then Open WebUI's
@@ -175,18 +83,6 @@ class OpenWebUIResource(ConfigurableResource):
         description="Uploads larger than this many MB are not read (skipped with a reason; "
         "stored text is still migrated). Empty: Open WebUI's rag.file.max_size (config table, "
         "then RAG_FILE_MAX_SIZE), else no limit, as in Open WebUI; 0: no limit.",
-    )
-    chunk_size: int | None = Field(
-        default=None, description="Override CHUNK_SIZE (else config table, env, 1000)."
-    )
-    chunk_overlap: int | None = Field(
-        default=None, description="Override CHUNK_OVERLAP (else config table, env, 100)."
-    )
-    text_splitter: str | None = Field(
-        default=None, description="Override RAG_TEXT_SPLITTER: '' / 'character' or 'token'."
-    )
-    enable_markdown_header_text_splitter: bool | None = Field(
-        default=None, description="Override ENABLE_MARKDOWN_HEADER_TEXT_SPLITTER."
     )
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
@@ -250,9 +146,9 @@ class OpenWebUIResource(ConfigurableResource):
         columns = {c["name"] for c in sa.inspect(self.engine()).get_columns("config")}
         if "key" in columns:
             rows = self._query('SELECT "key", "value" FROM config')
-            return {row[0]: _json_value(row[1]) for row in rows}
+            return {row[0]: json_value(row[1]) for row in rows}
         rows = self._query("SELECT data FROM config ORDER BY id DESC LIMIT 1")
-        return flatten_legacy_config(_json_object(rows[0][0])) if rows else {}
+        return flatten_legacy_config(json_object(rows[0][0])) if rows else {}
 
     def rag_settings(self, environ: Mapping[str, str] | None = None) -> RagSettings:
         """The settings Open WebUI would use now, with this resource's overrides applied."""
@@ -260,10 +156,7 @@ class OpenWebUIResource(ConfigurableResource):
         persistent = environ.get("ENABLE_PERSISTENT_CONFIG", "true").lower() == "true"
         settings = resolve_rag_settings(self.stored_config() if persistent else {}, environ)
         return settings.with_overrides(
-            chunk_size=self.chunk_size,
-            chunk_overlap=self.chunk_overlap,
-            text_splitter=self.text_splitter,
-            enable_markdown_header_text_splitter=self.enable_markdown_header_text_splitter,
+            **{setting.name: getattr(self, setting.name) for setting in OVERRIDABLE_SETTINGS}
         )
 
     def knowledge_bases(self) -> list[KnowledgeBase]:
@@ -292,8 +185,6 @@ class OpenWebUIResource(ConfigurableResource):
 
     def knowledge_membership(self) -> KnowledgeMembership:
         """Files per knowledge base, from `knowledge_file` (0.6.41+) or `knowledge.data`."""
-        ordered_file_ids = self.file_ids()
-        existing = set(ordered_file_ids)
         if "knowledge_file" in self._tables():
             pairs = [
                 (row[0], row[1])
@@ -304,56 +195,17 @@ class OpenWebUIResource(ConfigurableResource):
         else:
             pairs = []
             for knowledge_id, data in self._query("SELECT id, data FROM knowledge"):
-                file_ids = _json_object(data).get("file_ids") or []
+                file_ids = json_object(data).get("file_ids") or []
                 pairs.extend((knowledge_id, file_id) for file_id in file_ids)
-        knowledge_ids = set(self.knowledge_ids())
-        files_by_knowledge: dict[str, list[str]] = {}
-        dangling, of_deleted = [], []
-        for knowledge_id, file_id in pairs:
-            if knowledge_id not in knowledge_ids:
-                of_deleted.append((knowledge_id, file_id))
-            elif file_id in existing:
-                listed = files_by_knowledge.setdefault(knowledge_id, [])
-                if file_id not in listed:
-                    listed.append(file_id)
-            else:
-                dangling.append((knowledge_id, file_id))
-        return KnowledgeMembership(
-            files_by_knowledge, dangling, of_deleted, ordered_file_ids, frozenset(knowledge_ids)
-        )
+        return knowledge_membership(pairs, self.file_ids(), self.knowledge_ids())
 
     def partition_notes(
         self, partition_key: str, membership: KnowledgeMembership | None = None
     ) -> list[tuple[str, str]]:
-        """What the source holds that no file outcome shows, as (id, note): a knowledge base
-        listing a file that is gone, and (standalone partition) rows of deleted knowledge bases,
-        whose files are migrated as files in no knowledge base. `membership`: one read of the
-        source shared by every partition of a run."""
-        membership = membership or self.knowledge_membership()
-        if partition_key != STANDALONE_PARTITION_KEY:
-            return [
-                (file_id, f"knowledge base {knowledge_id} lists file {file_id}, which is gone")
-                for knowledge_id, file_id in membership.dangling
-                if knowledge_id == partition_key
-            ]
-        existing = membership.file_ids
-        listed = {file_id for ids in membership.files_by_knowledge.values() for file_id in ids}
-
-        def fate(file_id: str) -> str:
-            if file_id not in existing:
-                return "is gone too; nothing to migrate"
-            if file_id in listed:
-                return "is still in other knowledge bases, and migrated with them"
-            return "is in no knowledge base now, so it is migrated to its own collection only"
-
-        return [
-            (
-                file_id,
-                f"knowledge_file row of deleted knowledge base {knowledge_id}: file {file_id} "
-                f"{fate(file_id)}",
-            )
-            for knowledge_id, file_id in membership.of_deleted_knowledge
-        ]
+        """What the source holds that no file outcome shows (see
+        `pipeline.knowledge_membership.partition_notes`). `membership`: one read of the source
+        shared by every partition of a run."""
+        return partition_notes(membership or self.knowledge_membership(), partition_key)
 
     def partition_file_ids(
         self, partition_key: str, membership: KnowledgeMembership | None = None
@@ -364,17 +216,14 @@ class OpenWebUIResource(ConfigurableResource):
         one read of the source shared by every partition of a run.
         """
         membership = membership or self.knowledge_membership()
-        if partition_key == STANDALONE_PARTITION_KEY:
-            in_knowledge = {
-                file_id for ids in membership.files_by_knowledge.values() for file_id in ids
-            }
-            return [f for f in membership.ordered_file_ids if f not in in_knowledge], []
-        if partition_key not in membership.knowledge_ids:
+        if (
+            partition_key != STANDALONE_PARTITION_KEY
+            and partition_key not in membership.knowledge_ids
+        ):
             raise SourceDatabaseError(
                 f"knowledge base {partition_key!r} does not exist in {self.display_url()}"
             )
-        dangling = [pair for pair in membership.dangling if pair[0] == partition_key]
-        return membership.files_by_knowledge.get(partition_key, []), dangling
+        return partition_file_ids(membership, partition_key)
 
     def s3_uploads(self) -> S3Uploads:
         """The downloader of `s3://` uploads, configured from Open WebUI's S3_* variables."""
