@@ -18,7 +18,8 @@ from pgvector_migration.pipeline.planning import plan_file
 from pgvector_migration.pipeline.records import file_collection_name
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.openwebui_uploads import resolve_upload
-from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, parse_s3_url
+from pgvector_migration.resources.s3_settings import S3Settings, parse_s3_url
+from pgvector_migration.resources.upload_storage import S3Uploads
 from pgvector_migration.sample_data import OPENWEBUI_SCHEMA, USER_ID
 
 BUCKET = "owui-uploads"

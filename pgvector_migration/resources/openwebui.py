@@ -29,7 +29,8 @@ from pgvector_migration.resources.openwebui_database import (
     readonly_engine,
 )
 from pgvector_migration.resources.openwebui_uploads import over_limit, resolve_upload
-from pgvector_migration.resources.upload_storage import S3Settings, S3Uploads, is_s3_url
+from pgvector_migration.resources.s3_settings import S3Settings, is_s3_url
+from pgvector_migration.resources.upload_storage import S3Uploads
 from pgvector_migration.setting_declarations import DECLARATIONS
 from pgvector_migration.settings import RagSettings, flatten_legacy_config, resolve_rag_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgvector_migration.resources.upload_storage import is_s3_url
+from pgvector_migration.resources.s3_settings import is_s3_url
 
 UNSUPPORTED_STORAGE_PREFIXES = {"gs://": "gcs"}
 
