@@ -44,7 +44,7 @@ def preflight(openwebui, vector_store, embeddings, stored_vectors, args):
     run only reads, and checks the whole setup: it returns the engine's probe (see
     `check_read_only`)."""
     from pgvector_migration.resources.vector_index import check_index_settings
-    from pgvector_migration.resources.vector_store import lock_timeout_seconds
+    from pgvector_migration.store.locks import lock_timeout_seconds
     from pgvector_migration.unit_writer import model_dimension
 
     check_output_paths(args.summary_json)

@@ -102,7 +102,7 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
     # 200 files, 2.1 s in one process, 2.7 s on two); parsing uploads again is what pays.
     if config.text_source is TextSource.STORED or len(selected) < PARALLEL_FROM_FILES:
         workers = 1
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
 
         def failed(file, partitions: list[str], message: str) -> None:
             for key in partitions:

@@ -18,7 +18,7 @@ from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.resources.embedding_dispatch import PendingEmbeddings, Result
 from pgvector_migration.resources.embedding_responses import EmbeddingError
 from pgvector_migration.resources.embeddings import EmbeddingStats
-from pgvector_migration.resources.migration_state import CacheHits
+from pgvector_migration.store.embedding_cache import CacheHits
 
 
 @dataclass

@@ -36,7 +36,8 @@ from pgvector_migration.pipeline.retrieval_quality import (
     text_md5,
 )
 from pgvector_migration.resources.search_tuning import set_local
-from pgvector_migration.resources.vector_store import PgVectorResource, decryption_errors
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.store.target_table import decryption_errors
 
 EmbedQueries = Callable[[list[str]], list[np.ndarray]]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from pgvector_migration.resources.migration_state import SCHEMA
 from pgvector_migration.resources.vector_index import INDEX_NAME
+from pgvector_migration.store.names import SCHEMA
 
 log = logging.getLogger(__name__)
 

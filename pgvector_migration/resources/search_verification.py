@@ -104,7 +104,7 @@ def figures(qualities: Sequence[CollectionQuality]) -> dict[str, float | int]:
 
 def knowledge_collections(vector_store: PgVectorResource) -> list[str]:
     """The knowledge collections of document_chunk (not file, memory or web-search ones)."""
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         names = [
             row[0]
             for row in connection.execute(
@@ -129,7 +129,7 @@ def verify_search(
     """Measure `collections`; propose settings when one falls short; with `tune` apply them
     and measure again. With `old_store` (the store the vectors were transplanted from), also
     the overlap of its top k with the table's, as Open WebUI searches it now."""
-    with vector_store.connect() as connection:
+    with vector_store.connect(with_vectors=True) as connection:
         index = describe_search_index(connection)
         session = open_webui_session_settings(index)
         probe = SearchProbe(vector_store, connection, k)
@@ -167,10 +167,10 @@ def verify_search(
         result.proposal = ladder[position]
         result.after = tried[position]
     if tune:
-        with vector_store.connect(with_vectors=False) as connection:
+        with vector_store.connect() as connection:
             result.statements = apply_tuning(connection, result.proposal, scope, report)
         result.applied = True
-        with vector_store.connect() as fresh:
+        with vector_store.connect(with_vectors=True) as fresh:
             # A role's settings reach only that role's sessions: measure them locally then.
             local = {**result.proposal, **session} if scope.role else session
             result.after = measure_all(local, SearchProbe(vector_store, fresh, k))
@@ -183,7 +183,7 @@ def untune_search(
     report: Callable[[str], None] = log.info,
 ) -> list[str]:
     """Undo `verify --tune` for the database or role; the statements run."""
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         return remove_tuning(connection, scope, report)
 
 

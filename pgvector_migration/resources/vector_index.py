@@ -23,12 +23,9 @@ from dataclasses import dataclass
 import psycopg
 
 from pgvector_migration.resources.index_sizing import server_build_sizing
-from pgvector_migration.resources.vector_store import (
-    LOCK_TIMEOUT_ENV,
-    PgVectorResource,
-    TargetConfigurationError,
-    lock_timeout_seconds,
-)
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.store.errors import TargetConfigurationError
+from pgvector_migration.store.locks import LOCK_TIMEOUT_ENV, lock_timeout_seconds
 
 INDEX_NAME = "idx_document_chunk_vector"
 BUILDING_NAME = "idx_document_chunk_vector_building"
@@ -183,7 +180,7 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
     halfvec = table.vector_type == "halfvec"
     opclass = "halfvec_cosine_ops" if halfvec else "vector_cosine_ops"
     vector_store.warn_if_locked("rebuilding idx_document_chunk_vector")
-    with vector_store.connect(with_vectors=False) as connection, rebuild_turn(connection) as turn:
+    with vector_store.connect() as connection, rebuild_turn(connection) as turn:
         rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
         method, options = index_options(vector_store, rows, halfvec)
         if turn == "busy":
@@ -245,5 +242,5 @@ def valid_index_exists(vector_store: PgVectorResource) -> bool:
     nothing keeps it instead of rebuilding it)."""
     if not vector_store.describe_table().exists:
         return False
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         return _valid_index_exists(connection)
