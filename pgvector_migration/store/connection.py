@@ -44,9 +44,15 @@ def _register_vector_if_installed(connection: psycopg.Connection) -> None:
 
 def _reset_session(connection: psycopg.Connection) -> None:
     """Hand a returned connection to its next borrower as a fresh session would be: settings
-    back to the connection's own (lock timeout included), session advisory locks released."""
-    connection.execute("RESET ALL")
-    connection.execute("SELECT pg_advisory_unlock_all()")
+    back to the connection's own (lock timeout included), session advisory locks released.
+    Done by the borrower, not the pool's `reset` (which returns connections from a worker
+    thread, so a borrow right after a return would open another connection)."""
+    try:
+        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            connection.rollback()
+        connection.execute("RESET ALL; SELECT pg_advisory_unlock_all()")
+    except psycopg.Error:
+        connection.close()  # the pool discards a closed connection
 
 
 class ConnectionPools:
@@ -135,7 +141,6 @@ def _open_pool(url: str, timeout_ms: int) -> ConnectionPool:
         max_size=POOL_MAX_SIZE,
         max_idle=POOL_MAX_IDLE_SECONDS,
         configure=_register_vector_if_installed,
-        reset=_reset_session,
         check=ConnectionPool.check_connection,
         name=f"target {display_url(url)}",
         open=True,
@@ -171,4 +176,5 @@ def borrowed_connection(
     except psycopg.errors.LockNotAvailable as error:
         raise lock_timeout_error(url, error, timeout_ms) from error
     finally:
+        _reset_session(connection)
         pool.putconn(connection)

@@ -145,6 +145,12 @@ def apply_migrations(connection: psycopg.Connection) -> int:
         found = schema_version(connection)
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         connection.execute(VERSION_TABLE_DDL)
+        # Tables made before versions were recorded: their version is recorded as found.
+        connection.execute(
+            f"INSERT INTO {SCHEMA}.schema_version (version) SELECT generate_series(1, %s) "
+            "ON CONFLICT (version) DO NOTHING",
+            (found,),
+        )
         for version in range(found + 1, LATEST_VERSION + 1):
             connection.execute(MIGRATIONS[version - 1])
             connection.execute(
