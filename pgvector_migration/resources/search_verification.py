@@ -40,6 +40,7 @@ from pgvector_migration.resources.search_tuning import (
 )
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.names import DOCUMENT_CHUNK
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = Thresholds()
@@ -108,7 +109,7 @@ def knowledge_collections(vector_store: PgVectorResource) -> list[str]:
         names = [
             row[0]
             for row in connection.execute(
-                "SELECT DISTINCT collection_name FROM document_chunk ORDER BY 1"
+                f"SELECT DISTINCT collection_name FROM {DOCUMENT_CHUNK} ORDER BY 1"
             ).fetchall()
         ]
     return [name for name in names if not name.startswith(OTHER_PREFIXES)]
@@ -170,7 +171,7 @@ def verify_search(
         with vector_store.connect() as connection:
             result.statements = apply_tuning(connection, result.proposal, scope, report)
         result.applied = True
-        with vector_store.connect(with_vectors=True) as fresh:
+        with vector_store.connect(with_vectors=True, fresh=True) as fresh:
             # A role's settings reach only that role's sessions: measure them locally then.
             local = {**result.proposal, **session} if scope.role else session
             result.after = measure_all(local, SearchProbe(vector_store, fresh, k))

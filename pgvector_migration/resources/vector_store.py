@@ -16,7 +16,11 @@ from pydantic import Field, PrivateAttr
 from pgvector_migration.pipeline.completeness import PresentRows, WrittenRecord
 from pgvector_migration.pipeline.records import WriteUnit
 from pgvector_migration.store import document_chunk, reports
-from pgvector_migration.store.connection import ConnectionPools, borrowed_connection
+from pgvector_migration.store.connection import (
+    ConnectionPools,
+    borrowed_connection,
+    dedicated_connection,
+)
 from pgvector_migration.store.errors import TargetConfigurationError
 from pgvector_migration.store.locks import lock_timeout_error, lock_timeout_seconds, warn_if_locked
 from pgvector_migration.store.migration_state import MigrationState
@@ -146,12 +150,21 @@ class PgVectorResource(ConfigurableResource):
         return key
 
     @contextmanager
-    def connect(self, with_vectors: bool = False) -> Iterator[psycopg.Connection]:
+    def connect(
+        self, with_vectors: bool = False, fresh: bool = False
+    ) -> Iterator[psycopg.Connection]:
         """A connection borrowed from this resource's pool (autocommit; returned on exit).
-        `with_vectors`: pgvector's types registered, for the few that read or write vectors.
-        A lock not granted within PGVECTOR_MIGRATION_LOCK_TIMEOUT is raised as
-        `TargetLockTimeout`, naming the sessions that hold locks."""
-        with borrowed_connection(self._pools, self.resolved_url(), with_vectors) as connection:
+        `with_vectors`: pgvector's types registered, for the few that read or write vectors;
+        `fresh`: a new session of its own instead, which sees database and role settings
+        changed since the pool's sessions started. A lock not granted within
+        PGVECTOR_MIGRATION_LOCK_TIMEOUT is raised as `TargetLockTimeout`, naming the sessions
+        that hold locks."""
+        url = self.resolved_url()
+        if fresh:
+            with dedicated_connection(url, with_vectors) as connection:
+                yield connection
+            return
+        with borrowed_connection(self._pools, url, with_vectors) as connection:
             yield connection
 
     def close(self) -> None:

@@ -117,18 +117,22 @@ def session_options(timeout_ms: int) -> str:
     )
 
 
-def _check_connects(url: str, kwargs: dict[str, Any]) -> None:
-    """Connect once outside the pool, which would only retry in the background: an
-    unreachable target or a refused login is raised at once, naming the URL."""
+def _connect_outside_pool(url: str, kwargs: dict[str, Any]) -> psycopg.Connection:
+    """A connection of its own; an unreachable target or a refused login is raised at once,
+    naming the URL without its password."""
     refused = None
     try:
-        psycopg.connect(url, **kwargs).close()
+        return psycopg.connect(url, **kwargs)
     except psycopg.Error as error:
         refused = without_password(str(error), url).strip()
-    if refused is not None:
-        # Raised outside the handler: the driver's error may echo the password, and
-        # Dagster records an exception's context with it.
-        raise TargetConfigurationError(f"cannot connect to target {display_url(url)}: {refused}")
+    # Raised outside the handler: the driver's error may echo the password, and Dagster
+    # records an exception's context with it.
+    raise TargetConfigurationError(f"cannot connect to target {display_url(url)}: {refused}")
+
+
+def _check_connects(url: str, kwargs: dict[str, Any]) -> None:
+    """Connect once outside the pool, which would only retry in the background."""
+    _connect_outside_pool(url, kwargs).close()
 
 
 def _open_pool(url: str, timeout_ms: int) -> ConnectionPool:
@@ -145,6 +149,23 @@ def _open_pool(url: str, timeout_ms: int) -> ConnectionPool:
         name=f"target {display_url(url)}",
         open=True,
     )
+
+
+@contextmanager
+def dedicated_connection(url: str, with_vectors: bool = False) -> Iterator[psycopg.Connection]:
+    """A new session outside the pool, closed on exit: one that must see database and role
+    settings as they are now (a pooled session keeps those it started with), or that holds
+    session state for long (an index build). Same session settings and lock timeout error as
+    a borrowed connection."""
+    timeout_ms = int(lock_timeout_seconds() * 1000)
+    kwargs = {"autocommit": True, "options": session_options(timeout_ms)}
+    with _connect_outside_pool(url, kwargs) as connection:
+        try:
+            if with_vectors:
+                _register_vector_if_installed(connection)
+            yield connection
+        except psycopg.errors.LockNotAvailable as error:
+            raise lock_timeout_error(url, error, timeout_ms) from error
 
 
 @contextmanager
