@@ -130,7 +130,9 @@ def verify_search(
     """Measure `collections`; propose settings when one falls short; with `tune` apply them
     and measure again. With `old_store` (the store the vectors were transplanted from), also
     the overlap of its top k with the table's, as Open WebUI searches it now."""
-    with vector_store.connect(with_vectors=True) as connection:
+    # A session of its own: it searches with the database's settings as they are now, as a
+    # new Open WebUI session would, not those a pooled session started with.
+    with vector_store.connect(with_vectors=True, fresh=True) as connection:
         index = describe_search_index(connection)
         session = open_webui_session_settings(index)
         probe = SearchProbe(vector_store, connection, k)

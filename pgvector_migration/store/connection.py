@@ -152,6 +152,20 @@ def _open_pool(url: str, timeout_ms: int) -> ConnectionPool:
 
 
 @contextmanager
+def _in_use(
+    connection: psycopg.Connection, url: str, timeout_ms: int, with_vectors: bool
+) -> Iterator[None]:
+    """A connection as its user gets it: with pgvector's types when asked for, a lock not
+    granted in time raised as `TargetLockTimeout` naming the sessions that hold locks."""
+    try:
+        if with_vectors:
+            _register_vector_if_installed(connection)
+        yield
+    except psycopg.errors.LockNotAvailable as error:
+        raise lock_timeout_error(url, error, timeout_ms) from error
+
+
+@contextmanager
 def dedicated_connection(url: str, with_vectors: bool = False) -> Iterator[psycopg.Connection]:
     """A new session outside the pool, closed on exit: one that must see database and role
     settings as they are now (a pooled session keeps those it started with), or that holds
@@ -159,13 +173,11 @@ def dedicated_connection(url: str, with_vectors: bool = False) -> Iterator[psyco
     a borrowed connection."""
     timeout_ms = int(lock_timeout_seconds() * 1000)
     kwargs = {"autocommit": True, "options": session_options(timeout_ms)}
-    with _connect_outside_pool(url, kwargs) as connection:
-        try:
-            if with_vectors:
-                _register_vector_if_installed(connection)
-            yield connection
-        except psycopg.errors.LockNotAvailable as error:
-            raise lock_timeout_error(url, error, timeout_ms) from error
+    with (
+        _connect_outside_pool(url, kwargs) as connection,
+        _in_use(connection, url, timeout_ms, with_vectors),
+    ):
+        yield connection
 
 
 @contextmanager
@@ -191,11 +203,8 @@ def borrowed_connection(
             f"free within {pool.timeout:g} s"
         ) from None
     try:
-        if with_vectors:
-            _register_vector_if_installed(connection)
-        yield connection
-    except psycopg.errors.LockNotAvailable as error:
-        raise lock_timeout_error(url, error, timeout_ms) from error
+        with _in_use(connection, url, timeout_ms, with_vectors):
+            yield connection
     finally:
         _reset_session(connection)
         pool.putconn(connection)

@@ -39,16 +39,9 @@ class Failures(StateAccess):
     ) -> None:
         """Store what the inventory found odd in the source for these partitions, as
         (partition key, id, note), replacing the notes of their previous run."""
-        with self._connect() as connection, connection.transaction():
-            connection.execute(
-                f"DELETE FROM {SCHEMA}.source_note WHERE partition_key = ANY(%s)",
-                (list(partition_keys),),
-            )
-            with connection.cursor().copy(
-                f"COPY {SCHEMA}.source_note (partition_key, subject_id, note) FROM STDIN"
-            ) as copy:
-                for note in notes:
-                    copy.write_row(note)
+        self._replace_partitions(
+            "source_note", ("partition_key", "subject_id", "note"), partition_keys, notes
+        )
 
     def source_notes(self, partition_keys: Sequence[str]) -> list[dict[str, str]]:
         with self._connect() as connection:

@@ -14,6 +14,29 @@ from pgvector_migration.pipeline.records import SourceFile
 from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
+INVENTORY_COLUMNS = (
+    "partition_key",
+    "file_id",
+    "filename",
+    "content_type",
+    "knowledge_ids",
+    "collections",
+    "has_stored_content",
+    "upload_path",
+    "upload_problem",
+)
+COMPLETENESS_COLUMNS = (
+    "partition_key",
+    "file_id",
+    "collection_name",
+    "filename",
+    "status",
+    "expected_chunks",
+    "present_chunks",
+    "reason",
+    "selected",
+)
+
 
 def forget_written(
     connection: psycopg.Connection, collection_name: str, source_ids: Sequence[str] | None
@@ -71,32 +94,26 @@ class Ledger(StateAccess):
     def replace_inventory(
         self, partition_keys: Sequence[str], files: Iterable[tuple[str, SourceFile]]
     ) -> None:
-        """Replace the inventory of these partitions with (partition key, file) pairs, in one
-        transaction whatever the number of partitions."""
-        with self._connect() as connection, connection.transaction():
-            connection.execute(
-                f"DELETE FROM {SCHEMA}.inventory WHERE partition_key = ANY(%s)",
-                (list(partition_keys),),
-            )
-            with connection.cursor().copy(
-                f"COPY {SCHEMA}.inventory (partition_key, file_id, filename, content_type, "
-                "knowledge_ids, collections, has_stored_content, upload_path, upload_problem) "
-                "FROM STDIN"
-            ) as copy:
-                for partition_key, file in files:
-                    copy.write_row(
-                        (
-                            partition_key,
-                            file.id,
-                            file.filename,
-                            file.content_type,
-                            list(file.knowledge_ids),
-                            file.collection_names(partition_key),
-                            file.stored_content is not None,
-                            str(file.upload_path) if file.upload_path else None,
-                            file.upload_problem,
-                        )
-                    )
+        """Replace the inventory of these partitions with (partition key, file) pairs."""
+        self._replace_partitions(
+            "inventory",
+            INVENTORY_COLUMNS,
+            partition_keys,
+            (
+                (
+                    partition_key,
+                    file.id,
+                    file.filename,
+                    file.content_type,
+                    list(file.knowledge_ids),
+                    file.collection_names(partition_key),
+                    file.stored_content is not None,
+                    str(file.upload_path) if file.upload_path else None,
+                    file.upload_problem,
+                )
+                for partition_key, file in files
+            ),
+        )
 
     def inventory_file_ids(self, partition_keys: Sequence[str]) -> dict[str, list[str]]:
         """The inventoried file ids of each of these partitions (every key present)."""
@@ -158,29 +175,25 @@ class Ledger(StateAccess):
     ) -> None:
         """Store the report of these partitions: one row per (partition, file, collection) with
         its status and whether this run selected it for rewriting."""
-        with self._connect() as connection, connection.transaction():
-            connection.execute(
-                f"DELETE FROM {SCHEMA}.completeness WHERE partition_key = ANY(%s)",
-                (list(partition_keys),),
-            )
-            with connection.cursor().copy(
-                f"COPY {SCHEMA}.completeness (partition_key, file_id, collection_name, filename, "
-                "status, expected_chunks, present_chunks, reason, selected) FROM STDIN"
-            ) as copy:
-                for partition_key, file, collection_name, assessment, selected in rows:
-                    copy.write_row(
-                        (
-                            partition_key,
-                            file.id,
-                            collection_name,
-                            file.filename,
-                            str(assessment.status),
-                            assessment.expected_chunks,
-                            assessment.present_chunks,
-                            assessment.reason,
-                            selected,
-                        )
-                    )
+        self._replace_partitions(
+            "completeness",
+            COMPLETENESS_COLUMNS,
+            partition_keys,
+            (
+                (
+                    partition_key,
+                    file.id,
+                    collection_name,
+                    file.filename,
+                    str(assessment.status),
+                    assessment.expected_chunks,
+                    assessment.present_chunks,
+                    assessment.reason,
+                    selected,
+                )
+                for partition_key, file, collection_name, assessment, selected in rows
+            ),
+        )
 
     def selected_units(self, partition_keys: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         """Per file, the collections these partitions' run must rewrite, each with the

@@ -3,11 +3,13 @@ from, and whether this is a read-only view of tables that may not exist yet."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 
 from pgvector_migration.store.connection import Connector
+from pgvector_migration.store.names import SCHEMA
 
 
 class StateAccess:
@@ -32,3 +34,23 @@ class StateAccess:
         ):
             cursor.execute(query, params)
             return cursor.fetchall()
+
+    def _replace_partitions(
+        self,
+        table: str,
+        columns: Sequence[str],
+        partition_keys: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """Replace a table's rows of these partitions with `rows` (values of `columns`,
+        partition key first) in one transaction, whatever the number of partitions."""
+        with self._connect() as connection, connection.transaction():
+            connection.execute(
+                f"DELETE FROM {SCHEMA}.{table} WHERE partition_key = ANY(%s)",
+                (list(partition_keys),),
+            )
+            with connection.cursor().copy(
+                f"COPY {SCHEMA}.{table} ({', '.join(columns)}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
