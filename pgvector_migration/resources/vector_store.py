@@ -172,6 +172,7 @@ class PgVectorResource(ConfigurableResource):
         self._pools.close()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Dagster's end of a step (or of an in-process run): its connections go with it."""
         self.close()
 
     def lock_timeout_reason(self, error: psycopg.Error) -> str | None:

@@ -56,8 +56,8 @@ def _reset_session(connection: psycopg.Connection) -> None:
 
 
 class ConnectionPools:
-    """The pool of one resource in this process. Copies and pickles of the resource (Dagster
-    makes both) start without a pool; a forked child never uses its parent's."""
+    """The pool of one resource in this process. A pickled or deep-copied resource (a step's,
+    re-created by Dagster) starts without a pool; a forked child never uses its parent's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
