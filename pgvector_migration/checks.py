@@ -90,7 +90,7 @@ def all_collections_complete(
     state = vector_store.state()
     keys = run_partitions(context)
     failures = state.failures(keys)
-    failed_ids = {(failure["partition_key"], failure["file_id"]) for failure in failures}
+    failed_ids = {(failure["partition_key"], failure["item_id"]) for failure in failures}
     problems = [dict(f) for f in failures]
     for row in state.completeness_rows(keys):
         if (row["partition_key"], row["file_id"]) in failed_ids:

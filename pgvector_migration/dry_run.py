@@ -25,10 +25,11 @@ from pgvector_migration.pipeline.records import (
 )
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.resources.extraction_http import send_over_http
-from pgvector_migration.resources.migration_state import SCHEMA, MigrationState
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.migration_state import MigrationState
+from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.summary import FileOutcome, partition_outcomes
 
 NEVER_SELECTED = (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
@@ -128,7 +129,7 @@ def assess_partition(
 def cached_text_keys(vector_store: PgVectorResource, model_key: str, keys: list[bytes]) -> set:
     """Which texts the embedding cache already holds for this model; none when no run has made
     the cache yet (looked up without creating it)."""
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         exists = connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
     if exists is None:
         return set()
@@ -207,7 +208,7 @@ def assess_run(
 
 def setup_lines(openwebui: OpenWebUIResource, vector_store: PgVectorResource, settings, probe):
     """What the dry run checked, one line each, for the person deciding to run it."""
-    from pgvector_migration.resources.vector_store import display_url
+    from pgvector_migration.store.urls import display_url
 
     table = vector_store.describe_table()
     uploads = openwebui.resolved_upload_dir()

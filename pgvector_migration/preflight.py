@@ -45,7 +45,7 @@ def preflight(openwebui, vector_store, embeddings, old_vector_store, args):
     `check_read_only`)."""
     from pgvector_migration.embedding.registry import check_engine_settings
     from pgvector_migration.resources.vector_index import check_index_settings
-    from pgvector_migration.resources.vector_store import lock_timeout_seconds
+    from pgvector_migration.store.locks import lock_timeout_seconds
     from pgvector_migration.unit_writer import model_dimension
 
     check_output_paths(args.summary_json)

@@ -35,7 +35,7 @@ def unknown_knowledge_ids(unknown: Sequence[str], knowledge_bases) -> str:
 def print_status(openwebui, vector_store) -> int:
     """Per knowledge base: name and id, files, collections complete, failed files, files built
     from stored text, when last checked; then each file built from stored text, with why."""
-    from pgvector_migration.resources.vector_store import display_url
+    from pgvector_migration.store.urls import display_url
 
     try:
         names = knowledge_base_names(openwebui.knowledge_bases())

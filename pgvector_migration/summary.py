@@ -55,7 +55,7 @@ def partition_outcomes(
     dry_run: bool,
 ) -> list[FileOutcome]:
     """One outcome per file of a partition, from its completeness rows and recorded failures."""
-    failed = {row["file_id"]: row for row in failures}
+    failed = {row["item_id"]: row for row in failures}
     by_file: dict[str, list[Mapping[str, Any]]] = {}
     for row in completeness_rows:
         by_file.setdefault(row["file_id"], []).append(row)
@@ -111,7 +111,7 @@ class KindSummary:
             units=metadata["units"],
             selected=metadata["units_selected"],
             written=metadata["collections_written"],
-            failed=[{"id": f["file_id"], "error": f["error"]} for f in failures],
+            failed=[{"id": f["item_id"], "error": f["error"]} for f in failures],
             rows_pruned=metadata["rows_pruned"],
         )
 

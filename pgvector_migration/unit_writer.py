@@ -25,9 +25,9 @@ from pgvector_migration.pipeline.records import (
     WriteUnit,
 )
 from pgvector_migration.resources.embedding import EmbeddingResource
-from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.migration_state import MigrationState
 
 CONSECUTIVE_EMBEDDING_FAILURES_TO_STOP = 3
 LOCAL_BATCHES_PER_WAVE = 8
@@ -205,8 +205,8 @@ class UnitWriter:
             on_failure(unit, message)
 
         with (
-            self._vector_store.connect() as cache_connection,
-            self._vector_store.connect() as write_connection,
+            self._vector_store.connect(with_vectors=True) as cache_connection,
+            self._vector_store.connect(with_vectors=True) as write_connection,
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
         ):
             model_key = self._dispatcher.model_key

@@ -262,7 +262,7 @@ def test_partition_outcomes_covers_every_branch():
         row("stopped", "partial", selected=True, written=False, collection="kb"),
         row("stopped", "missing", selected=True, written=True, collection="file-stopped"),
     ]
-    failures = [{"file_id": "boom", "error": "embedding server said no"}]
+    failures = [{"item_id": "boom", "error": "embedding server said no"}]
     outcomes = by_id(partition_outcomes(completeness, failures, dry_run=False))
 
     assert outcomes["done"].outcome == SKIPPED_COMPLETE
@@ -287,7 +287,7 @@ def test_partition_outcomes_dry_run_reports_would_process():
 
 def test_recorded_failure_beats_unsupported_status():
     completeness = [row("x", "unsupported", reason="no OCR")]
-    outcomes = partition_outcomes(completeness, [{"file_id": "x", "error": "e"}], dry_run=False)
+    outcomes = partition_outcomes(completeness, [{"item_id": "x", "error": "e"}], dry_run=False)
     assert outcomes == [FileOutcome("x", "x.txt", FAILED, "e")]
 
 

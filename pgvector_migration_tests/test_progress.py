@@ -12,9 +12,10 @@ import psycopg
 import pytest
 
 from pgvector_migration.progress import ProgressReporter, RunProgress, describe, eta_seconds
-from pgvector_migration.resources.migration_state import SCHEMA, ensure_state_schema
 from pgvector_migration.resources.run_progress import run_progress
 from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.store.names import SCHEMA
+from pgvector_migration.store.schema import apply_migrations
 
 LINE = re.compile(
     r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) progress: (?P<text>.*)$", re.MULTILINE
@@ -73,7 +74,7 @@ def target(fresh_database):
     url = fresh_database()
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        ensure_state_schema(connection)
+        apply_migrations(connection)
     return url
 
 
@@ -89,7 +90,7 @@ def test_figures_span_partitions_and_ignore_earlier_runs(target):
         for unit in range(UNITS_PER_PARTITION):
             write_unit(connection, "kb-b", unit)
         connection.execute(
-            f"INSERT INTO {SCHEMA}.file_failure (partition_key, file_id, filename, stage, error) "
+            f"INSERT INTO {SCHEMA}.file_failure (partition_key, item_id, filename, stage, error) "
             "VALUES ('kb-a', 'kb-a-file-5', 'kb-a-file-5.txt', 'load', 'broken')"
         )
     progress = run_progress(store.connect, ["kb-a", "kb-b", "kb-c"], started)

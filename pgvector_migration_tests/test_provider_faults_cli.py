@@ -19,8 +19,9 @@ from pgvector_migration import cli
 from pgvector_migration.demo import database_uri, ensure_database
 from pgvector_migration.embedding.model_key import compose_model_key
 from pgvector_migration.pipeline.ids import text_key
-from pgvector_migration.resources.migration_state import CACHE_DDL, SCHEMA
 from pgvector_migration.sample_data import OPENWEBUI_SCHEMA
+from pgvector_migration.store.embedding_cache import CACHE_DDL
+from pgvector_migration.store.names import SCHEMA
 from pgvector_migration_testing.openai_server import EmbeddingServer
 from pgvector_migration_tests.test_bad_input import add_file
 

@@ -94,7 +94,7 @@ def random_vectors(count: int, dimension: int, seed: int = 7) -> list[np.ndarray
 
 def write(vector_store: PgVectorResource, unit: WriteUnit, vectors) -> None:
     record = WrittenRecord(unit.content_hash, "settings", "text-embedding-3-large", len(vectors))
-    with vector_store.connect() as connection:
+    with vector_store.connect(with_vectors=True) as connection:
         vector_store.replace_unit(connection, unit, vectors, record)
 
 

@@ -97,7 +97,7 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
         for file in openwebui.iter_files(list(selected), fetch_s3=fetch)
     )
     workers = planning_workers(config.text_source, len(selected), config.workers, os.cpu_count())
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
 
         def failed(file, partitions: list[str], message: str) -> None:
             for key in partitions:

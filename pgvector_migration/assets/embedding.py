@@ -76,12 +76,12 @@ def embedded_collections(
             {
                 "collections_written": MetadataValue.int(collections),
                 "chunks_written": MetadataValue.int(chunks),
-                "files_failed": MetadataValue.int(len({f["file_id"] for f in failed[key]})),
+                "files_failed": MetadataValue.int(len({f["item_id"] for f in failed[key]})),
                 "failures": markdown_table(failed[key], ["file_id", "filename", "stage", "error"]),
             },
             partition_key=key,
         )
-    files_failed = len({(f["partition_key"], f["file_id"]) for fs in failed.values() for f in fs})
+    files_failed = len({(f["partition_key"], f["item_id"]) for fs in failed.values() for f in fs})
     if files_failed:
         # A run with failed files finishes (the others are written) but says so where runs
         # are listed, not only in the report.

@@ -25,10 +25,10 @@ from pgvector_migration.pipeline.transplant import (
 )
 from pgvector_migration.resources.chroma_store import ChromaStoreError
 from pgvector_migration.resources.embedding import EmbeddingResource
-from pgvector_migration.resources.migration_state import MigrationState
 from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.store.migration_state import MigrationState
 from pgvector_migration.unit_writer import prepare_target
 
 TRANSPLANT_ORIGIN = "transplant"
@@ -130,7 +130,7 @@ def transplanted_embeddings(
         )
     except (TransplantRefused, EmbeddingError) as error:
         raise Failure(description=str(error), metadata=report_metadata(report)) from error
-    with vector_store.connect() as connection:
+    with vector_store.connect(with_vectors=True) as connection:
         state.store_embeddings(connection, dispatcher.model_key, fresh)
     report.vectors_seeded = state.seed_embeddings(
         dispatcher.model_key,

@@ -14,7 +14,8 @@ from datetime import datetime
 import psycopg
 
 from pgvector_migration.progress import ProgressReporter, RunProgress
-from pgvector_migration.resources.migration_state import SCHEMA, Connector
+from pgvector_migration.store.connection import Connector
+from pgvector_migration.store.names import SCHEMA
 
 PARTITION_FIGURES = f"""
 WITH planned AS (
@@ -26,16 +27,16 @@ SELECT p.partition_key,
        count(*) AS selected,
        count(w.file_id) AS written,
        coalesce(sum(w.chunk_count), 0) AS texts_written,
-       count(*) FILTER (WHERE w.file_id IS NULL AND f.file_id IS NOT NULL) AS failed,
+       count(*) FILTER (WHERE w.file_id IS NULL AND f.item_id IS NOT NULL) AS failed,
        coalesce(sum((SELECT count(*) FROM {SCHEMA}.staged_chunk s
                      WHERE s.collection_name = p.collection_name AND s.file_id = p.file_id))
-                FILTER (WHERE w.file_id IS NULL AND f.file_id IS NULL), 0) AS texts_pending
+                FILTER (WHERE w.file_id IS NULL AND f.item_id IS NULL), 0) AS texts_pending
 FROM planned p
 LEFT JOIN {SCHEMA}.written_collection w
   ON w.collection_name = p.collection_name AND w.file_id = p.file_id
  AND w.written_at >= p.checked_at
 LEFT JOIN {SCHEMA}.file_failure f
-  ON f.partition_key = p.partition_key AND f.file_id = p.file_id AND f.failed_at >= %(since)s
+  ON f.partition_key = p.partition_key AND f.item_id = p.file_id AND f.failed_at >= %(since)s
 GROUP BY p.partition_key
 """
 
@@ -50,7 +51,7 @@ def run_progress(connect: Connector, partition_keys: Sequence[str], since: datet
     target database's clock or this machine's; checks are stamped by the database)."""
     keys = list(partition_keys)
     parameters = {"keys": keys, "since": since}
-    with connect(with_vectors=False) as connection:
+    with connect() as connection:
         if connection.execute(f"SELECT to_regclass('{SCHEMA}.file_failure')").fetchone()[0] is None:
             return RunProgress(partitions_total=len(keys))
         planned = {row[0] for row in connection.execute(PLANNED_PARTITIONS, parameters)}
@@ -78,7 +79,7 @@ def run_progress(connect: Connector, partition_keys: Sequence[str], since: datet
 def database_now(connect: Connector) -> datetime:
     """The target database's clock: checks and writes are stamped by it, so a run's start is
     taken from it too (this machine's clock may differ)."""
-    with connect(with_vectors=False) as connection:
+    with connect() as connection:
         return connection.execute("SELECT now()").fetchone()[0]
 
 

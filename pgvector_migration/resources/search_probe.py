@@ -36,7 +36,9 @@ from pgvector_migration.pipeline.retrieval_quality import (
     text_md5,
 )
 from pgvector_migration.resources.search_tuning import set_local
-from pgvector_migration.resources.vector_store import PgVectorResource, decryption_errors
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.store.names import DOCUMENT_CHUNK
+from pgvector_migration.store.target_table import decryption_errors
 
 EmbedQueries = Callable[[list[str]], list[np.ndarray]]
 
@@ -75,7 +77,7 @@ class SearchProbe:
 
     def collection_rows(self, collection: str) -> int:
         return self.connection.execute(
-            "SELECT count(*) FROM document_chunk WHERE collection_name = %s",
+            f"SELECT count(*) FROM {DOCUMENT_CHUNK} WHERE collection_name = %s",
             (collection,),
             prepare=False,
         ).fetchone()[0]
@@ -84,7 +86,7 @@ class SearchProbe:
         """The same `count` chunks of the collection on every run: ordered by md5(id||seed)."""
         with decryption_errors():
             rows = self.connection.execute(
-                f"SELECT id, ({self._metadata})->>'file_id', {self._text} FROM document_chunk "
+                f"SELECT id, ({self._metadata})->>'file_id', {self._text} FROM {DOCUMENT_CHUNK} "
                 "WHERE collection_name = %(collection)s AND vector IS NOT NULL "
                 "ORDER BY md5(id || %(seed)s) LIMIT %(count)s",
                 {**self._params, "collection": collection, "seed": seed, "count": count},
@@ -106,7 +108,7 @@ class SearchProbe:
             f"SELECT r.id, r.file_id, r.text_md5 FROM {values} "
             f"JOIN LATERAL (SELECT id, ({self._metadata})->>'file_id' AS file_id, "
             f"md5(coalesce({self._text}, '')) AS text_md5, "
-            "vector <=> q.q_vector AS distance FROM document_chunk "
+            f"vector <=> q.q_vector AS distance FROM {DOCUMENT_CHUNK} "
             "WHERE collection_name = %(collection)s ORDER BY vector <=> q.q_vector "
             "LIMIT %(k)s) r ON true ORDER BY q.qid, r.distance"
         )

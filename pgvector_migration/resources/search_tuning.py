@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from pgvector_migration.resources.migration_state import SCHEMA
 from pgvector_migration.resources.vector_index import INDEX_NAME
+from pgvector_migration.store.names import DOCUMENT_CHUNK, SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def describe_search_index(connection: psycopg.Connection) -> SearchIndex:
     ).fetchone()
     row = connection.execute(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND tablename = 'document_chunk' AND indexname = %s",
-        (INDEX_NAME,),
+        "AND tablename = %s AND indexname = %s",
+        (DOCUMENT_CHUNK, INDEX_NAME),
     ).fetchone()
     method = lists = None
     if row:

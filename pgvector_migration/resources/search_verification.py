@@ -40,6 +40,7 @@ from pgvector_migration.resources.search_tuning import (
 )
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.names import DOCUMENT_CHUNK
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = Thresholds()
@@ -104,11 +105,11 @@ def figures(qualities: Sequence[CollectionQuality]) -> dict[str, float | int]:
 
 def knowledge_collections(vector_store: PgVectorResource) -> list[str]:
     """The knowledge collections of document_chunk (not file, memory or web-search ones)."""
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         names = [
             row[0]
             for row in connection.execute(
-                "SELECT DISTINCT collection_name FROM document_chunk ORDER BY 1"
+                f"SELECT DISTINCT collection_name FROM {DOCUMENT_CHUNK} ORDER BY 1"
             ).fetchall()
         ]
     return [name for name in names if not name.startswith(OTHER_PREFIXES)]
@@ -129,7 +130,9 @@ def verify_search(
     """Measure `collections`; propose settings when one falls short; with `tune` apply them
     and measure again. With `old_store` (the store the vectors were transplanted from), also
     the overlap of its top k with the table's, as Open WebUI searches it now."""
-    with vector_store.connect() as connection:
+    # A session of its own: it searches with the database's settings as they are now, as a
+    # new Open WebUI session would, not those a pooled session started with.
+    with vector_store.connect(with_vectors=True, fresh=True) as connection:
         index = describe_search_index(connection)
         session = open_webui_session_settings(index)
         probe = SearchProbe(vector_store, connection, k)
@@ -167,10 +170,10 @@ def verify_search(
         result.proposal = ladder[position]
         result.after = tried[position]
     if tune:
-        with vector_store.connect(with_vectors=False) as connection:
+        with vector_store.connect() as connection:
             result.statements = apply_tuning(connection, result.proposal, scope, report)
         result.applied = True
-        with vector_store.connect() as fresh:
+        with vector_store.connect(with_vectors=True, fresh=True) as fresh:
             # A role's settings reach only that role's sessions: measure them locally then.
             local = {**result.proposal, **session} if scope.role else session
             result.after = measure_all(local, SearchProbe(vector_store, fresh, k))
@@ -183,7 +186,7 @@ def untune_search(
     report: Callable[[str], None] = log.info,
 ) -> list[str]:
     """Undo `verify --tune` for the database or role; the statements run."""
-    with vector_store.connect(with_vectors=False) as connection:
+    with vector_store.connect() as connection:
         return remove_tuning(connection, scope, report)
 
 

@@ -23,15 +23,18 @@ from dataclasses import dataclass
 import psycopg
 
 from pgvector_migration.resources.index_sizing import server_build_sizing
-from pgvector_migration.resources.vector_store import (
-    LOCK_TIMEOUT_ENV,
-    PgVectorResource,
-    TargetConfigurationError,
-    lock_timeout_seconds,
-)
+from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.store.errors import TargetConfigurationError
+from pgvector_migration.store.locks import LOCK_TIMEOUT_ENV, lock_timeout_seconds
+from pgvector_migration.store.names import DOCUMENT_CHUNK
 
-INDEX_NAME = "idx_document_chunk_vector"
-BUILDING_NAME = "idx_document_chunk_vector_building"
+
+def vector_index_name(table: str) -> str:
+    """A chunk table's vector index, named as Open WebUI names document_chunk's."""
+    return f"idx_{table}_vector"
+
+
+INDEX_NAME = vector_index_name(DOCUMENT_CHUNK)
 # The index rebuild's advisory lock key, its own ("pgmi"): no other lock of ours uses it.
 REBUILD_LOCK = 0x70676D69
 REBUILD_POLL_SECONDS = 0.5
@@ -164,33 +167,39 @@ def rebuild_turn(connection: psycopg.Connection) -> Iterator[str]:
             connection.execute("SELECT pg_advisory_unlock(%s)", (REBUILD_LOCK,))
 
 
-def _valid_index_exists(connection: psycopg.Connection) -> bool:
+def _valid_index_exists(connection: psycopg.Connection, table: str) -> bool:
     row = connection.execute(
         "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
-        (INDEX_NAME,),
+        (vector_index_name(table),),
     ).fetchone()
     return bool(row and row[0])
 
 
-def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
+def rebuild_vector_index(
+    vector_store: PgVectorResource, table_name: str = DOCUMENT_CHUNK
+) -> IndexBuild:
     """Build a fresh index over the whole table and swap it in for the old one, one rebuild
     at a time; one that waited for another finds the index just built and keeps it (rows
     written meanwhile are indexed as they are inserted)."""
     concurrently = vector_store.build_index_concurrently
-    table = vector_store.describe_table()
+    table = vector_store.table(table_name).describe()
     if not table.exists:
-        return IndexBuild("", "", 0, 0.0, concurrently, "document_chunk does not exist yet")
+        return IndexBuild("", "", 0, 0.0, concurrently, f"{table_name} does not exist yet")
+    index_name = vector_index_name(table_name)
+    building_name = f"{index_name}_building"
     halfvec = table.vector_type == "halfvec"
     opclass = "halfvec_cosine_ops" if halfvec else "vector_cosine_ops"
-    vector_store.warn_if_locked("rebuilding idx_document_chunk_vector")
-    with vector_store.connect(with_vectors=False) as connection, rebuild_turn(connection) as turn:
-        rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
+    vector_store.warn_if_locked(f"rebuilding {index_name}")
+    # Its own session: it reads the server's settings as they are now and holds session
+    # settings and a session lock while it builds.
+    with vector_store.connect(fresh=True) as connection, rebuild_turn(connection) as turn:
+        rows = connection.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0]
         method, options = index_options(vector_store, rows, halfvec)
         if turn == "busy":
             return IndexBuild(
                 method, options, rows, 0.0, concurrently, "another session is rebuilding it"
             )
-        if turn == "waited" and _valid_index_exists(connection):
+        if turn == "waited" and _valid_index_exists(connection, table_name):
             return IndexBuild(
                 method, options, rows, 0.0, concurrently, "another session has just rebuilt it"
             )
@@ -213,20 +222,20 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
         )
         connection.execute(f"SET max_parallel_maintenance_workers = {int(sizing.workers)}")
         # A build killed half-way leaves an invalid index under the temporary name.
-        connection.execute(f"DROP INDEX IF EXISTS {BUILDING_NAME}")
+        connection.execute(f"DROP INDEX IF EXISTS {building_name}")
         connection.execute(
-            f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{BUILDING_NAME} "
-            f"ON document_chunk USING {method} (vector {opclass}) {options}"
+            f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{building_name} "
+            f"ON {table_name} USING {method} (vector {opclass}) {options}"
         )
         with connection.transaction():
-            connection.execute(f"DROP INDEX IF EXISTS {INDEX_NAME}")
-            connection.execute(f"ALTER INDEX {BUILDING_NAME} RENAME TO {INDEX_NAME}")
+            connection.execute(f"DROP INDEX IF EXISTS {index_name}")
+            connection.execute(f"ALTER INDEX {building_name} RENAME TO {index_name}")
         text_search_skipped = ""
         if table.encrypted:
             text_search_skipped = "text and vmetadata are encrypted (PGVECTOR_PGCRYPTO)"
         else:
             connection.execute(
-                "CREATE INDEX IF NOT EXISTS idx_document_chunk_text_search ON document_chunk "
+                f"CREATE INDEX IF NOT EXISTS idx_{table_name}_text_search ON {table_name} "
                 "USING GIN (to_tsvector('simple', coalesce(text, '')))"
             )
     return IndexBuild(
@@ -240,10 +249,10 @@ def rebuild_vector_index(vector_store: PgVectorResource) -> IndexBuild:
     )
 
 
-def valid_index_exists(vector_store: PgVectorResource) -> bool:
-    """Whether `document_chunk` has a usable vector index now (a run that wrote and deleted
+def valid_index_exists(vector_store: PgVectorResource, table_name: str = DOCUMENT_CHUNK) -> bool:
+    """Whether the chunk table has a usable vector index now (a run that wrote and deleted
     nothing keeps it instead of rebuilding it)."""
-    if not vector_store.describe_table().exists:
+    if not vector_store.table(table_name).describe().exists:
         return False
-    with vector_store.connect(with_vectors=False) as connection:
-        return _valid_index_exists(connection)
+    with vector_store.connect() as connection:
+        return _valid_index_exists(connection, table_name)
