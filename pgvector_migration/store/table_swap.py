@@ -100,19 +100,18 @@ def rollback(
 
 def drop_previous(connection: psycopg.Connection, live: str) -> bool:
     """Drop the previous table, ending the switch; False when there was none."""
-    previous = previous_table(live)
-    if not table_exists(connection, previous):
-        return False
-    connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(previous)))
-    return True
+    return _drop_if_exists(connection, previous_table(live))
 
 
 def drop_shadow(connection: psycopg.Connection, live: str) -> bool:
     """Drop an unfinished shadow table (a switch abandoned before its cutover)."""
-    shadow = shadow_table(live)
-    if not table_exists(connection, shadow):
+    return _drop_if_exists(connection, shadow_table(live))
+
+
+def _drop_if_exists(connection: psycopg.Connection, table: str) -> bool:
+    if not table_exists(connection, table):
         return False
-    connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(shadow)))
+    connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
     return True
 
 
