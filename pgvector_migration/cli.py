@@ -74,16 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"not {args.partitions_per_run}"
         )
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    from dagster import DagsterInstance
-
-    from pgvector_migration.definitions import build_definitions
-    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
     from pgvector_migration.resources.embedding import EmbeddingResource
     from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
-    from pgvector_migration.resources.run_progress import run_reporter
     from pgvector_migration.resources.vector_store import PgVectorResource
-    from pgvector_migration.summary import RunSummary
 
     # Looking (status, a dry run) needs no right but SELECT: nothing is created or recorded.
     read_only = args.command == "status" or args.dry_run
@@ -95,6 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         samples_per_collection=args.transplant_samples,
         min_similarity=args.transplant_min_similarity,
     )
+    try:
+        return _command(args, openwebui, vector_store, embeddings, old_vector_store)
+    finally:
+        vector_store.close()
+
+
+def _command(args, openwebui, vector_store, embeddings, old_vector_store) -> int:
+    """The command the flags name, on the resources `main` made."""
+    from dagster import DagsterInstance
+
+    from pgvector_migration.definitions import build_definitions
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
+    from pgvector_migration.resources.run_progress import run_reporter
+    from pgvector_migration.summary import RunSummary
+
     if args.command == "status":
         from pgvector_migration.status import print_status
 
