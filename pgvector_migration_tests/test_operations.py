@@ -214,6 +214,10 @@ def test_cli_runs_many_partitions_per_run_then_rebuilds_the_index_once(deploymen
         # The sample's corrupt PDF is in no knowledge base: only that partition says so.
         expected_failed = 1 if key == STANDALONE_PARTITION_KEY else 0
         assert metadata["files_failed"].value == expected_failed, key
+    # Without an old vector store the transplant step is left out of the run.
+    assert not instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("transplanted_embeddings")), limit=1
+    ).records
     # The run is green (the other files are written) but is tagged, and its check is an error.
     assert run.tags["pgvector_migration/files_failed"] == "1"
     (evaluation,) = [
