@@ -74,16 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"not {args.partitions_per_run}"
         )
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    from dagster import DagsterInstance
 
-    from pgvector_migration.definitions import build_definitions
-    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
     from pgvector_migration.resources.embedding import EmbeddingResource
     from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
     from pgvector_migration.resources.openwebui import OpenWebUIResource
-    from pgvector_migration.resources.run_progress import run_reporter
     from pgvector_migration.resources.vector_store import PgVectorResource
-    from pgvector_migration.summary import RunSummary
 
     # Looking (status, a dry run) needs no right but SELECT: nothing is created or recorded.
     read_only = args.command == "status" or args.dry_run
@@ -101,6 +96,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_status(openwebui, vector_store)
     if args.command == "verify":
         return run_verify(args, openwebui, vector_store, embeddings)
+    if args.command == "switch":
+        from pgvector_migration.model_switch import run_switch
+
+        return run_switch(args, openwebui, old_vector_store, run_migration)
+    return run_migration(args, openwebui, vector_store, embeddings, old_vector_store)
+
+
+def run_migration(args, openwebui, vector_store, embeddings, old_vector_store) -> int:
+    """A migration (or its dry run) into `vector_store`'s chunk table with `embeddings`: the
+    selected partitions, the system collections, pruning and the index; its exit code."""
+    from dagster import DagsterInstance
+
+    from pgvector_migration.definitions import build_definitions
+    from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
+    from pgvector_migration.resources.run_progress import run_reporter
+    from pgvector_migration.summary import RunSummary
+
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     from pgvector_migration.preflight import check_prune, preflight

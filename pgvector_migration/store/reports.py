@@ -41,6 +41,23 @@ class StatusReports(StateAccess):
             {"fallback": FALLBACK_NOTE_PREFIX},
         )
 
+    def unfinished_units(self) -> list[dict[str, Any]]:
+        """The (file, collection) units the last check found needing work (missing, partial,
+        stale) and not written since: a table is complete when there are none (and no
+        failures)."""
+        return self._dict_rows(
+            f"""
+            SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status
+            FROM {self.schema}.completeness c
+            LEFT JOIN {self.schema}.written_collection w
+              ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+             AND w.written_at >= c.checked_at
+            WHERE c.status IN ('missing', 'partial', 'stale') AND w.file_id IS NULL
+            ORDER BY 1, 2, 3
+            """,
+            None,
+        )
+
     def stored_text_files(self) -> list[dict[str, Any]]:
         """Files last built from Open WebUI's stored text instead of their upload, with why."""
         return self._dict_rows(
