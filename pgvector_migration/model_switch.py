@@ -49,19 +49,22 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
         if args.cutover:
             check_switch_state(live)
         shadow, embeddings, settings = shadow_resources(args, openwebui, live)
-        # The build (and the cutover's delta pass) prunes the shadow of what Open WebUI
-        # deleted meanwhile; the live table is not this run's.
-        args.prune = True
-        code = migrate(args, openwebui, shadow, embeddings, old_vector_store)
-        if not args.cutover:
-            print(
-                f"shadow build of {settings.embedding_model}: "
-                + ("done" if code == EXIT_OK else "incomplete")
-                + "; Open WebUI still searches document_chunk. Next: switch --model "
-                f"{settings.embedding_model} --cutover"
-            )
-            return code
-        return cut_over(live, shadow, openwebui, settings, args.dimension)
+        try:
+            # The build (and the cutover's delta pass) prunes the shadow of what Open WebUI
+            # deleted meanwhile; the live table is not this run's.
+            args.prune = True
+            code = migrate(args, openwebui, shadow, embeddings, old_vector_store)
+            if not args.cutover:
+                print(
+                    f"shadow build of {settings.embedding_model}: "
+                    + ("done" if code == EXIT_OK else "done, with failures (see above)")
+                    + "; Open WebUI still searches document_chunk. Next: switch --model "
+                    f"{settings.embedding_model} --cutover"
+                )
+                return code
+            return cut_over(live, shadow, openwebui, settings, args.dimension)
+        finally:
+            shadow.close()
     except (SwitchRefused, SwapRefused) as refusal:
         print(f"pgvector-migrate switch: refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED

@@ -146,9 +146,17 @@ def test_cutover_rollback_and_finish(migrated, tmp_path, capsys):
     assert cli.main(["status"]) in (cli.EXIT_OK, cli.EXIT_FAILED)
     assert "standalone-files" in capsys.readouterr().out  # status reads the new ledger
 
+    assert cli.main(["switch"]) == cli.EXIT_OK
+    printed = capsys.readouterr().out
+    assert f"document_chunk: {NEW_DIMENSIONS} dimensions" in printed
+    assert f"document_chunk_previous: {TEST_DIMENSIONS} dimensions" in printed
+    assert f"cutover: test-embedding-model (openai, {TEST_DIMENSIONS} dimensions) -> " in printed
+
+    requests = migrated.server.request_count
     code, _ = run(tmp_path, *SWITCH, "--cutover")
     assert code == 2, "a second cutover before --finish is refused"
-    assert "finish" in capsys.readouterr().err
+    assert "switch --finish" in capsys.readouterr().err
+    assert migrated.server.request_count == requests, "refused before any build"
 
     assert cli.main(["switch", "--rollback"]) == cli.EXIT_OK
     printed = capsys.readouterr().out
@@ -224,6 +232,9 @@ def test_refusals_change_nothing(migrated, tmp_path, capsys):
     assert "no document_chunk_shadow" in capsys.readouterr().err
 
     assert run(tmp_path, *SWITCH)[0] == cli.EXIT_FAILED
+    code, _ = run(tmp_path, *SWITCH[:-1], "16", "--cutover")
+    assert code == 2
+    assert "holds 12-dimensional vectors, not 16" in capsys.readouterr().err
     add_standalone_file(migrated, "added_meanwhile.txt", "Uploaded during the build.\n")
     migrated.server.fail_next(100, 400)  # the provider refuses the delta pass's texts
     capsys.readouterr()
