@@ -38,6 +38,10 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
 
     live = PgVectorResource()
     try:
+        if args.dry_run and (args.cutover or args.rollback or args.finish or args.abandon):
+            raise SwitchRefused(
+                "--dry-run shows only what a shadow build would do (switch --model M --dry-run)"
+            )
         if args.rollback:
             return roll_back(live)
         if args.finish:
@@ -100,6 +104,7 @@ def shadow_resources(args: Namespace, openwebui, live):
         )
     shadow = PgVectorResource(
         table_name=name,
+        read_only=args.dry_run,
         vector_length=dimension,
         use_halfvec=True if dimension > HALFVEC_ABOVE else None,
     )

@@ -144,7 +144,10 @@ def test_cutover_rollback_and_finish(migrated, tmp_path, capsys):
             "SELECT DISTINCT embedding_model FROM pgvector_migration.written_collection"
         ).fetchall() == [(NEW_MODEL,)]
     assert cli.main(["status"]) in (cli.EXIT_OK, cli.EXIT_FAILED)
-    assert "standalone-files" in capsys.readouterr().out  # status reads the new ledger
+    printed = capsys.readouterr().out
+    assert "standalone-files" in printed  # status reads the new ledger
+    assert f"document_chunk holds {NEW_MODEL} (openai, {NEW_DIMENSIONS} dimensions)" in printed
+    assert "document_chunk_previous is kept beside it" in printed
 
     assert cli.main(["switch"]) == cli.EXIT_OK
     printed = capsys.readouterr().out
