@@ -229,6 +229,14 @@ def test_the_cutover_brings_in_what_changed_during_the_build(migrated, tmp_path)
 
 def test_refusals_change_nothing(migrated, tmp_path, capsys):
     before = live_fingerprint(migrated)
+    code, summary = run(tmp_path, *SWITCH, "--dry-run")
+    assert code in (cli.EXIT_OK, cli.EXIT_FAILED) and summary["dry_run"]
+    assert run(tmp_path, *SWITCH, "--dry-run", "--cutover")[0] == 2
+    with migrated.connect() as connection:
+        assert dimension(connection, "document_chunk_shadow") is None
+        assert not connection.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = 'pgvector_migration_shadow'"
+        ).fetchone()
 
     code, _ = run(tmp_path, *SWITCH, "--cutover")
     assert code == 2
