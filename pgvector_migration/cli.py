@@ -97,6 +97,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args, openwebui, vector_store, embeddings, old_vector_store) -> int:
     """The command the flags name, on the resources `main` made."""
+    if args.command == "status":
+        from pgvector_migration.status import print_status
+
+        return print_status(openwebui, vector_store)
+    if args.command == "verify":
+        return run_verify(args, openwebui, vector_store, embeddings)
+    if args.command == "switch":
+        from pgvector_migration.model_switch import run_switch
+
+        return run_switch(args, openwebui, old_vector_store, run_migration)
+    return run_migration(args, openwebui, vector_store, embeddings, old_vector_store)
+
+
+def run_migration(args, openwebui, vector_store, embeddings, old_vector_store) -> int:
+    """A migration (or its dry run) into `vector_store`'s chunk table with `embeddings`: the
+    selected partitions, the system collections, pruning and the index; its exit code."""
     from dagster import DagsterInstance
 
     from pgvector_migration.definitions import build_definitions
@@ -104,12 +120,6 @@ def _command(args, openwebui, vector_store, embeddings, old_vector_store) -> int
     from pgvector_migration.resources.run_progress import run_reporter
     from pgvector_migration.summary import RunSummary
 
-    if args.command == "status":
-        from pgvector_migration.status import print_status
-
-        return print_status(openwebui, vector_store)
-    if args.command == "verify":
-        return run_verify(args, openwebui, vector_store, embeddings)
     narrowed = bool(args.knowledge_id or args.file_id or args.retry_failed)
     kinds = set(args.only or (["files"] if narrowed else KINDS))
     from pgvector_migration.preflight import check_prune, preflight

@@ -29,10 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["migrate", "status", "verify"],
+        choices=["migrate", "status", "verify", "switch"],
         default="migrate",
         help="migrate (the default); status: per knowledge base completeness from the database; "
-        "verify: does search find what it should, per knowledge base (--tune, --untune)",
+        "verify: does search find what it should, per knowledge base (--tune, --untune); "
+        "switch: change the embedding model with no downtime (--model, then --cutover)",
     )
     parser.add_argument(
         "--dry-run",
@@ -166,4 +167,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress: by default a bar on a terminal, else a line every few seconds",
     )
     add_verify_arguments(parser)
+    add_switch_arguments(parser)
     return parser
+
+
+def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """`switch`: build a complete second table (document_chunk_shadow) with another model
+    while Open WebUI keeps searching the live one, then swap them in one transaction."""
+    switch = parser.add_argument_group(
+        "switch: change the embedding model with no downtime (a shadow table beside "
+        "document_chunk, swapped in at once)"
+    )
+    switch.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="the new RAG_EMBEDDING_MODEL: `switch --model M` builds (or brings up to date) "
+        "document_chunk_shadow with it; Open WebUI keeps searching document_chunk meanwhile",
+    )
+    switch.add_argument(
+        "--engine",
+        metavar="ENGINE",
+        help="the new RAG_EMBEDDING_ENGINE ('' local, openai, ollama, azure_openai; default: "
+        "the current one)",
+    )
+    switch.add_argument(
+        "--dimension",
+        type=int,
+        metavar="N",
+        help="the new model's vector length (default: asked of the engine); the cutover "
+        "refuses a shadow of another dimension",
+    )
+    step = switch.add_mutually_exclusive_group()
+    step.add_argument(
+        "--cutover",
+        action="store_true",
+        help="bring the shadow up to date (files uploaded, changed or deleted meanwhile), "
+        "check it is complete, then swap it in for document_chunk in one transaction and "
+        "print the Open WebUI settings to change",
+    )
+    step.add_argument(
+        "--rollback",
+        action="store_true",
+        help="swap the previous table (and its ledger) back in and print the old settings",
+    )
+    step.add_argument(
+        "--finish",
+        action="store_true",
+        help="drop the previous table and its ledger (pgvector_migration_previous): no "
+        "rollback after this",
+    )
+    step.add_argument(
+        "--abandon",
+        action="store_true",
+        help="drop an unfinished shadow table and its ledger (pgvector_migration_shadow)",
+    )

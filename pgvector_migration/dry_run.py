@@ -29,7 +29,6 @@ from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 from pgvector_migration.store.migration_state import MigrationState
-from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.summary import FileOutcome, partition_outcomes
 
 NEVER_SELECTED = (UnitStatus.UNSUPPORTED, UnitStatus.UNREADABLE)
@@ -130,7 +129,9 @@ def cached_text_keys(vector_store: PgVectorResource, model_key: str, keys: list[
     """Which texts the embedding cache already holds for this model; none when no run has made
     the cache yet (looked up without creating it)."""
     with vector_store.connect() as connection:
-        exists = connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
+        exists = connection.execute(
+            "SELECT to_regclass(%s)", (f"{vector_store.state_schema()}.embedding_cache",)
+        ).fetchone()[0]
     if exists is None:
         return set()
     return vector_store.state().cached_keys(model_key, keys)

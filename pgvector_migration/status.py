@@ -72,7 +72,34 @@ def print_status(openwebui, vector_store) -> int:
             print(f"{_fit(name)} {'-':>6} {'never run':>13} {'-':>7} {'-':>11}  {'':16}  {key}")
     for row in stored_text:
         print(f"  {row['filename']} ({row['file_id']}): {row['reason']}")
+    for line in switch_lines(vector_store):
+        print(line)
     return EXIT_OK
+
+
+def switch_lines(vector_store) -> list[str]:
+    """What the last model switch (`pgvector-migrate switch`) made live, and what waits beside
+    it; nothing when no switch was recorded."""
+    from pgvector_migration.store.model_switches import switch_history
+    from pgvector_migration.store.table_swap import previous_table, shadow_table
+
+    table = vector_store.table_name
+    with vector_store.connect() as connection:
+        history = switch_history(connection, vector_store.state_schema())
+    lines = []
+    if history:
+        last = history[-1]
+        lines.append(
+            f"model switch: {last.action} at {last.switched_at:%Y-%m-%d %H:%M}, {table} holds "
+            f"{last.after.describe()} (before: {last.before.describe()})"
+        )
+    for waiting, step in (
+        (previous_table(table), "--rollback or --finish"),
+        (shadow_table(table), "--cutover or --abandon"),
+    ):
+        if vector_store.table(waiting).describe().exists:
+            lines.append(f"  {waiting} is kept beside it (switch {step})")
+    return lines
 
 
 def _fit(name: str) -> str:

@@ -132,6 +132,48 @@ def test_rollback_exchanges_live_and_previous_and_a_second_one_switches_forward(
         assert not drop_previous(connection, LIVE)
 
 
+def state_schemas(connection: psycopg.Connection) -> dict[str, str]:
+    """Each pgvector_migration* schema with the marker row of the table it was made for."""
+    names = connection.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgvector_migration%' ORDER BY 1"
+    ).fetchall()
+    return {
+        name: connection.execute(f"SELECT made_for FROM {name}.marker").fetchone()[0]
+        for (name,) in names
+    }
+
+
+def test_each_state_schema_moves_with_its_table_in_the_swap(target):
+    """The ledger of a table is renamed with it: after a cutover `pgvector_migration` is the
+    shadow's, after a rollback the old table's again; finish drops the previous one."""
+    with psycopg.connect(target, autocommit=True) as connection:
+        for schema, table in (
+            ("pgvector_migration", LIVE),
+            ("pgvector_migration_shadow", shadow_table(LIVE)),
+        ):
+            connection.execute(f"CREATE SCHEMA {schema}")
+            connection.execute(f"CREATE TABLE {schema}.marker AS SELECT '{table}' AS made_for")
+        result = cutover(connection, LIVE)
+        assert ("pgvector_migration_shadow", "pgvector_migration") in result.renamed
+        assert state_schemas(connection) == {
+            "pgvector_migration": "document_chunk_shadow",
+            "pgvector_migration_previous": "document_chunk",
+        }
+        rollback(connection, LIVE)
+        assert state_schemas(connection) == {
+            "pgvector_migration": "document_chunk",
+            "pgvector_migration_previous": "document_chunk_shadow",
+        }
+        with pytest.raises(SwapRefused, match="pgvector_migration_previous"):
+            make_table(connection, shadow_table(LIVE), 7, 5)
+            connection.execute("DROP TABLE document_chunk_previous")
+            cutover(connection, LIVE)
+        assert drop_previous(connection, LIVE)
+        assert state_schemas(connection) == {"pgvector_migration": "document_chunk"}
+        assert drop_shadow(connection, LIVE)
+        assert tables(connection) == {LIVE: 3}
+
+
 def test_refusals_change_nothing(target):
     with psycopg.connect(target, autocommit=True) as connection:
         with pytest.raises(SwapRefused, match="document_chunk_previous"):

@@ -17,10 +17,10 @@ from pgvector_migration.progress import ProgressReporter, RunProgress
 from pgvector_migration.store.connection import Connector
 from pgvector_migration.store.names import SCHEMA
 
-PARTITION_FIGURES = f"""
+PARTITION_FIGURES = """
 WITH planned AS (
     SELECT c.partition_key, c.file_id, c.collection_name, c.checked_at
-    FROM {SCHEMA}.completeness c
+    FROM {schema}.completeness c
     WHERE c.partition_key = ANY(%(keys)s) AND c.checked_at >= %(since)s AND c.selected
 )
 SELECT p.partition_key,
@@ -28,35 +28,41 @@ SELECT p.partition_key,
        count(w.file_id) AS written,
        coalesce(sum(w.chunk_count), 0) AS texts_written,
        count(*) FILTER (WHERE w.file_id IS NULL AND f.item_id IS NOT NULL) AS failed,
-       coalesce(sum((SELECT count(*) FROM {SCHEMA}.staged_chunk s
+       coalesce(sum((SELECT count(*) FROM {schema}.staged_chunk s
                      WHERE s.collection_name = p.collection_name AND s.file_id = p.file_id))
                 FILTER (WHERE w.file_id IS NULL AND f.item_id IS NULL), 0) AS texts_pending
 FROM planned p
-LEFT JOIN {SCHEMA}.written_collection w
+LEFT JOIN {schema}.written_collection w
   ON w.collection_name = p.collection_name AND w.file_id = p.file_id
  AND w.written_at >= p.checked_at
-LEFT JOIN {SCHEMA}.file_failure f
+LEFT JOIN {schema}.file_failure f
   ON f.partition_key = p.partition_key AND f.item_id = p.file_id AND f.failed_at >= %(since)s
 GROUP BY p.partition_key
 """
 
-PLANNED_PARTITIONS = f"""
-SELECT DISTINCT partition_key FROM {SCHEMA}.completeness
+PLANNED_PARTITIONS = """
+SELECT DISTINCT partition_key FROM {schema}.completeness
 WHERE partition_key = ANY(%(keys)s) AND checked_at >= %(since)s
 """
 
 
-def run_progress(connect: Connector, partition_keys: Sequence[str], since: datetime) -> RunProgress:
+def run_progress(
+    connect: Connector, partition_keys: Sequence[str], since: datetime, schema: str = SCHEMA
+) -> RunProgress:
     """The figures of the run over `partition_keys` that started at `since` (a timestamp of the
-    target database's clock or this machine's; checks are stamped by the database)."""
+    target database's clock or this machine's; checks are stamped by the database), from the
+    state schema `schema`."""
     keys = list(partition_keys)
     parameters = {"keys": keys, "since": since}
     with connect() as connection:
-        if connection.execute(f"SELECT to_regclass('{SCHEMA}.file_failure')").fetchone()[0] is None:
+        if connection.execute(f"SELECT to_regclass('{schema}.file_failure')").fetchone()[0] is None:
             return RunProgress(partitions_total=len(keys))
-        planned = {row[0] for row in connection.execute(PLANNED_PARTITIONS, parameters)}
+        planned = {
+            row[0]
+            for row in connection.execute(PLANNED_PARTITIONS.format(schema=schema), parameters)
+        }
         with connection.cursor(row_factory=psycopg.rows.dict_row) as cursor:
-            cursor.execute(PARTITION_FIGURES, parameters)
+            cursor.execute(PARTITION_FIGURES.format(schema=schema), parameters)
             rows = {row["partition_key"]: row for row in cursor.fetchall()}
     active = tuple(
         key
@@ -89,7 +95,9 @@ def run_reporter(
     """The progress of a run over `partition_keys` starting now, on standard error."""
     since = database_now(vector_store.connect) if enabled else None
     return ProgressReporter(
-        lambda: run_progress(vector_store.connect, partition_keys, since),
+        lambda: run_progress(
+            vector_store.connect, partition_keys, since, vector_store.state_schema()
+        ),
         names=names,
         enabled=enabled,
     )

@@ -176,11 +176,12 @@ def _valid_index_exists(connection: psycopg.Connection, table: str) -> bool:
 
 
 def rebuild_vector_index(
-    vector_store: PgVectorResource, table_name: str = DOCUMENT_CHUNK
+    vector_store: PgVectorResource, table_name: str | None = None
 ) -> IndexBuild:
-    """Build a fresh index over the whole table and swap it in for the old one, one rebuild
-    at a time; one that waited for another finds the index just built and keeps it (rows
-    written meanwhile are indexed as they are inserted)."""
+    """Build a fresh index over the whole table (the resource's own when None) and swap it in
+    for the old one, one rebuild at a time; one that waited for another finds the index just
+    built and keeps it (rows written meanwhile are indexed as they are inserted)."""
+    table_name = table_name or vector_store.table_name
     concurrently = vector_store.build_index_concurrently
     table = vector_store.table(table_name).describe()
     if not table.exists:
@@ -249,9 +250,10 @@ def rebuild_vector_index(
     )
 
 
-def valid_index_exists(vector_store: PgVectorResource, table_name: str = DOCUMENT_CHUNK) -> bool:
-    """Whether the chunk table has a usable vector index now (a run that wrote and deleted
-    nothing keeps it instead of rebuilding it)."""
+def valid_index_exists(vector_store: PgVectorResource, table_name: str | None = None) -> bool:
+    """Whether the chunk table (the resource's own when None) has a usable vector index now (a
+    run that wrote and deleted nothing keeps it instead of rebuilding it)."""
+    table_name = table_name or vector_store.table_name
     if not vector_store.table(table_name).describe().exists:
         return False
     with vector_store.connect() as connection:

@@ -24,7 +24,7 @@ from pgvector_migration.store.connection import (
 from pgvector_migration.store.errors import TargetConfigurationError
 from pgvector_migration.store.locks import lock_timeout_error, lock_timeout_seconds, warn_if_locked
 from pgvector_migration.store.migration_state import MigrationState
-from pgvector_migration.store.names import DOCUMENT_CHUNK
+from pgvector_migration.store.names import DOCUMENT_CHUNK, state_schema
 from pgvector_migration.store.schema import ensure_state_schema, state_schema_exists
 from pgvector_migration.store.target_table import (
     HALFVEC_COLUMN_LIMIT,
@@ -95,6 +95,12 @@ class PgVectorResource(ConfigurableResource):
         default=None,
         description="Store text and vmetadata encrypted with pgcrypto's pgp_sym_encrypt, as Open "
         "WebUI does with PGVECTOR_PGCRYPTO. Empty: PGVECTOR_PGCRYPTO, else false.",
+    )
+    table_name: str = Field(
+        default=DOCUMENT_CHUNK,
+        description="The chunk table these runs write: Open WebUI's document_chunk, or "
+        "document_chunk_shadow for a model switch built beside it. Its bookkeeping lives in "
+        "the state schema named after it (pgvector_migration, pgvector_migration_shadow).",
     )
     read_only: bool = Field(
         default=False,
@@ -186,24 +192,30 @@ class PgVectorResource(ConfigurableResource):
     def warn_if_locked(self, what: str) -> None:
         """Log, before a wait that may be long, who holds the locks it would wait for."""
         with self.connect() as connection:
-            warn_if_locked(connection, what)
+            warn_if_locked(connection, what, self.table_name)
+
+    def state_schema(self) -> str:
+        """The state schema of this resource's chunk table."""
+        return state_schema(self.table_name)
 
     def state(self) -> MigrationState:
-        """Our bookkeeping tables, migrated to this version once per process; read-only,
-        only looked up."""
+        """Our bookkeeping tables of this resource's chunk table, migrated to this version
+        once per process; read-only, only looked up."""
+        schema = self.state_schema()
         if self.read_only:
             with self.connect() as connection:
-                recorded = state_schema_exists(connection)
-            return MigrationState(self.connect, read_only=True, recorded=recorded)
-        ensure_state_schema(self.resolved_url(), self.connect)
-        return MigrationState(self.connect)
+                recorded = state_schema_exists(connection, schema)
+            return MigrationState(self.connect, read_only=True, recorded=recorded, schema=schema)
+        ensure_state_schema(self.resolved_url(), self.connect, schema)
+        return MigrationState(self.connect, schema=schema)
 
-    def table(self, name: str = DOCUMENT_CHUNK) -> ChunkTable:
-        """A chunk table of the target as these settings write it: Open WebUI's by default."""
+    def table(self, name: str | None = None) -> ChunkTable:
+        """A chunk table of the target as these settings write it: this resource's own
+        (`table_name`, Open WebUI's by default) unless named."""
         return ChunkTable(
             self.connect,
             self.resolved_pgcrypto_key,
-            name,
+            name or self.table_name,
             halfvec=self.resolved_use_halfvec(),
             pgcrypto=self.resolved_pgcrypto(),
             vector_length=self.resolved_vector_length,

@@ -19,6 +19,7 @@ from pgvector_migration.pipeline.records import (
     owns_whole_collection,
 )
 from pgvector_migration.store.ledger import forget_written, record_written
+from pgvector_migration.store.names import state_schema
 from pgvector_migration.store.target_table import ChunkTable, decryption_errors
 
 
@@ -85,7 +86,7 @@ def delete_rows(table: ChunkTable, collection_name: str, ids: Sequence[str] | No
                 f"DELETE FROM {table.name} WHERE collection_name = %s AND id = ANY(%s)",
                 (collection_name, list(ids)),
             ).rowcount
-        forget_written(connection, collection_name, ids)
+        forget_written(connection, state_schema(table.name), collection_name, ids)
     return deleted
 
 
@@ -99,7 +100,7 @@ def delete_file_rows(table: ChunkTable, collection_name: str, file_id: str) -> i
         connection.cursor() as cursor,
     ):
         deleted = _delete_file_rows(table, cursor, collection_name, file_id, encrypted)
-        forget_written(connection, collection_name, [file_id])
+        forget_written(connection, state_schema(table.name), collection_name, [file_id])
     return deleted
 
 
@@ -165,7 +166,7 @@ def replace_unit(
                 copy.set_types(["text", vector_type, "text", "text", "jsonb"])
                 for chunk_id, vector, text, metadata in rows:
                     copy.write_row((chunk_id, vector, collection_name, text, Jsonb(metadata)))
-        record_written(cursor, collection_name, source_id, record)
+        record_written(cursor, state_schema(table.name), collection_name, source_id, record)
 
 
 def _vector_value(vector: np.ndarray, vector_type: str) -> np.ndarray | HalfVector:

@@ -15,16 +15,23 @@ from pgvector_migration.store.state_access import StateAccess
 ENGINE_ORIGIN = "engine"
 # Apart from the numbered migrations: its vector column needs the pgvector extension, which
 # exists only once a write step has made the target table.
-CACHE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {SCHEMA}.embedding_cache (
+
+
+def cache_ddl(schema: str) -> str:
+    """The cache's DDL in state schema `schema`."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {schema}.embedding_cache (
     model_key text NOT NULL,
     text_hash bytea NOT NULL,
     embedding vector NOT NULL,
     PRIMARY KEY (model_key, text_hash)
 );
-ALTER TABLE {SCHEMA}.embedding_cache
+ALTER TABLE {schema}.embedding_cache
     ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT '{ENGINE_ORIGIN}';
 """
+
+
+CACHE_DDL = cache_ddl(SCHEMA)
 SEED_PAGE_ROWS = 1000
 CACHE_LOOKUP_PAGE_KEYS = 10_000
 
@@ -40,6 +47,7 @@ class CacheHits:
 
 def _copy_into_cache(
     connection: psycopg.Connection,
+    schema: str,
     model_key: str,
     vectors: Iterable[tuple[bytes, np.ndarray]],
     origin: str,
@@ -55,7 +63,7 @@ def _copy_into_cache(
     )
     if not replace:
         conflict += (
-            f" WHERE vector_dims({SCHEMA}.embedding_cache.embedding) "
+            f" WHERE vector_dims({schema}.embedding_cache.embedding) "
             "<> vector_dims(EXCLUDED.embedding)"
         )
     with connection.cursor() as cursor:
@@ -70,7 +78,7 @@ def _copy_into_cache(
             for text_hash, vector in vectors:
                 copy.write_row((text_hash, vector))
         cursor.execute(
-            f"INSERT INTO {SCHEMA}.embedding_cache (model_key, text_hash, embedding, origin) "
+            f"INSERT INTO {schema}.embedding_cache (model_key, text_hash, embedding, origin) "
             "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s "
             f"FROM pg_temp.incoming_vector {conflict}",
             (model_key, origin),
@@ -98,13 +106,14 @@ class EmbeddingCache(StateAccess):
         with self._connect() as connection:
             complete = connection.execute(
                 "SELECT 1 FROM pg_attribute "
-                f"WHERE attrelid = to_regclass('{SCHEMA}.embedding_cache') AND attname = 'origin'"
+                "WHERE attrelid = to_regclass(%s) AND attname = 'origin'",
+                (f"{self.schema}.embedding_cache",),
             ).fetchone()
             if complete:
                 return
             with connection.transaction():
                 connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
-                connection.execute(CACHE_DDL)
+                connection.execute(cache_ddl(self.schema))
 
     def has_cached_dimension(self, model_key: str, dimension: int) -> bool:
         """Whether this model has made vectors of this length before (the target column's), so
@@ -113,12 +122,14 @@ class EmbeddingCache(StateAccess):
         earlier version is not taken for the model's dimension."""
         with self._connect() as connection:
             if (
-                connection.execute(f"SELECT to_regclass('{SCHEMA}.embedding_cache')").fetchone()[0]
+                connection.execute(
+                    f"SELECT to_regclass('{self.schema}.embedding_cache')"
+                ).fetchone()[0]
                 is None
             ):
                 return False
             row = connection.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.embedding_cache "
+                f"SELECT EXISTS (SELECT 1 FROM {self.schema}.embedding_cache "
                 "WHERE model_key = %s AND vector_dims(embedding) = %s)",
                 (model_key, dimension),
             ).fetchone()
@@ -138,7 +149,7 @@ class EmbeddingCache(StateAccess):
         # value (measured at 1536 dimensions: 258 cached vectors a second as text).
         with connection.cursor(binary=True) as cursor:
             rows = cursor.execute(
-                f"SELECT text_hash, embedding, origin FROM {SCHEMA}.embedding_cache "
+                f"SELECT text_hash, embedding, origin FROM {self.schema}.embedding_cache "
                 f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
                 (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
             ).fetchall()
@@ -153,7 +164,7 @@ class EmbeddingCache(StateAccess):
         with self._connect() as connection:
             for page in _pages(text_hashes, CACHE_LOOKUP_PAGE_KEYS):
                 rows = connection.execute(
-                    f"SELECT text_hash FROM {SCHEMA}.embedding_cache "
+                    f"SELECT text_hash FROM {self.schema}.embedding_cache "
                     "WHERE model_key = %s AND text_hash = ANY(%s)",
                     (model_key, page),
                 ).fetchall()
@@ -170,7 +181,9 @@ class EmbeddingCache(StateAccess):
         """Cache freshly embedded vectors; `replace` overwrites what was cached (a forced
         re-embedding), otherwise the first vector of a text stays."""
         with connection.transaction():
-            _copy_into_cache(connection, model_key, embeddings.items(), ENGINE_ORIGIN, replace)
+            _copy_into_cache(
+                connection, self.schema, model_key, embeddings.items(), ENGINE_ORIGIN, replace
+            )
 
     def seed_embeddings(
         self, model_key: str, vectors: Iterable[tuple[bytes, np.ndarray]], origin: str
@@ -182,5 +195,7 @@ class EmbeddingCache(StateAccess):
         with self._connect(with_vectors=True) as connection:
             for page in _pages(vectors, SEED_PAGE_ROWS):
                 with connection.transaction():
-                    added += _copy_into_cache(connection, model_key, page, origin, replace=False)
+                    added += _copy_into_cache(
+                        connection, self.schema, model_key, page, origin, replace=False
+                    )
         return added

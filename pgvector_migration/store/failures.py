@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pgvector_migration.redaction import redact_url
-from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
 
@@ -24,12 +23,12 @@ class Failures(StateAccess):
         with self._connect() as connection:
             if item_ids is None:
                 connection.execute(
-                    f"DELETE FROM {SCHEMA}.file_failure WHERE partition_key = ANY(%s)",
+                    f"DELETE FROM {self.schema}.file_failure WHERE partition_key = ANY(%s)",
                     (list(partition_keys),),
                 )
                 return
             connection.execute(
-                f"DELETE FROM {SCHEMA}.file_failure "
+                f"DELETE FROM {self.schema}.file_failure "
                 "WHERE partition_key = ANY(%s) AND item_id = ANY(%s)",
                 (list(partition_keys), list(item_ids)),
             )
@@ -46,7 +45,7 @@ class Failures(StateAccess):
     def source_notes(self, partition_keys: Sequence[str]) -> list[dict[str, str]]:
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT DISTINCT subject_id, note FROM {SCHEMA}.source_note "
+                f"SELECT DISTINCT subject_id, note FROM {self.schema}.source_note "
                 "WHERE partition_key = ANY(%s) ORDER BY subject_id, note",
                 (list(partition_keys),),
             ).fetchall()
@@ -63,7 +62,8 @@ class Failures(StateAccess):
         with self._connect() as connection:
             connection.execute(
                 f"""
-                INSERT INTO {SCHEMA}.file_failure (partition_key, item_id, filename, stage, error)
+                INSERT INTO {self.schema}.file_failure
+                    (partition_key, item_id, filename, stage, error)
                 VALUES (%s, %s, %s, %s, %s)
                 ON CONFLICT (partition_key, item_id) DO UPDATE SET
                     stage = EXCLUDED.stage, error = EXCLUDED.error, failed_at = now()
@@ -74,7 +74,8 @@ class Failures(StateAccess):
     def failures(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
         """Recorded failures under these keys (partitions, or kinds of system collection)."""
         return self._dict_rows(
-            f"SELECT partition_key, item_id, filename, stage, error FROM {SCHEMA}.file_failure "
+            "SELECT partition_key, item_id, filename, stage, error "
+            f"FROM {self.schema}.file_failure "
             "WHERE partition_key = ANY(%s) ORDER BY partition_key, filename, item_id",
             (list(partition_keys),),
         )
@@ -85,7 +86,7 @@ class Failures(StateAccess):
             return {}
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT partition_key, item_id FROM {SCHEMA}.file_failure ORDER BY 1, 2"
+                f"SELECT partition_key, item_id FROM {self.schema}.file_failure ORDER BY 1, 2"
             ).fetchall()
         failed: dict[str, list[str]] = {}
         for partition_key, item_id in rows:

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 
 import psycopg
 
-from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
 LEASE_SECONDS = 30
@@ -38,11 +37,11 @@ class PartitionLeases(StateAccess):
         keys = sorted(set(partition_keys))
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
         acquire = f"""
-            INSERT INTO {SCHEMA}.partition_lease (partition_key, holder, expires_at)
+            INSERT INTO {self.schema}.partition_lease (partition_key, holder, expires_at)
             SELECT key, %s, now() + make_interval(secs => %s) FROM unnest(%s::text[]) AS key
             ON CONFLICT (partition_key) DO UPDATE
                SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-             WHERE {SCHEMA}.partition_lease.expires_at < now()
+             WHERE {self.schema}.partition_lease.expires_at < now()
             RETURNING partition_key
         """
         announced = False
@@ -53,7 +52,7 @@ class PartitionLeases(StateAccess):
                     if len(taken) == len(keys):
                         break
                     attempt_holders = connection.execute(
-                        f"SELECT partition_key, holder FROM {SCHEMA}.partition_lease "
+                        f"SELECT partition_key, holder FROM {self.schema}.partition_lease "
                         "WHERE partition_key = ANY(%s) AND holder <> %s",
                         (keys, holder),
                     ).fetchall()
@@ -75,7 +74,7 @@ class PartitionLeases(StateAccess):
                     self._connect() as connection,
                 ):
                     connection.execute(
-                        f"UPDATE {SCHEMA}.partition_lease "
+                        f"UPDATE {self.schema}.partition_lease "
                         "SET expires_at = now() + make_interval(secs => %s) "
                         "WHERE partition_key = ANY(%s) AND holder = %s",
                         (LEASE_SECONDS, keys, holder),
@@ -93,7 +92,7 @@ class PartitionLeases(StateAccess):
                 self._connect() as connection,
             ):
                 connection.execute(
-                    f"DELETE FROM {SCHEMA}.partition_lease "
+                    f"DELETE FROM {self.schema}.partition_lease "
                     "WHERE partition_key = ANY(%s) AND holder = %s",
                     (keys, holder),
                 )

@@ -11,7 +11,6 @@ import psycopg
 
 from pgvector_migration.pipeline.completeness import Assessment, WrittenRecord
 from pgvector_migration.pipeline.records import SourceFile
-from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
 INVENTORY_COLUMNS = (
@@ -39,31 +38,34 @@ COMPLETENESS_COLUMNS = (
 
 
 def forget_written(
-    connection: psycopg.Connection, collection_name: str, source_ids: Sequence[str] | None
+    connection: psycopg.Connection,
+    schema: str,
+    collection_name: str,
+    source_ids: Sequence[str] | None,
 ) -> None:
-    """Forget what we wrote to a collection (or to these ids in it), in the caller's
-    transaction that deleted its rows."""
+    """Forget what we wrote to a collection (or to these ids in it) in state schema `schema`,
+    in the caller's transaction that deleted its rows."""
     if source_ids is None:
         connection.execute(
-            f"DELETE FROM {SCHEMA}.written_collection WHERE collection_name = %s",
+            f"DELETE FROM {schema}.written_collection WHERE collection_name = %s",
             (collection_name,),
         )
     else:
         connection.execute(
-            f"DELETE FROM {SCHEMA}.written_collection "
+            f"DELETE FROM {schema}.written_collection "
             "WHERE collection_name = %s AND file_id = ANY(%s)",
             (collection_name, list(source_ids)),
         )
 
 
 def record_written(
-    cursor: psycopg.Cursor, collection_name: str, file_id: str, record: WrittenRecord
+    cursor: psycopg.Cursor, schema: str, collection_name: str, file_id: str, record: WrittenRecord
 ) -> None:
-    """Record a unit written, in the caller's transaction that wrote its rows, and drop its
-    staged chunks."""
+    """Record a unit written in state schema `schema`, in the caller's transaction that wrote
+    its rows, and drop its staged chunks."""
     cursor.execute(
         f"""
-        INSERT INTO {SCHEMA}.written_collection (collection_name, file_id, content_hash,
+        INSERT INTO {schema}.written_collection (collection_name, file_id, content_hash,
             settings_fingerprint, embedding_model, chunk_count, written_at)
         VALUES (%s, %s, %s, %s, %s, %s, now())
         ON CONFLICT (collection_name, file_id) DO UPDATE SET
@@ -83,7 +85,7 @@ def record_written(
         ),
     )
     cursor.execute(
-        f"DELETE FROM {SCHEMA}.staged_chunk WHERE collection_name = %s AND file_id = %s",
+        f"DELETE FROM {schema}.staged_chunk WHERE collection_name = %s AND file_id = %s",
         (collection_name, file_id),
     )
 
@@ -122,7 +124,7 @@ class Ledger(StateAccess):
             return found
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT partition_key, file_id FROM {SCHEMA}.inventory "
+                f"SELECT partition_key, file_id FROM {self.schema}.inventory "
                 "WHERE partition_key = ANY(%s) ORDER BY partition_key, file_id",
                 (list(partition_keys),),
             ).fetchall()
@@ -138,7 +140,7 @@ class Ledger(StateAccess):
         with self._connect() as connection:
             rows = connection.execute(
                 f"SELECT collection_name, file_id, content_hash, settings_fingerprint, "
-                f"embedding_model, chunk_count FROM {SCHEMA}.written_collection "
+                f"embedding_model, chunk_count FROM {self.schema}.written_collection "
                 "WHERE collection_name = ANY(%s)",
                 (list(collection_names),),
             ).fetchall()
@@ -152,7 +154,7 @@ class Ledger(StateAccess):
             return set()
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT collection_name, file_id FROM {SCHEMA}.written_collection "
+                f"SELECT collection_name, file_id FROM {self.schema}.written_collection "
                 "WHERE collection_name = ANY(%s) AND written_at >= %s",
                 (list(collection_names), since),
             ).fetchall()
@@ -164,7 +166,7 @@ class Ledger(StateAccess):
             return set()
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT DISTINCT collection_name FROM {SCHEMA}.written_collection"
+                f"SELECT DISTINCT collection_name FROM {self.schema}.written_collection"
             ).fetchall()
         return {row[0] for row in rows}
 
@@ -201,7 +203,7 @@ class Ledger(StateAccess):
         holding the file; it is still made once)."""
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT file_id, collection_name, partition_key FROM {SCHEMA}.completeness "
+                f"SELECT file_id, collection_name, partition_key FROM {self.schema}.completeness "
                 "WHERE partition_key = ANY(%s) AND selected "
                 "ORDER BY file_id, collection_name, partition_key",
                 (list(partition_keys),),
@@ -219,8 +221,8 @@ class Ledger(StateAccess):
             SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status,
                    c.expected_chunks, c.present_chunks, c.reason, c.selected,
                    w.written_at IS NOT NULL AND w.written_at >= c.checked_at AS written
-            FROM {SCHEMA}.completeness c
-            LEFT JOIN {SCHEMA}.written_collection w
+            FROM {self.schema}.completeness c
+            LEFT JOIN {self.schema}.written_collection w
               ON w.collection_name = c.collection_name AND w.file_id = c.file_id
             WHERE c.partition_key = ANY(%s)
             ORDER BY c.partition_key, c.filename, c.file_id, c.collection_name
@@ -238,8 +240,8 @@ class Ledger(StateAccess):
             rows = connection.execute(
                 f"""
                 SELECT c.partition_key, count(*), coalesce(sum(w.chunk_count), 0)
-                FROM {SCHEMA}.completeness c
-                JOIN {SCHEMA}.written_collection w
+                FROM {self.schema}.completeness c
+                JOIN {self.schema}.written_collection w
                   ON w.collection_name = c.collection_name AND w.file_id = c.file_id
                 WHERE c.partition_key = ANY(%s) AND c.selected AND w.written_at >= %s
                 GROUP BY c.partition_key
@@ -250,15 +252,18 @@ class Ledger(StateAccess):
             found[partition_key] = (units, int(chunks))
         return found
 
-    @staticmethod
     def annotate_completeness(
-        connection: psycopg.Connection, partition_keys: Sequence[str], file_id: str, reason: str
+        self,
+        connection: psycopg.Connection,
+        partition_keys: Sequence[str],
+        file_id: str,
+        reason: str,
     ) -> None:
         """Say why a file's units were built as they were (the stored text instead of the
         upload) where reports read completeness, without changing their status; on the
         caller's connection (chunking holds one for the whole run)."""
         connection.execute(
-            f"UPDATE {SCHEMA}.completeness SET reason = CASE WHEN reason = '' THEN %s "
+            f"UPDATE {self.schema}.completeness SET reason = CASE WHEN reason = '' THEN %s "
             "ELSE reason || '; ' || %s END "
             "WHERE partition_key = ANY(%s) AND file_id = %s AND strpos(reason, %s) = 0",
             (reason, reason, list(partition_keys), file_id, reason),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pgvector_migration.pipeline.text_source import FALLBACK_NOTE_PREFIX
-from pgvector_migration.store.names import SCHEMA
+from pgvector_migration.store.names import state_schema
 from pgvector_migration.store.state_access import StateAccess
 from pgvector_migration.store.target_table import ChunkTable, decryption_errors
 
@@ -27,18 +27,35 @@ class StatusReports(StateAccess):
                    count(*) FILTER (WHERE c.status = 'complete'
                                     OR w.written_at >= c.checked_at) AS complete,
                    count(*) FILTER (WHERE c.status = 'unsupported') AS unsupported,
-                   (SELECT count(*) FROM {SCHEMA}.file_failure f
+                   (SELECT count(*) FROM {self.schema}.file_failure f
                      WHERE f.partition_key = c.partition_key) AS failed,
                    count(DISTINCT c.file_id) FILTER (
                        WHERE strpos(c.reason, %(fallback)s) > 0) AS from_stored_text,
                    max(c.checked_at) AS checked_at
-            FROM {SCHEMA}.completeness c
-            LEFT JOIN {SCHEMA}.written_collection w
+            FROM {self.schema}.completeness c
+            LEFT JOIN {self.schema}.written_collection w
               ON w.collection_name = c.collection_name AND w.file_id = c.file_id
             GROUP BY c.partition_key
             ORDER BY c.partition_key
             """,
             {"fallback": FALLBACK_NOTE_PREFIX},
+        )
+
+    def unfinished_units(self) -> list[dict[str, Any]]:
+        """The (file, collection) units the last check found needing work (missing, partial,
+        stale) and not written since: a table is complete when there are none (and no
+        failures)."""
+        return self._dict_rows(
+            f"""
+            SELECT c.partition_key, c.file_id, c.collection_name, c.filename, c.status
+            FROM {self.schema}.completeness c
+            LEFT JOIN {self.schema}.written_collection w
+              ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+             AND w.written_at >= c.checked_at
+            WHERE c.status IN ('missing', 'partial', 'stale') AND w.file_id IS NULL
+            ORDER BY 1, 2, 3
+            """,
+            None,
         )
 
     def stored_text_files(self) -> list[dict[str, Any]]:
@@ -47,7 +64,7 @@ class StatusReports(StateAccess):
             f"""
             SELECT DISTINCT ON (file_id) partition_key, file_id, filename,
                    substr(reason, strpos(reason, %(fallback)s)) AS reason
-            FROM {SCHEMA}.completeness WHERE strpos(reason, %(fallback)s) > 0
+            FROM {self.schema}.completeness WHERE strpos(reason, %(fallback)s) > 0
             ORDER BY file_id, partition_key
             """,
             {"fallback": FALLBACK_NOTE_PREFIX},
@@ -122,9 +139,10 @@ def duplicate_chunks(
     rows_sql, params = table.readable_rows(shape, scope)
     if collection_names is not None:
         params["names"] = list(collection_names)
+    schema = state_schema(table.name)
     with table.connect() as connection, decryption_errors(table.name):
         recorded = connection.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.written_collection",)
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.written_collection",)
         ).fetchone()[0]
         if not recorded:
             return []
@@ -147,7 +165,7 @@ def duplicate_chunks(
                    w.chunk_count
             FROM equal e
             JOIN present p USING (collection_name, file_id)
-            JOIN {SCHEMA}.written_collection w
+            JOIN {schema}.written_collection w
               ON w.collection_name = e.collection_name AND w.file_id = e.file_id
             WHERE p.rows > w.chunk_count
             ORDER BY 1, 2

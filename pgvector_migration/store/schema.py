@@ -21,7 +21,7 @@ from pgvector_migration.store.names import DDL_LOCK, SCHEMA
 
 log = logging.getLogger(__name__)
 
-STATE_TABLES_V1 = f"""
+STATE_TABLES_V1 = """
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 CREATE TABLE IF NOT EXISTS {SCHEMA}.inventory (
     partition_key text NOT NULL,
@@ -94,81 +94,89 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.source_note (
 
 # A failure's subject is a file, a knowledge base or a memory (its partition key says which:
 # a knowledge partition, or the kind of system collection), never only a file.
-FAILURE_ITEM_ID_V2 = f"ALTER TABLE {SCHEMA}.file_failure RENAME COLUMN file_id TO item_id"
+FAILURE_ITEM_ID_V2 = "ALTER TABLE {SCHEMA}.file_failure RENAME COLUMN file_id TO item_id"
 
-# Version n is MIGRATIONS[n - 1]; a step, once released, never changes: a new one is added.
+# Version n is MIGRATIONS[n - 1] with {SCHEMA} the state schema it migrates (`pgvector_migration`,
+# or a model switch's `pgvector_migration_shadow`); a step, once released, never changes: a new
+# one is added.
 MIGRATIONS: tuple[str, ...] = (STATE_TABLES_V1, FAILURE_ITEM_ID_V2)
 LATEST_VERSION = len(MIGRATIONS)
 
-VERSION_TABLE_DDL = f"""
+VERSION_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
     version integer PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
 
-_migrated: set[tuple[int, str]] = set()
+_migrated: set[tuple[int, str, str]] = set()
 _migrated_lock = threading.Lock()
 
 
-def schema_version(connection: psycopg.Connection) -> int:
+def _in(schema: str, statement: str) -> str:
+    """A migration's statement for state schema `schema`."""
+    return statement.replace("{SCHEMA}", schema)
+
+
+def schema_version(connection: psycopg.Connection, schema: str = SCHEMA) -> int:
     """The version of our schema in this database, without creating anything: 0 when no run
     made it, 1 for the tables of a version that did not record its version."""
     tables = connection.execute(
-        f"SELECT to_regclass('{SCHEMA}.schema_version'), to_regclass('{SCHEMA}.file_failure')"
+        f"SELECT to_regclass('{schema}.schema_version'), to_regclass('{schema}.file_failure')"
     ).fetchone()
     if tables[0] is not None:
-        row = connection.execute(f"SELECT max(version) FROM {SCHEMA}.schema_version").fetchone()
+        row = connection.execute(f"SELECT max(version) FROM {schema}.schema_version").fetchone()
         return row[0] or 0
     return 0 if tables[1] is None else 1
 
 
-def state_schema_exists(connection: psycopg.Connection) -> bool:
+def state_schema_exists(connection: psycopg.Connection, schema: str = SCHEMA) -> bool:
     """Whether a run has made our tables, at this code's version (looked up without creating
     anything). Tables of an older version are taken as absent by read-only views, with a
     warning: their reads would name columns the old tables lack."""
-    version = schema_version(connection)
+    version = schema_version(connection, schema)
     if 0 < version < LATEST_VERSION:
         log.warning(
-            f"the {SCHEMA} schema is at version {version} of {LATEST_VERSION}: a run that "
+            f"the {schema} schema is at version {version} of {LATEST_VERSION}: a run that "
             "writes (not read-only) upgrades it; until then its records are not shown"
         )
     return version == LATEST_VERSION
 
 
-def apply_migrations(connection: psycopg.Connection) -> int:
+def apply_migrations(connection: psycopg.Connection, schema: str = SCHEMA) -> int:
     """Bring our schema to the latest version, each missing step in order and recorded, in
     one transaction under the DDL lock (concurrent first runs take turns; the second finds
     nothing to do). Returns the version found before."""
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
-        found = schema_version(connection)
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        connection.execute(VERSION_TABLE_DDL)
+        found = schema_version(connection, schema)
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.execute(_in(schema, VERSION_TABLE_DDL))
         # Tables made before versions were recorded: their version is recorded as found.
         connection.execute(
-            f"INSERT INTO {SCHEMA}.schema_version (version) SELECT generate_series(1, %s) "
+            f"INSERT INTO {schema}.schema_version (version) SELECT generate_series(1, %s) "
             "ON CONFLICT (version) DO NOTHING",
             (found,),
         )
         for version in range(found + 1, LATEST_VERSION + 1):
-            connection.execute(MIGRATIONS[version - 1])
+            connection.execute(_in(schema, MIGRATIONS[version - 1]))
             connection.execute(
-                f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (%s)", (version,)
+                f"INSERT INTO {schema}.schema_version (version) VALUES (%s)", (version,)
             )
     if found < LATEST_VERSION:
-        log.info(f"{SCHEMA} schema migrated from version {found} to {LATEST_VERSION}")
+        log.info(f"{schema} schema migrated from version {found} to {LATEST_VERSION}")
     return found
 
 
-def ensure_state_schema(url: str, connect: Connector) -> None:
-    """Apply the migrations to the database at `url` once in this process: later calls
-    return without a connection or a query. A database at the latest version takes no lock."""
-    key = (os.getpid(), url)
+def ensure_state_schema(url: str, connect: Connector, schema: str = SCHEMA) -> None:
+    """Apply the migrations to state schema `schema` of the database at `url` once in this
+    process: later calls return without a connection or a query. A database at the latest
+    version takes no lock."""
+    key = (os.getpid(), url, schema)
     with _migrated_lock:
         if key in _migrated:
             return
         with connect() as connection:
-            if schema_version(connection) != LATEST_VERSION:
-                apply_migrations(connection)
+            if schema_version(connection, schema) != LATEST_VERSION:
+                apply_migrations(connection, schema)
         _migrated.add(key)

@@ -9,7 +9,6 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgvector_migration.pipeline.records import Chunk, WriteUnit
-from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
 STAGED_PAGE_ROWS = 2000
@@ -31,12 +30,12 @@ class StagedChunks(StateAccess):
         than the COPY)."""
         with connection.transaction():
             connection.execute(
-                f"DELETE FROM {SCHEMA}.staged_chunk WHERE file_id = %s "
+                f"DELETE FROM {self.schema}.staged_chunk WHERE file_id = %s "
                 "AND collection_name = ANY(%s)",
                 (file_id, list(chunks_by_collection)),
             )
             with connection.cursor().copy(
-                f"COPY {SCHEMA}.staged_chunk (collection_name, file_id, position, id, text, "
+                f"COPY {self.schema}.staged_chunk (collection_name, file_id, position, id, text, "
                 "vmetadata, content_hash, settings_fingerprint) FROM STDIN"
             ) as copy:
                 for chunks in chunks_by_collection.values():
@@ -64,10 +63,10 @@ class StagedChunks(StateAccess):
         Pages are read by key, each in its own short statement: no transaction stays open
         while units are embedded, so nothing holds locks or old snapshots meanwhile."""
         selected = f"""
-            FROM {SCHEMA}.completeness c
+            FROM {self.schema}.completeness c
             WHERE c.partition_key = ANY(%(keys)s) AND c.selected
               AND c.collection_name = s.collection_name AND c.file_id = s.file_id
-              AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.file_failure f
+              AND NOT EXISTS (SELECT 1 FROM {self.schema}.file_failure f
                               WHERE f.partition_key = c.partition_key
                                 AND f.item_id = c.file_id)
         """
@@ -75,7 +74,7 @@ class StagedChunks(StateAccess):
             SELECT s.collection_name, s.file_id, s.content_hash, s.settings_fingerprint,
                    s.position, s.id, s.text, s.vmetadata,
                    (SELECT c.filename {selected} LIMIT 1) AS filename
-            FROM {SCHEMA}.staged_chunk s
+            FROM {self.schema}.staged_chunk s
             WHERE (s.file_id, s.collection_name, s.position) > (%(file)s, %(name)s, %(position)s)
               AND EXISTS (SELECT 1 {selected})
             ORDER BY s.file_id, s.collection_name, s.position
@@ -84,10 +83,10 @@ class StagedChunks(StateAccess):
         # Decided once, before the first page: a unit is either left out whole or read whole.
         done_query = f"""
             SELECT DISTINCT s.collection_name, s.file_id
-            FROM {SCHEMA}.completeness c
-            JOIN {SCHEMA}.staged_chunk s
+            FROM {self.schema}.completeness c
+            JOIN {self.schema}.staged_chunk s
               ON s.collection_name = c.collection_name AND s.file_id = c.file_id
-            JOIN {SCHEMA}.written_collection w
+            JOIN {self.schema}.written_collection w
               ON w.collection_name = s.collection_name AND w.file_id = s.file_id
             WHERE c.partition_key = ANY(%s) AND c.selected AND w.written_at >= c.checked_at
               AND w.content_hash = s.content_hash

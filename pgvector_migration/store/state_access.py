@@ -13,13 +13,22 @@ from pgvector_migration.store.names import SCHEMA
 
 
 class StateAccess:
-    """A reader and writer of some of the `pgvector_migration` tables; each method borrows a
-    connection unless it is handed one (or a cursor) inside a caller's transaction."""
+    """A reader and writer of some of the tables of a state schema (`pgvector_migration`);
+    each method borrows a connection unless it is handed one (or a cursor) inside a caller's
+    transaction."""
 
-    def __init__(self, connect: Connector, read_only: bool = False, recorded: bool = True) -> None:
+    def __init__(
+        self,
+        connect: Connector,
+        read_only: bool = False,
+        recorded: bool = True,
+        schema: str = SCHEMA,
+    ) -> None:
         """`read_only`: a dry run's or status's view, which records no failure and needs no
-        right but SELECT; `recorded`: whether our tables exist (reads find nothing if not)."""
+        right but SELECT; `recorded`: whether our tables exist (reads find nothing if not);
+        `schema`: the state schema of the chunk table these runs write (`names.state_schema`)."""
         self._connect = connect
+        self.schema = schema
         self.read_only = read_only
         self.recorded = recorded
 
@@ -46,11 +55,11 @@ class StateAccess:
         partition key first) in one transaction, whatever the number of partitions."""
         with self._connect() as connection, connection.transaction():
             connection.execute(
-                f"DELETE FROM {SCHEMA}.{table} WHERE partition_key = ANY(%s)",
+                f"DELETE FROM {self.schema}.{table} WHERE partition_key = ANY(%s)",
                 (list(partition_keys),),
             )
             with connection.cursor().copy(
-                f"COPY {SCHEMA}.{table} ({', '.join(columns)}) FROM STDIN"
+                f"COPY {self.schema}.{table} ({', '.join(columns)}) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)

@@ -11,7 +11,11 @@ Open WebUI's that arrives during the swap waits for its lock and then reads the 
 either commits every rename or none: no reader ever sees half a switch.
 
 Index and constraint names carry their table's name (Open WebUI's `idx_{table}_{what}`,
-PostgreSQL's `{table}_pkey` and `{table}_{column}_not_null`), so they are renamed with it.
+PostgreSQL's `{table}_pkey` and `{table}_{column}_not_null`), so they are renamed with it, and
+each table's state schema (`names.state_schema`: its ledger, embedding cache, leases, failures)
+is renamed with it in the same transaction: `pgvector_migration_shadow` becomes
+`pgvector_migration`, the live one `pgvector_migration_previous`, so the ledger always describes
+the table of the same name, and a rollback brings the old ledger back with the old table.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+
+from pgvector_migration.store.names import state_schema
 
 SHADOW_SUFFIX = "_shadow"
 PREVIOUS_SUFFIX = "_previous"
@@ -56,6 +62,13 @@ def table_exists(connection: psycopg.Connection, table: str) -> bool:
     return connection.execute("SELECT to_regclass(%s)", (_quoted(table),)).fetchone()[0] is not None
 
 
+def schema_exists(connection: psycopg.Connection, schema: str) -> bool:
+    return (
+        connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        is not None
+    )
+
+
 def cutover(
     connection: psycopg.Connection,
     live: str,
@@ -67,10 +80,11 @@ def cutover(
     or when there is no shadow to put in place."""
     shadow, previous = shadow_table(live), previous_table(live)
     _require(connection, live, shadow)
-    if table_exists(connection, previous):
+    if table_exists(connection, previous) or schema_exists(connection, state_schema(previous)):
         raise SwapRefused(
             f"{previous} still holds the table a previous switch replaced: finish that switch "
-            f"(drop {previous}) or roll it back before switching again"
+            f"(drop {previous} and {state_schema(previous)}) or roll it back before switching "
+            "again"
         )
     return _in_one_transaction(
         connection,
@@ -99,20 +113,36 @@ def rollback(
 
 
 def drop_previous(connection: psycopg.Connection, live: str) -> bool:
-    """Drop the previous table, ending the switch; False when there was none."""
-    return _drop_if_exists(connection, previous_table(live))
+    """Drop the previous table and its state schema, ending the switch; False when there was
+    neither."""
+    return _drop_with_state(connection, previous_table(live))
 
 
 def drop_shadow(connection: psycopg.Connection, live: str) -> bool:
-    """Drop an unfinished shadow table (a switch abandoned before its cutover)."""
-    return _drop_if_exists(connection, shadow_table(live))
+    """Drop an unfinished shadow table and its state schema (a switch abandoned before its
+    cutover); False when there was neither."""
+    return _drop_with_state(connection, shadow_table(live))
 
 
-def _drop_if_exists(connection: psycopg.Connection, table: str) -> bool:
-    if not table_exists(connection, table):
-        return False
-    connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
-    return True
+def _drop_with_state(connection: psycopg.Connection, table: str) -> bool:
+    dropped = False
+    with connection.transaction():
+        if table_exists(connection, table):
+            connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+            dropped = True
+        schema = _state_schema_of(table)
+        if schema and schema_exists(connection, schema):
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            dropped = True
+    return dropped
+
+
+def _state_schema_of(table: str) -> str | None:
+    """The state schema named after `table`, or None for a table outside the naming rule."""
+    try:
+        return state_schema(table)
+    except ValueError:
+        return None
 
 
 def _require(connection: psycopg.Connection, *tables: str) -> None:
@@ -144,6 +174,8 @@ def _in_one_transaction(
         )
         for old, new in renames:
             done.extend(_rename_table(connection, old, new))
+        for old, new in renames:
+            done.extend(_rename_state_schema(connection, old, new))
     return SwapResult(renamed=tuple(done), seconds=time.perf_counter() - started)
 
 
@@ -175,6 +207,21 @@ def _rename_table(connection: psycopg.Connection, old: str, new: str) -> list[tu
             )
             renamed.append((index, index_new))
     return renamed
+
+
+def _rename_state_schema(
+    connection: psycopg.Connection, old_table: str, new_table: str
+) -> list[tuple[str, str]]:
+    """Rename the state schema of `old_table` to that of `new_table` (catalog only, like the
+    table's rename), when it has one; the renames follow the tables' order, so an exchange
+    passes through the `_swapping` name as the tables do."""
+    old, new = _state_schema_of(old_table), _state_schema_of(new_table)
+    if not old or not new or not schema_exists(connection, old):
+        return []
+    connection.execute(
+        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+    )
+    return [(old, new)]
 
 
 CONSTRAINTS_SQL = "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) ORDER BY 1"

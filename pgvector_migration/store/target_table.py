@@ -15,7 +15,7 @@ import psycopg
 from pgvector_migration.store.connection import Connector
 from pgvector_migration.store.errors import TargetConfigurationError
 from pgvector_migration.store.locks import warn_if_locked
-from pgvector_migration.store.names import DDL_LOCK, DOCUMENT_CHUNK, SCHEMA
+from pgvector_migration.store.names import DDL_LOCK, DOCUMENT_CHUNK, state_schema
 from pgvector_migration.store.schema import schema_version
 
 VECTOR_COLUMN_LIMIT = 2000
@@ -267,13 +267,13 @@ class ChunkTable:
                         "(PGVECTOR_DB_URL)"
                     ) from None
             if (
-                schema_version(connection) == 0
+                schema_version(connection, state_schema(self.name)) == 0
                 and not connection.execute(
                     "SELECT has_database_privilege(current_database(), 'CREATE')"
                 ).fetchone()[0]
             ):
                 raise TargetConfigurationError(
-                    f"role {role} may not create the {SCHEMA} schema in database "
+                    f"role {role} may not create the {state_schema(self.name)} schema in database "
                     f"{database}: GRANT CREATE ON DATABASE {database} TO {role}, or create the "
                     "schema for it"
                 )
