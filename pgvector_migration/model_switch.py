@@ -260,24 +260,26 @@ def roll_back(live) -> int:
 
 
 def finish(live) -> int:
-    from pgvector_migration.store.names import DOCUMENT_CHUNK
+    """`--finish`: drop the previous table and its ledger; no rollback after this."""
     from pgvector_migration.store.table_swap import drop_previous, previous_table
 
-    with live.connect() as connection:
-        dropped = drop_previous(connection, DOCUMENT_CHUNK)
-    name = previous_table(DOCUMENT_CHUNK)
-    print(f"dropped {name} and its ledger" if dropped else f"no {name}: nothing to finish")
-    return EXIT_OK
+    return _drop_kept_table(live, previous_table, drop_previous, "finish")
 
 
 def abandon(live) -> int:
-    from pgvector_migration.store.names import DOCUMENT_CHUNK
+    """`--abandon`: drop an unfinished shadow table and its ledger."""
     from pgvector_migration.store.table_swap import drop_shadow, shadow_table
 
+    return _drop_kept_table(live, shadow_table, drop_shadow, "abandon")
+
+
+def _drop_kept_table(live, name_of: Callable, drop: Callable, step: str) -> int:
+    from pgvector_migration.store.names import DOCUMENT_CHUNK
+
     with live.connect() as connection:
-        dropped = drop_shadow(connection, DOCUMENT_CHUNK)
-    name = shadow_table(DOCUMENT_CHUNK)
-    print(f"dropped {name} and its ledger" if dropped else f"no {name}: nothing to abandon")
+        dropped = drop(connection, DOCUMENT_CHUNK)
+    name = name_of(DOCUMENT_CHUNK)
+    print(f"dropped {name} and its ledger" if dropped else f"no {name}: nothing to {step}")
     return EXIT_OK
 
 
