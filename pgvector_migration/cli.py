@@ -126,13 +126,14 @@ def run_migration(args, openwebui, vector_store, embeddings, old_vector_store) -
 
     try:
         probe = preflight(openwebui, vector_store, embeddings, old_vector_store, args)
+        state = vector_store.state()
         if args.retry_failed and not args.only:
             # Knowledge-base and memory failures are recorded under their kind; their rebuild
             # skips every complete unit, so it retries exactly the failed ones.
-            failed = vector_store.state().failed_files()
+            failed = state.failed_files()
             kinds |= {kind for kind in KINDS if failed.get(kind)}
         prune_plan = check_prune(args, kinds, narrowed, openwebui, vector_store)
-        keys = select_partitions(args, openwebui, vector_store.state())
+        keys = select_partitions(args, openwebui, state)
     except Exception as error:
         print(f"pgvector-migrate: configuration error: {redact_url(str(error))}", file=sys.stderr)
         return EXIT_CONFIG
@@ -140,7 +141,6 @@ def run_migration(args, openwebui, vector_store, embeddings, old_vector_store) -
         embeddings=embeddings, old_vector_store=old_vector_store, vector_store=vector_store
     )
     instance: DagsterInstance = cli_instance()
-    state = vector_store.state()
     summary = RunSummary(dry_run=args.dry_run)
     if prune_plan is not None and args.dry_run:
         summary.prune_plan = prune_plan.lines()
