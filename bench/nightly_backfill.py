@@ -10,12 +10,12 @@ project's sensors are stopped first, so that no other run or backfill competes.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.run_bench import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 SENSORS = ("knowledge_partitions_sensor", "nightly_migration", "vector_index_after_loading")
@@ -137,12 +137,7 @@ def run_backfill(env: dict[str, str], partitions: list[str], workdir: Path, time
             timeout=timeout + 120,
         )
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_process_group(daemon, grace_seconds=60)
     if waited.returncode != 0:
         raise RuntimeError(f"waiting for backfill {backfill_id} failed:\n{waited.stderr[-3000:]}")
     result = json.loads(waited.stdout.strip().splitlines()[-1])

@@ -237,6 +237,17 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def stop_process_group(process: subprocess.Popen, grace_seconds: float) -> None:
+    """SIGTERM a process started with start_new_session and its children, SIGKILL them if
+    they are still there after `grace_seconds`."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def run_process(
     label: str,
     command: list[str],
@@ -267,12 +278,7 @@ def run_process(
             except subprocess.TimeoutExpired:
                 if time.perf_counter() >= deadline:
                     log(f"{label}: timed out after {timeout:.0f}s, stopping it")
-                    os.killpg(process.pid, signal.SIGTERM)
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        process.wait()
+                    stop_process_group(process, grace_seconds=20)
                     returncode = None
                     break
                 extra = f", {progress()}" if progress else ""
