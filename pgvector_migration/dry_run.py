@@ -17,7 +17,7 @@ from pgvector_migration.pipeline.completeness import UnitStatus
 from pgvector_migration.pipeline.estimate import Estimate, list_price
 from pgvector_migration.pipeline.file_assessment import assess_file
 from pgvector_migration.pipeline.ids import text_key
-from pgvector_migration.pipeline.planning import plan_file
+from pgvector_migration.pipeline.planning import FilePlan, plan_file
 from pgvector_migration.pipeline.records import (
     STANDALONE_PARTITION_KEY,
     SourceFile,
@@ -97,8 +97,9 @@ def assess_partition(
     for file in openwebui.iter_files(partition_files, fetch, membership):
         names = file.collection_names(key)
         selected_names = []
+        plans: dict[str, FilePlan] = {}
         for _, name, assessment in assess_file(
-            file, names, present, records, settings, text_source, send_over_http
+            file, names, present, records, settings, text_source, send_over_http, plans
         ):
             selected = assessment.status.needs_work or (
                 overwrite and assessment.status not in NEVER_SELECTED
@@ -117,10 +118,13 @@ def assess_partition(
                 }
             )
         if tally is not None and selected_names:
-            try:
-                plan = plan_file(file, settings, selected_names, text_source, send_over_http)
-            except Exception:  # the run would fail this file: nothing of it is embedded
-                continue
+            # The assessment's own plan (all of the file's collections) when it made one.
+            plan = plans.get(file.id)
+            if plan is None:
+                try:
+                    plan = plan_file(file, settings, selected_names, text_source, send_over_http)
+                except Exception:  # the run would fail this file: nothing of it is embedded
+                    continue
             tally.add_file(file, selected_names, plan)
     return partition_outcomes(rows, [], dry_run=True)
 

@@ -448,6 +448,22 @@ def test_cli_reextracts_with_tika(deployment, service, tmp_path, monkeypatch):
     assert text_rows and all("Content-Type" not in m for (m,) in text_rows)
 
 
+def test_a_dry_run_reads_each_upload_once(deployment, service, tmp_path, monkeypatch):
+    """The dry run's estimate splits the files the assessment already had to read: each
+    upload reaches the extraction engine once, not once to assess and again to count."""
+    service.requests.clear()
+    service.answers.clear()
+    service.answer("/tika/text", tika_text_for)
+    monkeypatch.setenv("CONTENT_EXTRACTION_ENGINE", "tika")
+    monkeypatch.setenv("TIKA_SERVER_URL", service.base_url)
+
+    code, _ = run_cli(tmp_path, "--dry-run", "--reextract", "--only", "files")
+
+    assert code == cli.EXIT_OK
+    sent = sorted(hashlib.sha256(r.body).hexdigest() for r in service.requests)
+    assert sent == sorted(upload_digest(deployment.data_dir, name) for name in TIKA_ROUTED)
+
+
 def test_cli_with_tika_down_fails_those_files_and_migrates_the_rest(
     deployment, tmp_path, monkeypatch
 ):

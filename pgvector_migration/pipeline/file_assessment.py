@@ -34,16 +34,22 @@ def assess_file(
     settings: RagSettings,
     text_source: TextSource = TextSource.UPLOAD,
     transport: Transport | None = None,
+    plans: dict[str, FilePlan] | None = None,
 ) -> list[tuple[SourceFile, str, Assessment]]:
     """Assess every collection of one file. The upload is read only when an answer needs it:
     a unit already written from the same upload bytes under the same settings takes its content
-    hash from our record, and a unit with neither rows nor a record needs no hash at all."""
+    hash from our record, and a unit with neither rows nor a record needs no hash at all.
+    `plans`: when given, a plan the assessment had to make is kept there under the file's id
+    (it covers all `collection_names`), so a caller that needs the chunks too (the dry run's
+    estimate) does not load and split the file a second time."""
     plan: FilePlan | None = None
 
     def planned() -> FilePlan:
         nonlocal plan
         if plan is None:
             plan = plan_file(file, settings, collection_names, text_source, transport)
+            if plans is not None:
+                plans[file.id] = plan
         return plan
 
     @functools.cache
