@@ -189,6 +189,16 @@ def postgres_instance(dagster_home: Path, server_uri: str) -> dict[str, str]:
 def measure_full(cached, folder, provider, server_uri, workdir, args, results) -> None:
     """The whole deployment (or, in quick mode, its documents of a sample of its knowledge
     bases) migrated fresh."""
+    database, expected = full_database(cached, folder, workdir, args)
+    target = create_database(server_uri, "bench_full")
+    run = migrate("full", provider, folder / "data", database, target, workdir, args)
+    checks = verify_target(target, expected)
+    results["full"] = {**run, "env": None, "checks": checks}
+
+
+def full_database(cached, folder, workdir, args) -> tuple[Path, list[str]]:
+    """Open WebUI's database of the whole deployment (in quick mode: of the documents of a
+    sample of its knowledge bases), and the collections a complete migration of it writes."""
     data_dir = folder / "data"
     if args.quick:
         names = [d["name"] for d in cached["documents"] if d["status"] == "completed"]
@@ -208,10 +218,7 @@ def measure_full(cached, folder, provider, server_uri, workdir, args, results) -
         database.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(data_dir / "webui.db", database)
         expected = expected_collections(cached, None)
-    target = create_database(server_uri, "bench_full")
-    run = migrate("full", provider, data_dir, database, target, workdir, args)
-    checks = verify_target(target, expected)
-    results["full"] = {**run, "env": None, "checks": checks}
+    return database, expected
 
 
 def measure_few_many(cached, folder, provider, server_uri, workdir, args, results) -> None:
