@@ -1,0 +1,92 @@
+"""A re-run with nothing to do stays cheap at any number of knowledge bases: a complete knowledge
+base's materializations carry the run's figures only, one that changed carries its own, and the
+checks and `status` still judge every knowledge base of the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pgvector_migration import cli
+from pgvector_migration.sample_data import KNOWLEDGE_BASES
+
+FOUNDING, LITERATURE = (knowledge.id for knowledge in KNOWLEDGE_BASES)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def latest_figures(instance, run_id: str, asset: str, partition: str) -> dict:
+    """The metadata of the partition's latest materialization of `asset`, made by `run_id`."""
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]),
+        limit=1,
+    ).records
+    assert record.run_id == run_id, (asset, partition)
+    return {key: value.value for key, value in record.asset_materialization.metadata.items()}
+
+
+def test_rerun_gives_own_figures_only_to_the_knowledge_base_that_changed(
+    deployment, fresh_database, monkeypatch, capsys
+):
+    # The instance as deployed (the repository's dagster.yaml, PostgreSQL storage), which the
+    # CLI reaches over pooled connections.
+    storage_url = fresh_database("dagster").replace("postgresql://", "postgresql+psycopg2://", 1)
+    (deployment.dagster_home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_PG_URL", storage_url)
+    assert cli.main(["--no-progress", "--knowledge-only", "--no-index"]) == cli.EXIT_OK
+    # The literature knowledge base loses its own collection: the re-run rewrites it, and
+    # finds the founding documents complete.
+    with deployment.connect() as connection:
+        lost_units, lost_rows = connection.execute(
+            "SELECT count(DISTINCT vmetadata->>'file_id'), count(*) FROM document_chunk "
+            "WHERE collection_name = %s",
+            (LITERATURE,),
+        ).fetchone()
+        connection.execute("DELETE FROM document_chunk WHERE collection_name = %s", (LITERATURE,))
+    assert lost_units > 0
+
+    assert cli.main(["--no-progress", "--knowledge-only", "--no-index"]) == cli.EXIT_OK
+
+    instance = dg.DagsterInstance.get()
+    rerun = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"), limit=1)[0]
+    for asset in ("file_inventory", "completeness_report", "chunked_documents"):
+        founding = latest_figures(instance, rerun.run_id, asset, FOUNDING)
+        assert founding["partitions_in_run"] == 2
+    founding = latest_figures(instance, rerun.run_id, "embedded_collections", FOUNDING)
+    assert "chunks_written" not in founding and "units_complete" not in founding
+    assert founding["partitions_with_own_figures"] == 1
+    assert founding["run_chunks_written"] == lost_rows
+
+    report = latest_figures(instance, rerun.run_id, "completeness_report", LITERATURE)
+    assert report["units_missing"] == lost_units
+    assert report["run_units_missing"] == lost_units
+    assert report["run_units_complete"] > 0
+    written = latest_figures(instance, rerun.run_id, "embedded_collections", LITERATURE)
+    assert written["collections_written"] == lost_units
+    assert written["chunks_written"] == lost_rows
+    assert written["files_failed"] == 0
+    assert deployment.counts()[LITERATURE] == lost_rows
+
+    # The checks judged both knowledge bases of the run, and passed.
+    evaluations = {
+        event.asset_check_evaluation.check_name: event.asset_check_evaluation
+        for event in instance.all_logs(
+            rerun.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    }
+    assert set(evaluations) == {
+        "all_collections_complete",
+        "no_duplicate_chunks",
+        "vector_dimensions_match",
+    }
+    assert all(evaluation.passed for evaluation in evaluations.values())
+    complete = evaluations["all_collections_complete"].metadata
+    assert complete["partitions_checked"].value == 2
+
+    capsys.readouterr()
+    assert cli.main(["status"]) == cli.EXIT_OK
+    status = capsys.readouterr().out
+    for key in (FOUNDING, LITERATURE):
+        line = next(line for line in status.splitlines() if line.endswith(key))
+        complete, units = next(word for word in line.split() if "/" in word).split("/")
+        assert complete == units != "0", line
