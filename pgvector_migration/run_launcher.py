@@ -24,8 +24,6 @@ NO_COMPUTE_LOG_CAPTURE = {
         "class": "NoOpComputeLogManager",
     }
 }
-POOL_RECYCLE_SECONDS = 3600
-POOL_OVERFLOW = 4
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -35,6 +33,8 @@ def cli_instance():
     if os.environ.get("DAGSTER_HOME"):
         from dagster._core.instance.ref import InstanceRef
 
+        from pgvector_migration.instance_storage import pool_connections
+
         home = Path(os.environ["DAGSTER_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         # Capturing step output forks a process per step; a run killed with SIGKILL would leave
@@ -42,13 +42,10 @@ def cli_instance():
         # events to the instance as usual, without that capture.
         ref = InstanceRef.from_dir(str(home), overrides=NO_COMPUTE_LOG_CAPTURE)
         instance = DagsterInstance.from_ref(ref)
-        # Dagster's PostgreSQL storage opens a new connection for every statement unless told
-        # it lives in a long-lived process, as the webserver does; a run over 1,000 knowledge
-        # bases records thousands of events, and opening their connections was a third of a
-        # no-op run. One pooled connection per storage, no statement timeout (SQLite: no-op).
-        instance.optimize_for_webserver(
-            statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=POOL_OVERFLOW
-        )
+        # Dagster's PostgreSQL storage opens a connection per statement unless told to keep
+        # some (dagster.yaml's storage does); a run over 1,000 knowledge bases records thousands
+        # of events, and opening their connections was a third of a no-op run.
+        pool_connections(instance)
         return instance
     print("DAGSTER_HOME is not set: runs are not recorded for the Dagster UI", file=sys.stderr)
     return DagsterInstance.ephemeral()
