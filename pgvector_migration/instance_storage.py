@@ -14,8 +14,10 @@ from __future__ import annotations
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
+# The webserver's defaults: one connection kept, up to 20 more while threads (the daemon's)
+# need them at once, closed as soon as they are returned.
 POOL_RECYCLE_SECONDS = 3600
-POOL_OVERFLOW = 4
+POOL_OVERFLOW = 20
 
 
 def pool_connections(holder) -> None:
