@@ -49,6 +49,16 @@ def test_rerun_gives_own_figures_only_to_the_knowledge_base_that_changed(
 
     instance = dg.DagsterInstance.get()
     rerun = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"), limit=1)[0]
+    assert type(instance.event_log_storage).__name__ == "BatchingPostgresEventLogStorage"
+    # The run's planned materializations, written in one batch, are one per partition and
+    # asset (the UI reads failed and in-progress partitions from them).
+    for asset in ("file_inventory", "completeness_report", "embedded_collections"):
+        key = dg.AssetKey(asset)
+        for partition in (FOUNDING, LITERATURE):
+            planned = instance.get_latest_planned_materialization_info(key, partition)
+            assert planned.run_id == rerun.run_id, (asset, partition)
+        (record,) = instance.get_asset_records([key])
+        assert record.asset_entry.last_run_id == rerun.run_id
     for asset in ("file_inventory", "completeness_report", "chunked_documents"):
         founding = latest_figures(instance, rerun.run_id, asset, FOUNDING)
         assert founding["partitions_in_run"] == 2
