@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from pgvector_migration import cli
+from pgvector_migration.definitions import defs
+from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.sample_data import KNOWLEDGE_BASES
 
 FOUNDING, LITERATURE = (knowledge.id for knowledge in KNOWLEDGE_BASES)
@@ -100,3 +102,38 @@ def test_rerun_gives_own_figures_only_to_the_knowledge_base_that_changed(
         line = next(line for line in status.splitlines() if line.endswith(key))
         complete, units = next(word for word in line.split() if "/" in word).split("/")
         assert complete == units != "0", line
+
+
+def test_a_failed_run_over_a_range_leaves_each_partition_failed_in_the_ui(
+    deployment, fresh_database, monkeypatch
+):
+    """The run's planned events, written in one batch, are what the UI reads a range run's
+    failed partitions from."""
+    storage_url = fresh_database("dagster").replace("postgresql://", "postgresql+psycopg2://", 1)
+    (deployment.dagster_home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_PG_URL", storage_url)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "model-not-cached-yet")
+    monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", "http://127.0.0.1:9/v1")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING, LITERATURE])
+        ordered = instance.get_dynamic_partitions(knowledge_partitions.name)
+        result = defs.resolve_job_def("migrate_knowledge_base").execute_in_process(
+            instance=instance,
+            run_config={"resources": {"embeddings": {"config": {"max_retries": 0}}}},
+            tags={
+                "dagster/asset_partition_range_start": ordered[0],
+                "dagster/asset_partition_range_end": ordered[-1],
+            },
+            raise_on_error=False,
+        )
+        assert not result.success
+        storage = instance.event_log_storage
+        attempts = (
+            storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+                dg.AssetKey("embedded_collections")
+            )
+        )
+        assert {key: run_id for key, (run_id, _) in attempts.items()} == {
+            FOUNDING: result.run_id,
+            LITERATURE: result.run_id,
+        }
