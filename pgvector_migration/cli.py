@@ -140,32 +140,36 @@ def run_migration(args, openwebui, vector_store, embeddings, old_vector_store) -
     defs = build_definitions(
         embeddings=embeddings, old_vector_store=old_vector_store, vector_store=vector_store
     )
+    # Its pooled storage connections are closed when the runs are over.
     instance: DagsterInstance = cli_instance()
-    summary = RunSummary(dry_run=args.dry_run)
-    if prune_plan is not None and args.dry_run:
-        summary.prune_plan = prune_plan.lines()
-    estimate = None
-    if "files" in kinds and args.dry_run:
-        from pgvector_migration.dry_run import assess_run
+    try:
+        summary = RunSummary(dry_run=args.dry_run)
+        if prune_plan is not None and args.dry_run:
+            summary.prune_plan = prune_plan.lines()
+        estimate = None
+        if "files" in kinds and args.dry_run:
+            from pgvector_migration.dry_run import assess_run
 
-        estimate = assess_run(keys, args, openwebui, vector_store, embeddings, probe, summary)
-    elif "files" in kinds:
-        ensure_partitions(instance, list(keys))
-        job = defs.resolve_job_def("migrate_knowledge_base")
-        names = {k.id: k.name or k.id for k in openwebui.knowledge_bases()}
-        names[STANDALONE_PARTITION_KEY] = "files in no knowledge base"
-        with run_reporter(vector_store, names, list(keys), enabled=not args.no_progress):
-            migrate_partitions(job, instance, keys, args, old_vector_store, state, summary)
-        if args.prune and not narrowed:
-            prune(defs, instance, args, summary)
-    run_system_collections(defs, instance, kinds, args, state, summary)
-    if (
-        not args.dry_run
-        and not args.no_index
-        and not summary.run_errors
-        and needs_index(summary, vector_store)
-    ):
-        rebuild_index(defs, instance, summary)
+            estimate = assess_run(keys, args, openwebui, vector_store, embeddings, probe, summary)
+        elif "files" in kinds:
+            ensure_partitions(instance, list(keys))
+            job = defs.resolve_job_def("migrate_knowledge_base")
+            names = {k.id: k.name or k.id for k in openwebui.knowledge_bases()}
+            names[STANDALONE_PARTITION_KEY] = "files in no knowledge base"
+            with run_reporter(vector_store, names, list(keys), enabled=not args.no_progress):
+                migrate_partitions(job, instance, keys, args, old_vector_store, state, summary)
+            if args.prune and not narrowed:
+                prune(defs, instance, args, summary)
+        run_system_collections(defs, instance, kinds, args, state, summary)
+        if (
+            not args.dry_run
+            and not args.no_index
+            and not summary.run_errors
+            and needs_index(summary, vector_store)
+        ):
+            rebuild_index(defs, instance, summary)
+    finally:
+        instance.dispose()
     print(summary.text())
     if estimate is not None:
         from pgvector_migration.dry_run import setup_lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from dagster import Definitions, PreviewWarning
+from dagster import Definitions, PreviewWarning, in_process_executor
 
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.pruning import pruned_file_rows
@@ -63,6 +63,11 @@ def build_definitions(**resources: object) -> Definitions:
             verify_retrieval,
         ],
         sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
+        # Every job's steps in its run's own process, as the CLI runs them: the migration is a
+        # chain (each step waits for the one before), so a process per step bought no
+        # parallelism and cost a Python start, a code location load and a resource set-up per
+        # step, most of a nightly run over complete knowledge bases. Pools still apply.
+        executor=in_process_executor,
         resources={
             "openwebui": OpenWebUIResource(),
             "vector_store": PgVectorResource(),

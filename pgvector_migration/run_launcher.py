@@ -33,13 +33,20 @@ def cli_instance():
     if os.environ.get("DAGSTER_HOME"):
         from dagster._core.instance.ref import InstanceRef
 
+        from pgvector_migration.instance_storage import pool_connections
+
         home = Path(os.environ["DAGSTER_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         # Capturing step output forks a process per step; a run killed with SIGKILL would leave
         # those children behind, holding its database sockets. Runs started here log their
         # events to the instance as usual, without that capture.
         ref = InstanceRef.from_dir(str(home), overrides=NO_COMPUTE_LOG_CAPTURE)
-        return DagsterInstance.from_ref(ref)
+        instance = DagsterInstance.from_ref(ref)
+        # Dagster's PostgreSQL storage opens a connection per statement unless told to keep
+        # some (dagster.yaml's storage does); a run over 1,000 knowledge bases records thousands
+        # of events, and opening their connections was a third of a no-op run.
+        pool_connections(instance)
+        return instance
     print("DAGSTER_HOME is not set: runs are not recorded for the Dagster UI", file=sys.stderr)
     return DagsterInstance.ephemeral()
 

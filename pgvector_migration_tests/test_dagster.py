@@ -29,6 +29,14 @@ def test_definitions_load():
     assert {job.name for job in defs.jobs} >= {"migrate_knowledge_base", "rebuild_vector_index"}
 
 
+def test_runs_keep_their_steps_in_their_own_process():
+    """The backfills' runs (of the implicit asset job) and the named jobs alike: a process per
+    step was most of a nightly run over complete knowledge bases."""
+    jobs = [defs.resolve_implicit_global_asset_job_def()]
+    jobs += [defs.resolve_job_def(job.name) for job in defs.jobs]
+    assert {job.executor_def.name for job in jobs} == {"in_process"}
+
+
 def test_dagster_cli_validates_the_code_location(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(

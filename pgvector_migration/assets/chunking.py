@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from pgvector_migration.assets.common import (
+    add_partition_figures,
     downstream_automation,
     effective_settings,
     markdown_table,
@@ -61,21 +62,28 @@ def chunked_documents(
     state = vector_store.state()
     with state.partition_leases(keys):
         outcome = _stage_selected(context, config, openwebui, vector_store, state, settings)
+    own = {}
     for key in keys:
         failures = [row for row in outcome.failures if key in row["partitions"]]
         from_stored = [row for row in outcome.from_stored if key in row["partitions"]]
-        context.add_asset_metadata(
-            {
-                "files_chunked": MetadataValue.int(outcome.files[key]),
-                "chunks_staged": MetadataValue.int(outcome.chunks[key]),
-                "files_failed": MetadataValue.int(len(failures)),
-                "files_from_stored_text": MetadataValue.int(len(from_stored)),
-                "stored_text_files": markdown_table(from_stored, ["file_id", "filename", "reason"]),
-                "failures": markdown_table(failures, ["file_id", "filename", "error"]),
-            },
-            partition_key=key,
-        )
-    return MaterializeResult(metadata={"partitions_in_run": MetadataValue.int(len(keys))})
+        if not (outcome.files[key] or failures):
+            continue  # nothing chunked or failed: the run's figures say so
+        own[key] = {
+            "files_chunked": MetadataValue.int(outcome.files[key]),
+            "chunks_staged": MetadataValue.int(outcome.chunks[key]),
+            "files_failed": MetadataValue.int(len(failures)),
+            "files_from_stored_text": MetadataValue.int(len(from_stored)),
+            "stored_text_files": markdown_table(from_stored, ["file_id", "filename", "reason"]),
+            "failures": markdown_table(failures, ["file_id", "filename", "error"]),
+        }
+    return MaterializeResult(
+        metadata={
+            "partitions_in_run": MetadataValue.int(len(keys)),
+            "run_files_chunked": MetadataValue.int(sum(outcome.files.values())),
+            "run_files_failed": MetadataValue.int(len(outcome.failures)),
+            **add_partition_figures(context, own),
+        }
+    )
 
 
 @dataclass

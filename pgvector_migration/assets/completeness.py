@@ -16,6 +16,7 @@ from pydantic import Field
 
 from pgvector_migration.assets.common import (
     PREVIEW_ROWS,
+    add_partition_figures,
     downstream_automation,
     effective_settings,
     markdown_table,
@@ -38,6 +39,10 @@ from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
+
+# Statuses a partition can stay in run after run with nothing to do: its materialization then
+# carries the run's figures, not its own.
+SETTLED_STATUSES = {str(UnitStatus.COMPLETE), str(UnitStatus.UNSUPPORTED)}
 
 
 class CompletenessConfig(Config):
@@ -85,24 +90,35 @@ def completeness_report(
         statuses, selected_files, previews = _assess_partitions(
             keys, config, openwebui, vector_store, state, settings
         )
-    for key in keys:
-        context.add_asset_metadata(
-            {
-                **{
-                    f"units_{status}": MetadataValue.int(statuses[key][str(status)])
-                    for status in UnitStatus
-                },
-                "files_selected": MetadataValue.int(len(selected_files[key])),
-                "report": markdown_table(
-                    previews[key],
-                    ["file", "collection", "status", "expected", "present", "reason"],
-                ),
+    # A partition shows its own figures when the run found work or trouble in it; a complete
+    # one (every unit complete or deliberately unsupported, nothing selected) shows the run's.
+    own = {
+        key: {
+            **{
+                f"units_{status}": MetadataValue.int(statuses[key][str(status)])
+                for status in UnitStatus
             },
-            partition_key=key,
-        )
+            "files_selected": MetadataValue.int(len(selected_files[key])),
+            "report": markdown_table(
+                previews[key],
+                ["file", "collection", "status", "expected", "present", "reason"],
+            ),
+        }
+        for key in keys
+        if selected_files[key] or set(statuses[key]) - SETTLED_STATUSES
+    }
+    run_statuses: Counter[str] = Counter()
+    for counts in statuses.values():
+        run_statuses.update(counts)
     return MaterializeResult(
         metadata={
             "partitions_in_run": MetadataValue.int(len(keys)),
+            **{
+                f"run_units_{status}": MetadataValue.int(run_statuses[str(status)])
+                for status in UnitStatus
+            },
+            "run_files_selected": MetadataValue.int(len(set().union(*selected_files.values()))),
+            **add_partition_figures(context, own),
             "overwrite": MetadataValue.bool(config.overwrite),
             "embedding_model": MetadataValue.text(
                 f"{settings.embedding_engine or 'local'}: {settings.embedding_model}"

@@ -10,6 +10,7 @@ from pgvector_migration.assets.chunking import chunked_documents
 from pgvector_migration.assets.common import (
     EMBEDDING_POOL,
     FILES_FAILED_TAG,
+    add_partition_figures,
     downstream_automation,
     effective_settings,
     markdown_table,
@@ -70,20 +71,25 @@ def embedded_collections(
     failed: dict[str, list[dict]] = {key: [] for key in keys}
     for failure in state.failures(keys):
         failed[failure["partition_key"]].append(failure)
-    for key in keys:
-        collections, chunks = written[key]
-        context.add_asset_metadata(
-            {
-                "collections_written": MetadataValue.int(collections),
-                "chunks_written": MetadataValue.int(chunks),
-                "files_failed": MetadataValue.int(len({f["item_id"] for f in failed[key]})),
-                "failures": markdown_table(failed[key], ["file_id", "filename", "stage", "error"]),
-            },
-            partition_key=key,
-        )
+    own = {
+        key: {
+            "collections_written": MetadataValue.int(written[key][0]),
+            "chunks_written": MetadataValue.int(written[key][1]),
+            "files_failed": MetadataValue.int(len({f["item_id"] for f in failed[key]})),
+            "failures": markdown_table(failed[key], ["file_id", "filename", "stage", "error"]),
+        }
+        for key in keys
+        if written[key][0] or failed[key]
+    }
     files_failed = len({(f["partition_key"], f["item_id"]) for fs in failed.values() for f in fs})
     if files_failed:
         # A run with failed files finishes (the others are written) but says so where runs
         # are listed, not only in the report.
         context.instance.add_run_tags(context.run.run_id, {FILES_FAILED_TAG: str(files_failed)})
-    return MaterializeResult(metadata=run_write_metadata(report, settings, len(keys)))
+    return MaterializeResult(
+        metadata={
+            **run_write_metadata(report, settings, len(keys)),
+            "run_files_failed": MetadataValue.int(files_failed),
+            **add_partition_figures(context, own),
+        }
+    )

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from pgvector_migration.assets.common import (
     PREVIEW_ROWS,
+    add_partition_figures,
     markdown_table,
     migration_backfill_policy,
     nightly_automation,
@@ -55,10 +56,12 @@ def file_inventory(
                 partitions_of.setdefault(file_id, []).append(key)
     counts: dict[str, Counter[str]] = {key: Counter() for key in keys}
     previews: dict[str, list[dict]] = {key: [] for key in keys}
+    listed: set[str] = set()
 
     def listed_files():
         # Listing files downloads none of them; the steps that read bytes do.
         for file in openwebui.iter_files(list(partitions_of), "never", membership):
+            listed.add(file.id)
             notes.extend(
                 (key, file.id, note) for key in partitions_of[file.id] for note in file.notes
             )
@@ -92,21 +95,32 @@ def file_inventory(
         state.replace_source_notes(keys, notes)
     for key, subject_id, note in notes:
         context.log.warning(f"{key}: {subject_id}: {note}")
-    for key in keys:
-        context.add_asset_metadata(
-            {
-                "files": MetadataValue.int(counts[key]["files"]),
-                "collections": MetadataValue.int(counts[key]["collections"]),
-                "files_without_upload": MetadataValue.int(counts[key]["without_upload"]),
-                "dangling_file_ids": MetadataValue.json(dangling[key]),
-                "files_with_unusable_rows": MetadataValue.int(counts[key]["unusable"]),
-                "notes": markdown_table(
-                    [{"id": s, "note": n} for k, s, n in notes if k == key], ["id", "note"]
-                ),
-                "preview": markdown_table(
-                    previews[key], list(previews[key][0]) if previews[key] else ["file_id"]
-                ),
-            },
-            partition_key=key,
-        )
-    return MaterializeResult(metadata={"partitions_in_run": MetadataValue.int(len(keys))})
+    # A partition shows its own figures when it has something to report (a note, a dangling
+    # file id, an unusable row); the others show the run's.
+    reported = {key for key, _, _ in notes} | {key for key in keys if dangling[key]}
+    reported |= {key for key in keys if counts[key]["unusable"]}
+    own = {
+        key: {
+            "files": MetadataValue.int(counts[key]["files"]),
+            "collections": MetadataValue.int(counts[key]["collections"]),
+            "files_without_upload": MetadataValue.int(counts[key]["without_upload"]),
+            "dangling_file_ids": MetadataValue.json(dangling[key]),
+            "files_with_unusable_rows": MetadataValue.int(counts[key]["unusable"]),
+            "notes": markdown_table(
+                [{"id": s, "note": n} for k, s, n in notes if k == key], ["id", "note"]
+            ),
+            "preview": markdown_table(
+                previews[key], list(previews[key][0]) if previews[key] else ["file_id"]
+            ),
+        }
+        for key in keys
+        if key in reported
+    }
+    return MaterializeResult(
+        metadata={
+            "partitions_in_run": MetadataValue.int(len(keys)),
+            "run_files": MetadataValue.int(len(listed)),
+            "run_collections": MetadataValue.int(sum(c["collections"] for c in counts.values())),
+            **add_partition_figures(context, own),
+        }
+    )
