@@ -136,6 +136,18 @@ def run_write_metadata(
     }
 
 
+def prepare_writer(
+    settings: RagSettings, embeddings: EmbeddingResource, vector_store: PgVectorResource
+) -> UnitWriter:
+    """The writer for this engine and target; a setup error (engine, dimension, target) fails
+    the step before anything is written."""
+    try:
+        return UnitWriter.prepare(settings, embeddings, vector_store, vector_store.state())
+    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
+        # Not chained: Dagster records a cause's message, which may hold a URL's password.
+        raise Failure(description=redact_url(str(error))) from None
+
+
 def write_units(
     context,
     failure_keys: Callable[[WriteUnit], Sequence[str]],
@@ -143,16 +155,14 @@ def write_units(
     settings: RagSettings,
     embeddings: EmbeddingResource,
     vector_store: PgVectorResource,
+    writer: UnitWriter | None = None,
 ) -> WriteReport:
     """Embed and write units, each failure recorded under `failure_keys(unit)` (the partitions
-    that selected it, or the kind of system collection) and logged; a setup error (engine,
-    dimension, target) fails the step before anything is written."""
+    that selected it, or the kind of system collection) and logged; without a prepared
+    `writer`, one is prepared first (see `prepare_writer`)."""
     state = vector_store.state()
-    try:
-        writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
-    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
-        # Not chained: Dagster records a cause's message, which may hold a URL's password.
-        raise Failure(description=redact_url(str(error))) from None
+    if writer is None:
+        writer = prepare_writer(settings, embeddings, vector_store)
 
     def record_failure(unit: WriteUnit, message: str) -> None:
         message = redact_url(message)
