@@ -12,6 +12,7 @@ from collections import Counter
 import dagster as dg
 
 from pgvector_migration import cli
+from pgvector_migration.assets import file_migration
 from pgvector_migration.definitions import defs
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.records import WriteUnit
@@ -66,9 +67,8 @@ def test_a_full_handoff_holds_the_producer_and_a_stopped_consumer_releases_it():
     producer.start()
     time.sleep(0.2)
     assert not released.is_set(), "the producer waits while the queue is full"
-    units = handoff.units()
-    next(units)
-    units.close()  # the writer stopped with an error
+    assert next(handoff.units()).source_id == "a"
+    handoff.abandon()  # the writer stopped with an error
     assert released.wait(5)
     assert outcome and isinstance(outcome[0], HandoffAbandoned)
     producer.join(5)
@@ -156,3 +156,32 @@ def test_cli_sends_each_distinct_text_once_and_probes_once(deployment, tmp_path)
     assert collections == {f"file-{shared}", FOUNDING, LITERATURE}
     # ... and every distinct text written was sent once, no more.
     assert len(sent) == distinct_inputs
+
+
+def test_a_writer_that_fails_stops_loading_with_its_own_error(deployment, monkeypatch):
+    monkeypatch.setattr(file_migration, "FILES_WAITING_TO_EMBED", 1)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "model-not-cached-yet")
+    monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("PGVECTOR_MIGRATION_MAX_RETRIES", "0")
+    chunked, embedded = dg.AssetKey("chunked_documents"), dg.AssetKey("embedded_collections")
+    outcome: list = []
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(knowledge_partitions.name, [LITERATURE])
+        run = threading.Thread(
+            target=lambda: outcome.append(
+                defs.resolve_job_def("migrate_knowledge_base").execute_in_process(
+                    instance=instance,
+                    partition_key=LITERATURE,
+                    asset_selection=[*LOADING, chunked, embedded],
+                    raise_on_error=False,
+                )
+            )
+        )
+        run.start()
+        run.join(120)
+        assert not run.is_alive(), "loading waits on a full handoff forever"
+    (result,) = outcome
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    assert failure.step_key == "migrate_files"
+    assert "127.0.0.1:9" in failure.event_specific_data.error.to_string()

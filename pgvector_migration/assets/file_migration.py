@@ -51,8 +51,10 @@ def streamed_then_staged(
     handoff: UnitHandoff, state: MigrationState, keys: list[str]
 ) -> Iterator[WriteUnit]:
     """The units loading hands over, then any other staged unit of the run's partitions (left
-    by an earlier run that stopped), each once."""
+    by an earlier run that stopped), each once; nothing more once the handoff is abandoned."""
     yield from handoff.units()
+    if handoff.abandoned:
+        return
     for unit in state.staged_units(keys):
         if (unit.collection_name, unit.source_id) not in handoff.handed_over:
             yield unit
@@ -88,15 +90,21 @@ def migrate_files(
     with state.partition_leases(keys):
         if chunk and embed and not needs_transplant:
             handoff = UnitHandoff(FILES_WAITING_TO_EMBED)
+
+            def write_handed_over():
+                try:
+                    return embed_units(
+                        context,
+                        streamed_then_staged(handoff, state, keys),
+                        settings,
+                        embeddings,
+                        vector_store,
+                    )
+                finally:
+                    handoff.abandon()  # a writer that failed releases loading at once
+
             with ThreadPoolExecutor(1, thread_name_prefix="embed-staged") as writer_thread:
-                writing = writer_thread.submit(
-                    embed_units,
-                    context,
-                    streamed_then_staged(handoff, state, keys),
-                    settings,
-                    embeddings,
-                    vector_store,
-                )
+                writing = writer_thread.submit(write_handed_over)
                 try:
                     outcome = stage_selected(
                         context, config, openwebui, vector_store, state, settings, handoff.put
@@ -104,8 +112,12 @@ def migrate_files(
                 except HandoffAbandoned:
                     writing.result()  # the writer's own error is the step's
                     raise
-                finally:
-                    handoff.close()
+                except BaseException:
+                    # Loading failed or the run is being stopped: the writer finishes the
+                    # waves it has under way and takes nothing more; the rest stays staged.
+                    handoff.abandon()
+                    raise
+                handoff.close()
                 report = writing.result()
             results.append(chunking_metadata(context, outcome))
             if transplant:

@@ -19,24 +19,24 @@ class UnitHandoff:
 
     The producer blocks while `max_files` files wait, so memory holds a few files' chunks, not
     the run's: loading slows to the pace of embedding, which the provider's budget sets
-    anyway. The consumer's `units()` ends once the producer has closed the handoff and every
-    file handed over was taken; it abandons the handoff when it stops early, so a producer
-    waiting on a full queue is released."""
+    anyway. `close` says no more files will come; `abandon` (either side, on an error) stops
+    both: the producer's next `put` raises, the consumer takes nothing more. Files not taken
+    stay staged for the next run."""
 
     def __init__(self, max_files: int) -> None:
         self._files: deque[list[WriteUnit]] = deque()
         self._max_files = max_files
         self._closed = False
-        self._abandoned = False
+        self.abandoned = False
         self._changed = threading.Condition()
         self.handed_over: set[tuple[str, str]] = set()
 
     def put(self, units: list[WriteUnit]) -> None:
         """Hand over one file's units; waits while the queue is full."""
         with self._changed:
-            while len(self._files) >= self._max_files and not self._abandoned:
+            while len(self._files) >= self._max_files and not self.abandoned:
                 self._changed.wait()
-            if self._abandoned:
+            if self.abandoned:
                 raise HandoffAbandoned("the embedding side of the step stopped")
             self._files.append(units)
             self._changed.notify_all()
@@ -47,22 +47,23 @@ class UnitHandoff:
             self._closed = True
             self._changed.notify_all()
 
+    def abandon(self) -> None:
+        """Stop the handoff both ways; harmless once both sides are done."""
+        with self._changed:
+            self.abandoned = True
+            self._changed.notify_all()
+
     def units(self) -> Iterator[WriteUnit]:
-        """Every unit handed over, in order, until the handoff is closed and empty; each
-        (collection, file) taken is remembered in `handed_over`."""
-        try:
-            while True:
-                with self._changed:
-                    while not self._files and not self._closed:
-                        self._changed.wait()
-                    if not self._files:
-                        return
-                    units = self._files.popleft()
-                    self._changed.notify_all()
-                for unit in units:
-                    self.handed_over.add((unit.collection_name, unit.source_id))
-                    yield unit
-        finally:
+        """Every unit handed over, in order, until the handoff is closed and empty, or
+        abandoned; each (collection, file) taken is remembered in `handed_over`."""
+        while True:
             with self._changed:
-                self._abandoned = not self._closed or bool(self._files)
+                while not self._files and not self._closed and not self.abandoned:
+                    self._changed.wait()
+                if self.abandoned or not self._files:
+                    return
+                units = self._files.popleft()
                 self._changed.notify_all()
+            for unit in units:
+                self.handed_over.add((unit.collection_name, unit.source_id))
+                yield unit
