@@ -79,7 +79,7 @@ def dimensions_result(vector_store: PgVectorResource, names: Sequence[str] | Non
 
 
 @asset_check(
-    asset=embedded_collections,
+    asset=embedded_collections.key,
     description="Every file of the run's knowledge bases was processed or deliberately "
     "skipped: no file failed or was unreadable, and every collection the run selected was "
     "written. Failed files make it an error (the run itself finishes: the others are written).",
@@ -122,7 +122,7 @@ def all_collections_complete(
 
 
 @asset_check(
-    asset=embedded_collections,
+    asset=embedded_collections.key,
     description="No chunk of the run's collections is stored twice: no (collection, file) "
     "holds equal chunks beyond the rows its last write made (equal chunks that Open WebUI "
     "itself writes are fine).",
@@ -136,7 +136,7 @@ def no_duplicate_chunks(
 
 
 @asset_check(
-    asset=embedded_collections,
+    asset=embedded_collections.key,
     description="Every vector of the run's collections has the column's dimension.",
 )
 def vector_dimensions_match(

@@ -2,9 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from pgvector_migration.assets.chunking import chunked_documents
 from pgvector_migration.assets.completeness import completeness_report
-from pgvector_migration.assets.embedding import embedded_collections
+from pgvector_migration.assets.file_migration import migrate_files
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.inventory import file_inventory
 from pgvector_migration.assets.pruning import pruned_file_rows
@@ -13,15 +12,10 @@ from pgvector_migration.assets.system_collections import (
     knowledge_base_collection,
     memory_collections,
 )
-from pgvector_migration.assets.transplant import transplanted_embeddings
 
-MIGRATION_ASSETS = [
-    file_inventory,
-    completeness_report,
-    chunked_documents,
-    transplanted_embeddings,
-    embedded_collections,
-]
+# migrate_files materializes chunked_documents, transplanted_embeddings and
+# embedded_collections in one step (see assets/file_migration.py).
+MIGRATION_ASSETS = [file_inventory, completeness_report, migrate_files]
 SYSTEM_COLLECTION_ASSETS = [knowledge_base_collection, memory_collections]
 
 migrate_knowledge_base = define_asset_job(

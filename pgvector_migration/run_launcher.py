@@ -103,7 +103,8 @@ def _run_config(file_ids: list[str], overwrite: bool, text_source: TextSource, s
                     "overwrite_unless_written_after": started_at.isoformat(),
                 }
             },
-            "chunked_documents": {"config": {"text_source": text_source.name}},
+            # The step that materializes chunked_documents (assets/file_migration.py).
+            "migrate_files": {"config": {"text_source": text_source.name}},
         },
     }
 
@@ -142,11 +143,12 @@ def migration_selection(job, old_vector_store):
     return [key for key in keys if key != transplant]
 
 
-def _run_figures(result, node: str) -> dict:
-    """A step's figures for its whole run: the run-level metadata Dagster copies onto each
-    partition's event, read from one of them."""
-    for materialization in result.asset_materializations_for_node(node):
-        return {key: value.value for key, value in materialization.metadata.items()}
+def _run_figures(result, asset: str) -> dict:
+    """An asset's figures for its whole run: the run-level metadata Dagster copies onto each
+    partition's event, read from one of them (its step, migrate_files, materializes others)."""
+    for materialization in result.asset_materializations_for_node("migrate_files"):
+        if materialization.asset_key.to_user_string() == asset:
+            return {key: value.value for key, value in materialization.metadata.items()}
     return {}
 
 

@@ -60,7 +60,11 @@ def test_materialize_one_partition_then_index(deployment):
             instance=instance,
         )
         assert result.success
-        written = result.asset_materializations_for_node("embedded_collections")[0].metadata
+        (written,) = [
+            m.metadata
+            for m in result.asset_materializations_for_node("migrate_files")
+            if m.asset_key == dg.AssetKey("embedded_collections")
+        ]
         report = result.asset_materializations_for_node("completeness_report")[0].metadata
         assert report["units_missing"].value == 6  # 3 files x (own + knowledge collection)
         assert written["collections_written"].value == 6

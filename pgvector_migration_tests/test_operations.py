@@ -162,7 +162,8 @@ def test_failed_partition_is_reexecuted_from_failure_only(deployment, monkeypatc
         ) as failed:
             assert not failed.success
             failed_steps = {e.step_key for e in failed.all_events if e.is_step_failure}
-            assert failed_steps == {"embedded_collections"}
+            # chunked_documents and embedded_collections are one step (migrate_files).
+            assert failed_steps == {"migrate_files"}
             run_id = failed.run_id
 
         monkeypatch.setenv("RAG_OPENAI_API_BASE_URL", deployment.server.base_url)
@@ -181,8 +182,8 @@ def test_failed_partition_is_reexecuted_from_failure_only(deployment, monkeypatc
             ]
             assert retried.success, errors
             executed = {e.step_key for e in retried.all_events if e.is_step_success}
-        assert "file_inventory" not in executed and "chunked_documents" not in executed
-        assert "embedded_collections" in executed
+        assert "file_inventory" not in executed and "completeness_report" not in executed
+        assert "migrate_files" in executed
         assert FOUNDING in deployment.counts()
 
 

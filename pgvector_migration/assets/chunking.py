@@ -2,27 +2,27 @@
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue
 from pydantic import Field
 
 from pgvector_migration.assets.common import (
     add_partition_figures,
     downstream_automation,
-    effective_settings,
     markdown_table,
-    migration_backfill_policy,
 )
 from pgvector_migration.assets.completeness import completeness_report
-from pgvector_migration.partitions import knowledge_partitions
-from pgvector_migration.pipeline.planning import plan_files, planning_workers
+from pgvector_migration.pipeline.planning import FilePlan, plan_files, planning_workers
+from pgvector_migration.pipeline.records import SourceFile, WriteUnit
 from pgvector_migration.pipeline.text_source import TextSource, fallback_note
-from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.extraction_http import send_over_http
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
+from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.migration_state import MigrationState
 from pgvector_migration.unit_writer import postgres_reason
 
 
@@ -39,29 +39,25 @@ class ChunkingConfig(Config):
     )
 
 
-@asset(
-    partitions_def=knowledge_partitions,
-    backfill_policy=migration_backfill_policy(),
-    group_name="migration",
+chunked_documents = AssetSpec(
+    "chunked_documents",
     deps=[completeness_report],
+    group_name="migration",
     automation_condition=downstream_automation(),
     description="Chunks of every (file, collection) the completeness report selected, made "
     "with Open WebUI's loader, splitter and metadata, staged in pgvector_migration.staged_chunk. "
     "A file in several knowledge bases of the run is loaded once. A file that fails is "
-    "recorded with its reason and never stops the others.",
+    "recorded with its reason and never stops the others. Materialized by the migrate_files "
+    "step, which embeds each file's units as soon as they are staged when embedded_collections "
+    "is in the same run.",
 )
-def chunked_documents(
-    context: AssetExecutionContext,
-    config: ChunkingConfig,
-    openwebui: OpenWebUIResource,
-    vector_store: PgVectorResource,
-    embeddings: EmbeddingResource,
+
+
+def chunking_metadata(
+    context: AssetExecutionContext, outcome: "StagingOutcome"
 ) -> MaterializeResult:
+    """Each partition's chunking figures, and the run's result."""
     keys = context.partition_keys
-    settings = effective_settings(openwebui, embeddings)
-    state = vector_store.state()
-    with state.partition_leases(keys):
-        outcome = _stage_selected(context, config, openwebui, vector_store, state, settings)
     own = {}
     for key in keys:
         failures = [row for row in outcome.failures if key in row["partitions"]]
@@ -77,12 +73,13 @@ def chunked_documents(
             "failures": markdown_table(failures, ["file_id", "filename", "error"]),
         }
     return MaterializeResult(
+        asset_key=chunked_documents.key,
         metadata={
             "partitions_in_run": MetadataValue.int(len(keys)),
             "run_files_chunked": MetadataValue.int(sum(outcome.files.values())),
             "run_files_failed": MetadataValue.int(len(outcome.failures)),
-            **add_partition_figures(context, own),
-        }
+            **add_partition_figures(context, own, chunked_documents.key),
+        },
     )
 
 
@@ -96,7 +93,30 @@ class StagingOutcome:
     from_stored: list[dict] = field(default_factory=list)
 
 
-def _stage_selected(context, config, openwebui, vector_store, state, settings) -> StagingOutcome:
+def staged_units_of(file: SourceFile, plan: FilePlan) -> list[WriteUnit]:
+    """The units one file's plan staged, as the writer would read them back from staging (a
+    collection without chunks stages no row, so it is no unit)."""
+    return [
+        WriteUnit(
+            name, file.id, file.filename, plan.content_hash, plan.settings_fingerprint, chunks
+        )
+        for name, chunks in plan.chunks_by_collection.items()
+        if chunks
+    ]
+
+
+def stage_selected(
+    context: AssetExecutionContext,
+    config: ChunkingConfig,
+    openwebui: OpenWebUIResource,
+    vector_store: PgVectorResource,
+    state: MigrationState,
+    settings: RagSettings,
+    on_staged: Callable[[list[WriteUnit]], None] | None = None,
+) -> StagingOutcome:
+    """Load, split and stage every selected file of the run's partitions; each file's units
+    are handed to `on_staged` once their chunks are committed to staging (so a writer can
+    embed them while later files load)."""
     selected = state.selected_units(context.partition_keys)
     outcome = StagingOutcome()
     fetch = "missing-content" if config.text_source is TextSource.STORED else "always"
@@ -158,4 +178,6 @@ def _stage_selected(context, config, openwebui, vector_store, state, settings) -
                 for key in selected[file.id].get(name, []):
                     outcome.chunks[key] += len(chunks)
             outcome.files.update(partitions)
+            if on_staged is not None:
+                on_staged(staged_units_of(file, plan))
     return outcome

@@ -5,7 +5,14 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from dagster import AutomationCondition, BackfillPolicy, BetaWarning, Failure, MetadataValue
+from dagster import (
+    AssetKey,
+    AutomationCondition,
+    BackfillPolicy,
+    BetaWarning,
+    Failure,
+    MetadataValue,
+)
 
 from pgvector_migration.embedding.errors import EmbeddingError
 from pgvector_migration.embedding.registry import check_engine_settings
@@ -122,16 +129,19 @@ PARTITIONS_WITH_OWN_FIGURES = "partitions_with_own_figures"
 
 
 def add_partition_figures(
-    context, figures: Mapping[str, Mapping[str, MetadataValue]]
+    context,
+    figures: Mapping[str, Mapping[str, MetadataValue]],
+    asset_key: AssetKey | None = None,
 ) -> dict[str, MetadataValue]:
     """Give each partition in `figures` its own metadata on its materialization; returns the
     run-level entry saying how many got some. The assets pass only the partitions with
     something of their own to show (work, failures, notes): the others' events carry the run's
     figures alone. Dagster checks every partition-scoped call against the run's whole partition
     range in the instance (several queries each), so a run over 1,000 complete knowledge bases
-    spent most of its time recording figures that all said nothing happened."""
+    spent most of its time recording figures that all said nothing happened. `asset_key` names
+    which of the step's assets the figures belong to (migrate_files materializes several)."""
     for key, metadata in figures.items():
-        context.add_asset_metadata(dict(metadata), partition_key=key)
+        context.add_asset_metadata(dict(metadata), asset_key=asset_key, partition_key=key)
     return {PARTITIONS_WITH_OWN_FIGURES: MetadataValue.int(len(figures))}
 
 
@@ -155,6 +165,18 @@ def run_write_metadata(
     }
 
 
+def prepare_writer(
+    settings: RagSettings, embeddings: EmbeddingResource, vector_store: PgVectorResource
+) -> UnitWriter:
+    """The writer for this engine and target; a setup error (engine, dimension, target) fails
+    the step before anything is written."""
+    try:
+        return UnitWriter.prepare(settings, embeddings, vector_store, vector_store.state())
+    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
+        # Not chained: Dagster records a cause's message, which may hold a URL's password.
+        raise Failure(description=redact_url(str(error))) from None
+
+
 def write_units(
     context,
     failure_keys: Callable[[WriteUnit], Sequence[str]],
@@ -162,16 +184,14 @@ def write_units(
     settings: RagSettings,
     embeddings: EmbeddingResource,
     vector_store: PgVectorResource,
+    writer: UnitWriter | None = None,
 ) -> WriteReport:
     """Embed and write units, each failure recorded under `failure_keys(unit)` (the partitions
-    that selected it, or the kind of system collection) and logged; a setup error (engine,
-    dimension, target) fails the step before anything is written."""
+    that selected it, or the kind of system collection) and logged; without a prepared
+    `writer`, one is prepared first (see `prepare_writer`)."""
     state = vector_store.state()
-    try:
-        writer = UnitWriter.prepare(settings, embeddings, vector_store, state)
-    except (TargetConfigurationError, EmbeddingError, ValueError) as error:
-        # Not chained: Dagster records a cause's message, which may hold a URL's password.
-        raise Failure(description=redact_url(str(error))) from None
+    if writer is None:
+        writer = prepare_writer(settings, embeddings, vector_store)
 
     def record_failure(unit: WriteUnit, message: str) -> None:
         message = redact_url(message)

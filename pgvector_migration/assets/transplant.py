@@ -3,17 +3,11 @@ embedded_collections sends only the texts the store does not have to the engine.
 
 from collections.abc import Sequence
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetSpec, Failure, MaterializeResult, MetadataValue
 
 from pgvector_migration.assets.chunking import chunked_documents
-from pgvector_migration.assets.common import (
-    EMBEDDING_POOL,
-    downstream_automation,
-    effective_settings,
-    migration_backfill_policy,
-)
+from pgvector_migration.assets.common import downstream_automation
 from pgvector_migration.embedding.errors import EmbeddingError
-from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.pipeline.transplant import (
     TargetModel,
@@ -26,14 +20,25 @@ from pgvector_migration.pipeline.transplant import (
 from pgvector_migration.resources.chroma_store import ChromaStoreError
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.old_vector_store import OldVectorStoreResource
-from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource, TargetConfigurationError
+from pgvector_migration.settings import RagSettings
 from pgvector_migration.store.migration_state import MigrationState
 from pgvector_migration.unit_writer import prepare_target
 
 TRANSPLANT_ORIGIN = "transplant"
 # One old store serves every partition of a run at once: its figures are the run's.
 RUN_SCOPE = "the whole run (every knowledge base it covers)"
+
+
+transplanted_embeddings = AssetSpec(
+    "transplanted_embeddings",
+    deps=[chunked_documents],
+    group_name="migration",
+    automation_condition=downstream_automation(),
+    description="Vectors of the old vector store (Chroma) for the staged chunks, copied into "
+    "the embedding cache when the store's embedding_config names the migration's model, the "
+    "dimension fits, and a sample re-embedded afresh agrees; a no-op without a store.",
+)
 
 
 def texts_to_embed(state: MigrationState, partition_keys: Sequence[str], model_key: str):
@@ -64,39 +69,36 @@ def report_metadata(report: TransplantReport) -> dict[str, MetadataValue]:
 
 def skipped(store: str, reason: str) -> MaterializeResult:
     return MaterializeResult(
+        asset_key=transplanted_embeddings.key,
         metadata={
             "scope": MetadataValue.text(RUN_SCOPE),
             "store": MetadataValue.text(store),
             "skipped": MetadataValue.text(reason),
             "vectors_transplanted": MetadataValue.int(0),
-        }
+        },
     )
 
 
-@asset(
-    partitions_def=knowledge_partitions,
-    backfill_policy=migration_backfill_policy(),
-    group_name="migration",
-    deps=[chunked_documents],
-    pool=EMBEDDING_POOL,
-    automation_condition=downstream_automation(),
-    description="Vectors of the old vector store (Chroma) for the staged chunks, copied into "
-    "the embedding cache when the store's embedding_config names the migration's model, the "
-    "dimension fits, and a sample re-embedded afresh agrees; a no-op without a store.",
-)
-def transplanted_embeddings(
+def transplant_needed(old_vector_store: OldVectorStoreResource, reembed: bool) -> bool:
+    """Whether the transplant can seed anything: an old store is configured and cached
+    vectors are used."""
+    return old_vector_store.description() is not None and not reembed
+
+
+def transplant_vectors(
     context: AssetExecutionContext,
-    openwebui: OpenWebUIResource,
+    settings: RagSettings,
     vector_store: PgVectorResource,
     embeddings: EmbeddingResource,
     old_vector_store: OldVectorStoreResource,
 ) -> MaterializeResult:
+    """Seed the cache with the old store's vectors of the staged texts (see the asset's
+    description); the run's figures."""
     store = old_vector_store.description()
     if store is None:
         return skipped("none", "no old vector store configured")
     if embeddings.reembed:
         return skipped(store, "re-embedding forced: stored vectors are not used")
-    settings = effective_settings(openwebui, embeddings)
     state = vector_store.state()
     dispatcher = embeddings.dispatcher(settings)
     try:
@@ -142,5 +144,6 @@ def transplanted_embeddings(
         f"{report.sampled} samples compared"
     )
     return MaterializeResult(
-        metadata={"scope": MetadataValue.text(RUN_SCOPE), **report_metadata(report)}
+        asset_key=transplanted_embeddings.key,
+        metadata={"scope": MetadataValue.text(RUN_SCOPE), **report_metadata(report)},
     )

@@ -114,6 +114,9 @@ class EmbeddingDispatcher:
         # Batches queue here; the in-flight limit decides how many of them are sent at once.
         self._pool = ThreadPoolExecutor(self.in_flight.ceiling, thread_name_prefix="embed")
         self.stats = DispatchStats()
+        # Target lengths this engine was seen to answer with: the CLI's preflight asks once,
+        # and its run's steps (the same dispatcher in the same process) need not ask again.
+        self._confirmed_dimensions: set[int] = set()
 
     @property
     def model_key(self) -> str:
@@ -296,6 +299,8 @@ class EmbeddingDispatcher:
         for the model's dimension."""
         if not self.is_api:
             return self.embedder.dimension()
+        if expected in self._confirmed_dimensions:
+            return expected
         answers: list[int] = []
         retries = min(self._max_retries, PROBE_RETRIES)
         while len(answers) < PROBE_ANSWERS:
@@ -304,5 +309,6 @@ class EmbeddingDispatcher:
             )
             answers.append(len(vectors[0]))
             if expected is None or answers[-1] == expected:
+                self._confirmed_dimensions.add(answers[-1])
                 return answers[-1]
         return max(set(answers), key=answers.count)
