@@ -29,14 +29,18 @@ def run(tmp_path, *flags: str) -> tuple[int, dict]:
     return code, summary
 
 
-@pytest.fixture
-def migrated(deployment, tmp_path):
+def migrate_with_model_a(deployment, tmp_path):
     """The sample migrated with model A (8 dimensions); the provider then answers B with 12
     (the loopback server's length is one setting, and A is never asked again)."""
     code, _ = run(tmp_path, "--no-progress")
     assert code == cli.EXIT_FAILED  # the sample's corrupt PDF
     deployment.server.dimensions = NEW_DIMENSIONS
     return deployment
+
+
+@pytest.fixture
+def migrated(deployment, tmp_path):
+    return migrate_with_model_a(deployment, tmp_path)
 
 
 def table_fingerprint(connection, table: str) -> str:

@@ -15,6 +15,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from psycopg import sql
+
 from pgvector_migration.pipeline.retrieval_quality import (
     DEFAULT_K,
     DEFAULT_SAMPLES,
@@ -40,7 +42,6 @@ from pgvector_migration.resources.search_tuning import (
 )
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
-from pgvector_migration.store.names import DOCUMENT_CHUNK
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = Thresholds()
@@ -104,12 +105,15 @@ def figures(qualities: Sequence[CollectionQuality]) -> dict[str, float | int]:
 
 
 def knowledge_collections(vector_store: PgVectorResource) -> list[str]:
-    """The knowledge collections of document_chunk (not file, memory or web-search ones)."""
+    """The knowledge collections of the resource's chunk table (document_chunk, or a model
+    switch's shadow): not file, memory or web-search ones."""
     with vector_store.connect() as connection:
         names = [
             row[0]
             for row in connection.execute(
-                f"SELECT DISTINCT collection_name FROM {DOCUMENT_CHUNK} ORDER BY 1"
+                sql.SQL("SELECT DISTINCT collection_name FROM {} ORDER BY 1").format(
+                    sql.Identifier(vector_store.table_name)
+                )
             ).fetchall()
         ]
     return [name for name in names if not name.startswith(OTHER_PREFIXES)]
@@ -133,7 +137,7 @@ def verify_search(
     # A session of its own: it searches with the database's settings as they are now, as a
     # new Open WebUI session would, not those a pooled session started with.
     with vector_store.connect(with_vectors=True, fresh=True) as connection:
-        index = describe_search_index(connection)
+        index = describe_search_index(connection, vector_store.table_name)
         session = open_webui_session_settings(index)
         probe = SearchProbe(vector_store, connection, k)
         prepared: dict[str, tuple[int, list[ProbeQuery]]] = {}
