@@ -5,12 +5,17 @@ when every check passed."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from pgvector_migration import cli
 from pgvector_migration.assets.model_switch import shadow_view
-from pgvector_migration.definitions import build_definitions
 from pgvector_migration.resources.search_tuning import describe_search_index
 from pgvector_migration.resources.search_verification import knowledge_collections
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -28,6 +33,8 @@ from pgvector_migration_tests.test_model_switch import (
     run,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 CHECKS = {
     "shadow_is_complete",
     "shadow_has_no_duplicate_chunks",
@@ -41,31 +48,49 @@ def migrated(deployment, tmp_path):
     return migrate_with_model_a(deployment, tmp_path)
 
 
-def switch_run(instance: DagsterInstance, **config):
-    job = build_definitions().resolve_job_def("switch_embedding_model")
-    return job.execute_in_process(
-        run_config={"ops": {"model_switch_shadow": {"config": {"model": NEW_MODEL, **config}}}},
-        instance=instance,
-        raise_on_error=False,
+def switch_run(tmp_path: Path, **config) -> tuple[DagsterInstance, str]:
+    """`dagster job execute -m pgvector_migration -j switch_embedding_model -c FILE`, as the
+    README says, in the deployment's DAGSTER_HOME; the instance and the run's id."""
+    config_file = tmp_path / "switch.yaml"
+    run_config = {"ops": {"model_switch_shadow": {"config": {"model": NEW_MODEL, **config}}}}
+    config_file.write_text(json.dumps(run_config))  # JSON is YAML
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "pgvector_migration"]
+    subprocess.run(
+        [*command, "-j", "switch_embedding_model", "-c", str(config_file)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=900,
+        check=False,
     )
+    instance = cli_instance()
+    (run,) = instance.get_runs(filters=RunsFilter(job_name="switch_embedding_model"), limit=1)
+    return instance, run.run_id
 
 
-def check_results(result) -> dict[str, bool]:
+def check_results(instance: DagsterInstance, run_id: str) -> dict[str, bool]:
+    events = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
     return {
-        evaluation.check_name: evaluation.passed
-        for evaluation in result.get_asset_check_evaluations()
+        event.dagster_event.event_specific_data.check_name: (
+            event.dagster_event.event_specific_data.passed
+        )
+        for event in events
     }
 
 
-def test_the_switch_job_builds_checks_and_cuts_over(migrated):
+def run_status(instance: DagsterInstance, run_id: str) -> DagsterRunStatus:
+    return instance.get_run_by_id(run_id).status
+
+
+def test_the_switch_job_builds_checks_and_cuts_over(migrated, tmp_path):
     old_rows = chunks(migrated.connect(), "document_chunk")
-    instance = cli_instance()
 
-    result = switch_run(instance, dimension=NEW_DIMENSIONS)
+    instance, run_id = switch_run(tmp_path, dimension=NEW_DIMENSIONS)
 
-    assert result.success
-    assert check_results(result) == dict.fromkeys(CHECKS, True)
-    (cutover,) = result.asset_materializations_for_node("model_switch_cutover")
+    assert run_status(instance, run_id) == DagsterRunStatus.SUCCESS
+    assert check_results(instance, run_id) == dict.fromkeys(CHECKS, True)
+    event = instance.get_latest_materialization_event(AssetKey("model_switch_cutover"))
+    assert event.run_id == run_id
+    cutover = event.asset_materialization
     assert NEW_MODEL in cutover.metadata["after"].value
     assert f"PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={NEW_DIMENSIONS}" in (
         cutover.metadata["open_webui_settings"].value
@@ -84,15 +109,13 @@ def test_a_failing_blocking_check_stops_the_cutover(migrated, tmp_path):
     before = live_fingerprint(migrated)
     add_standalone_file(migrated, "added_meanwhile.txt", "Uploaded during the build.\n")
     migrated.server.fail_next(100, 400)  # the provider refuses the new file in the shadow
-    instance = cli_instance()
 
-    result = switch_run(instance)
+    instance, run_id = switch_run(tmp_path)
 
-    assert not result.success
-    checks = check_results(result)
+    checks = check_results(instance, run_id)
     assert checks["shadow_is_complete"] is False
     assert checks["shadow_has_declared_dimension"] is True
-    assert not result.asset_materializations_for_node("model_switch_cutover")
+    assert run_status(instance, run_id) != DagsterRunStatus.SUCCESS
     assert instance.get_latest_materialization_event(AssetKey("model_switch_cutover")) is None
     assert live_fingerprint(migrated) == before, "the live table and its ledger are untouched"
     with migrated.connect() as connection:
