@@ -134,3 +134,23 @@ def test_verify_probes_the_shadow(migrated, tmp_path):
     finally:
         shadow.close()
         live.close()
+
+
+def test_a_run_without_the_code_location_says_how_to_launch_it(deployment):
+    from pgvector_migration.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("switch_embedding_model")
+    config = {"model": NEW_MODEL, "dimension": NEW_DIMENSIONS}
+    result = job.execute_in_process(
+        run_config={"ops": {"model_switch_shadow": {"config": config}}},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    assert "dagster job execute -m pgvector_migration" in (
+        failure.event_specific_data.error.message
+    )
+    with deployment.connect() as connection:
+        assert dimension(connection, "document_chunk_shadow") is None

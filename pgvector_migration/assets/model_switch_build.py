@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, Failure
+from dagster_shared.check.functions import CheckError
 
 from pgvector_migration.assets.common import partitions_per_run
 from pgvector_migration.partitions import knowledge_partitions
@@ -60,6 +61,19 @@ def partition_ranges(ordered: Sequence[str], wanted: Sequence[str], per_run: int
     return ranges
 
 
+def code_location_jobs(context: AssetExecutionContext):
+    """The repository the run was loaded from (a run launched from the UI, a schedule, `dagster
+    job execute` or `dagster asset materialize` has one; a bare `execute_in_process` has not)."""
+    try:
+        return context.repository_def
+    except CheckError:
+        raise Failure(
+            description="the shadow build runs the code location's own jobs: launch "
+            "switch_embedding_model from the UI or with `dagster job execute -m "
+            "pgvector_migration -j switch_embedding_model -c FILE`"
+        ) from None
+
+
 def build_pass(
     context: AssetExecutionContext,
     openwebui: OpenWebUIResource,
@@ -67,7 +81,7 @@ def build_pass(
 ) -> list[str]:
     """Run one pass into the shadow; the runs that failed, each with its run id (a unit that
     failed is recorded in the shadow's ledger, and the cutover's checks judge it)."""
-    instance, repository = context.instance, context.repository_def
+    instance, repository = context.instance, code_location_jobs(context)
     wanted = openwebui.partition_keys()
     existing = set(instance.get_dynamic_partitions(knowledge_partitions.name))
     missing = [key for key in wanted if key not in existing]
