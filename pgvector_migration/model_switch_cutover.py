@@ -100,6 +100,14 @@ def shadow_store(
     return PgVectorResource(**fields)
 
 
+def shadow_view(live: PgVectorResource) -> PgVectorResource:
+    """The shadow table with the live resource's connection settings, to read only (its
+    checks, `verify --shadow`)."""
+    fields = live.model_dump(exclude_unset=True)
+    fields.update(table_name=shadow_table(DOCUMENT_CHUNK), read_only=True)
+    return PgVectorResource(**fields)
+
+
 def check_switch_state(live: PgVectorResource) -> None:
     """Before a cutover's delta pass: a shadow must have been built, and the last switch
     finished (or rolled back and finished)."""

@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from pgvector_migration import cli
-from pgvector_migration.assets.model_switch import shadow_view
+from pgvector_migration.model_switch_cutover import shadow_view
 from pgvector_migration.resources.search_tuning import describe_search_index
 from pgvector_migration.resources.search_verification import knowledge_collections
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -128,12 +128,23 @@ def test_verify_probes_the_shadow(migrated, tmp_path):
     live = PgVectorResource()
     shadow = shadow_view(live)
     try:
-        assert knowledge_collections(shadow) == knowledge_collections(live)
+        expected = knowledge_collections(live)
+        assert knowledge_collections(shadow) == expected
         with shadow.connect() as connection:
             assert describe_search_index(connection, shadow.table_name).method is not None
     finally:
         shadow.close()
         live.close()
+    summary_path = tmp_path / "verify.json"
+    verify = ["verify", "--shadow", "--summary-json", str(summary_path)]
+
+    assert cli.main([*verify, "--model", NEW_MODEL]) == cli.EXIT_OK
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["table"] == "document_chunk_shadow" and summary["passed"]
+    assert len(summary["before"]) == len(expected)
+    assert cli.main(verify) == cli.EXIT_CONFIG, "the shadow's queries need its model"
+    assert cli.main([*verify, "--model", NEW_MODEL, "--tune"]) == cli.EXIT_CONFIG
 
 
 def test_a_run_without_the_code_location_says_how_to_launch_it(deployment):

@@ -38,6 +38,7 @@ from pgvector_migration.model_switch_cutover import (
     live_problems,
     settings_lines,
     shadow_store,
+    shadow_view,
 )
 from pgvector_migration.pipeline.retrieval_quality import (
     DEFAULT_MIN_RECALL,
@@ -56,7 +57,7 @@ from pgvector_migration.resources.search_verification import (
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 from pgvector_migration.store.names import DOCUMENT_CHUNK
-from pgvector_migration.store.table_swap import SwapRefused, previous_table, shadow_table
+from pgvector_migration.store.table_swap import SwapRefused, previous_table
 
 SHADOW_KEY = AssetKey("model_switch_shadow")
 GROUP = "model_switch"
@@ -111,13 +112,6 @@ def switch_embeddings(
         fields["engine"] = engine
     switched = EmbeddingResource(**fields)
     return switched, switched.effective_settings(openwebui.rag_settings())
-
-
-def shadow_view(vector_store: PgVectorResource) -> PgVectorResource:
-    """The shadow table with the live resource's connection settings, to read only."""
-    fields = vector_store.model_dump(exclude_unset=True)
-    fields.update(table_name=shadow_table(DOCUMENT_CHUNK), read_only=True)
-    return PgVectorResource(**fields)
 
 
 @asset(

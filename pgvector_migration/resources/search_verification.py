@@ -42,6 +42,7 @@ from pgvector_migration.resources.search_tuning import (
 )
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
+from pgvector_migration.store.names import DOCUMENT_CHUNK
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = Thresholds()
@@ -63,6 +64,7 @@ class VerifyReport:
     after: list[CollectionQuality] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     applied: bool = False
+    table: str = DOCUMENT_CHUNK
 
     @property
     def passed(self) -> bool:
@@ -71,6 +73,7 @@ class VerifyReport:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "table": self.table,
             "pgvector_version": self.index.pgvector_version,
             "index_method": self.index.method,
             "ivfflat_lists": self.index.lists,
@@ -157,7 +160,7 @@ def verify_search(
             ]
 
         before = measure_all(session, probe, old_store)
-        result = VerifyReport(index, session, k, thresholds, before)
+        result = VerifyReport(index, session, k, thresholds, before, table=vector_store.table_name)
         if all(q.recall >= thresholds.min_recall for q in before) or not index.iterative_scans:
             return result
         ladder = tuning_ladder(index.method or "", index.lists)
