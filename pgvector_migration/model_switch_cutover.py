@@ -51,11 +51,12 @@ class SwitchRefused(RuntimeError):
 
 
 class _SourceMoved(Exception):
-    """Open WebUI changed its database between the delta pass and the swap's lock."""
+    """Open WebUI changed these tables of its database between the delta pass and the swap's
+    lock."""
 
-    def __init__(self, changes: list[str]) -> None:
-        super().__init__("; ".join(changes))
-        self.changes = changes
+    def __init__(self, tables: list[str]) -> None:
+        super().__init__(", ".join(tables))
+        self.tables = tables
 
 
 @dataclass(frozen=True)
@@ -199,17 +200,20 @@ def cut_over(
         try:
             with live.connect() as connection, connection.transaction():
                 swap = cutover(connection, DOCUMENT_CHUNK, lock_timeout_seconds)
-                changes = seen.changes(source_snapshot(openwebui))
-                if changes:
-                    raise _SourceMoved(changes)
+                changed = seen.changed_tables(source_snapshot(openwebui, detailed=False))
+                if changed:
+                    raise _SourceMoved(changed)
                 record_switch(connection, "cutover", before, after)
             return CutoverDone(before, after, swap, attempt, tuple(caught))
         except _SourceMoved as moved:
-            last = moved.changes
+            # Named after the rollback, with the lock released: a detailed read is slower.
+            last = seen.changes(source_snapshot(openwebui)) or [
+                f"{table} changed" for table in moved.tables
+            ]
             caught.extend(last)
             if attempt < attempts:
                 report(
-                    f"Open WebUI changed {_shown(moved.changes)} after the delta pass read it: "
+                    f"Open WebUI changed {_shown(last)} after the delta pass read it: "
                     f"the swap was rolled back; delta pass {attempt + 1} of {attempts}"
                 )
     raise SwitchRefused(
