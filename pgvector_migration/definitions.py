@@ -8,16 +8,19 @@ import warnings
 from dagster import Definitions, PreviewWarning, in_process_executor
 
 from pgvector_migration.assets.index import document_chunk_table, vector_index
+from pgvector_migration.assets.model_switch import SWITCH_ASSETS, SWITCH_CHECKS
 from pgvector_migration.assets.pruning import pruned_file_rows
 from pgvector_migration.assets.retrieval_quality import RETRIEVAL_CHECKS, retrieval_quality
 from pgvector_migration.jobs import (
     MIGRATION_ASSETS,
     SYSTEM_COLLECTION_ASSETS,
     assess_knowledge_base,
+    build_model_switch_shadow,
     migrate_knowledge_base,
     prune_orphaned_rows,
     rebuild_system_collections,
     rebuild_vector_index,
+    switch_embedding_model,
     verify_retrieval,
 )
 from pgvector_migration.resources.embedding import EmbeddingResource
@@ -52,8 +55,9 @@ def build_definitions(**resources: object) -> Definitions:
             document_chunk_table,
             vector_index,
             retrieval_quality,
+            *SWITCH_ASSETS,
         ],
-        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS, *RETRIEVAL_CHECKS],
+        asset_checks=[*PARTITION_CHECKS, *TABLE_CHECKS, *RETRIEVAL_CHECKS, *SWITCH_CHECKS],
         jobs=[
             migrate_knowledge_base,
             assess_knowledge_base,
@@ -61,6 +65,8 @@ def build_definitions(**resources: object) -> Definitions:
             prune_orphaned_rows,
             rebuild_vector_index,
             verify_retrieval,
+            switch_embedding_model,
+            build_model_switch_shadow,
         ],
         sensors=[knowledge_partitions_sensor, nightly_migration, vector_index_after_loading],
         # Every job's steps in its run's own process, as the CLI runs them: the migration is a

@@ -6,6 +6,7 @@ from pgvector_migration.assets.completeness import completeness_report
 from pgvector_migration.assets.file_migration import migrate_files
 from pgvector_migration.assets.index import document_chunk_table, vector_index
 from pgvector_migration.assets.inventory import file_inventory
+from pgvector_migration.assets.model_switch import SWITCH_ASSETS, model_switch_shadow
 from pgvector_migration.assets.pruning import pruned_file_rows
 from pgvector_migration.assets.retrieval_quality import retrieval_quality
 from pgvector_migration.assets.system_collections import (
@@ -55,4 +56,19 @@ verify_retrieval = define_asset_job(
     description="Measure Open WebUI's search on the run's knowledge bases (one or a range): "
     "recall against exact search, self-retrieval, latency; its checks fail below the "
     "thresholds. Not part of migrate_knowledge_base: it needs the index built.",
+)
+
+switch_embedding_model = define_asset_job(
+    name="switch_embedding_model",
+    selection=AssetSelection.assets(*SWITCH_ASSETS),
+    description="Change the embedding model with no downtime: build (or bring up to date) "
+    "document_chunk_shadow with the model the run config names, check it (blocking: complete, "
+    "no duplicates, declared dimension, recall), then cut over in one transaction.",
+)
+
+build_model_switch_shadow = define_asset_job(
+    name="build_model_switch_shadow",
+    selection=AssetSelection.assets(model_switch_shadow),
+    description="A model switch's shadow build and its checks, without the cutover: "
+    "switch_embedding_model later brings it up to date and cuts over.",
 )

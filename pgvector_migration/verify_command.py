@@ -42,6 +42,13 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         help="set (or undo) the settings for this role (ALTER ROLE) instead of the database",
     )
     group.add_argument(
+        "--shadow",
+        action="store_true",
+        help="measure a model switch's document_chunk_shadow instead of the live table, with "
+        "queries embedded by the switch's --model (and --engine); measuring only: tune after "
+        "the cutover",
+    )
+    group.add_argument(
         "--min-recall",
         type=float,
         default=Thresholds().min_recall,
@@ -58,7 +65,30 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace, openwebui, vector_store, embeddings) -> int:
-    """Measure, propose, apply or undo; print a table; write the summary JSON and the chart."""
+    """Measure, propose, apply or undo; print a table; write the summary JSON and the chart
+    (of the live table, or with --shadow of a model switch's shadow)."""
+    if not args.shadow:
+        return _verify(args, openwebui, vector_store, embeddings)
+    if not args.model or args.tune or args.untune:
+        print(
+            "pgvector-migrate verify --shadow: needs the switch's --model (its queries are "
+            "embedded with it) and only measures: --tune and --untune act on the database "
+            "Open WebUI searches, so tune after the cutover",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from pgvector_migration.model_switch_cutover import shadow_view
+    from pgvector_migration.resources.embedding import EmbeddingResource
+
+    shadow = shadow_view(vector_store)
+    switched = EmbeddingResource(engine=args.engine, model=args.model)
+    try:
+        return _verify(args, openwebui, shadow, switched)
+    finally:
+        shadow.close()
+
+
+def _verify(args: argparse.Namespace, openwebui, vector_store, embeddings) -> int:
     scope = TuningScope(role=args.tune_role)
     thresholds = Thresholds(min_recall=args.min_recall)
     try:
@@ -112,6 +142,7 @@ def report_text(report: VerifyReport) -> str:
     """Short and readable: one figure a line, then the table of knowledge bases."""
     index = report.index
     lines = [
+        f"table: {report.table}",
         f"pgvector: {index.pgvector_version or 'not installed'}, index: "
         f"{index.method or 'none (every search is exact)'}"
         + (f" lists={index.lists}" if index.lists else ""),

@@ -29,14 +29,18 @@ def run(tmp_path, *flags: str) -> tuple[int, dict]:
     return code, summary
 
 
-@pytest.fixture
-def migrated(deployment, tmp_path):
+def migrate_with_model_a(deployment, tmp_path):
     """The sample migrated with model A (8 dimensions); the provider then answers B with 12
     (the loopback server's length is one setting, and A is never asked again)."""
     code, _ = run(tmp_path, "--no-progress")
     assert code == cli.EXIT_FAILED  # the sample's corrupt PDF
     deployment.server.dimensions = NEW_DIMENSIONS
     return deployment
+
+
+@pytest.fixture
+def migrated(deployment, tmp_path):
+    return migrate_with_model_a(deployment, tmp_path)
 
 
 def table_fingerprint(connection, table: str) -> str:
@@ -265,3 +269,51 @@ def test_refusals_change_nothing(migrated, tmp_path, capsys):
             "SELECT 1 FROM pg_namespace WHERE nspname = 'pgvector_migration_shadow'"
         ).fetchone()
     assert live_fingerprint(migrated) == before
+
+
+def database_settings(connection) -> dict[str, str]:
+    row = connection.execute(
+        "SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    ).fetchone()
+    return dict(item.split("=", 1) for item in (row[0] if row and row[0] else []))
+
+
+def test_search_tuning_survives_a_switch_and_untunes_after_it(migrated, tmp_path):
+    """`verify --tune` settings belong to the database: the cutover renames the state
+    schemas, and `--untune` must still find what it replaced, including a record an earlier
+    version kept in the live state schema (which the cutover moves to `_previous`)."""
+    from pgvector_migration.resources.search_tuning import TuningScope, apply_tuning
+    from pgvector_migration.resources.search_verification import untune_search
+    from pgvector_migration.resources.vector_store import PgVectorResource
+
+    with migrated.connect() as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+        connection.execute(f'ALTER DATABASE "{database}" SET ivfflat.probes = 3')
+        apply_tuning(connection, {"hnsw.ef_search": "100"}, TuningScope())
+        apply_tuning(connection, {"ivfflat.probes": "40"}, TuningScope())
+        # An earlier version's record of the second: in the live state schema.
+        connection.execute(
+            "CREATE TABLE pgvector_migration.search_tuning AS SELECT * FROM "
+            "pgvector_migration_tuning.search_tuning WHERE setting = 'ivfflat.probes'"
+        )
+        connection.execute(
+            "DELETE FROM pgvector_migration_tuning.search_tuning WHERE setting = 'ivfflat.probes'"
+        )
+        assert database_settings(connection)["ivfflat.probes"] == "40"
+    assert run(tmp_path, *SWITCH)[0] == cli.EXIT_FAILED
+    assert run(tmp_path, *SWITCH, "--cutover")[0] == cli.EXIT_OK
+
+    live = PgVectorResource()
+    try:
+        statements = untune_search(live)
+    finally:
+        live.close()
+
+    assert len(statements) == 2
+    with migrated.connect() as connection:
+        settings = database_settings(connection)
+        assert settings["ivfflat.probes"] == "3" and "hnsw.ef_search" not in settings
+        assert connection.execute(
+            "SELECT to_regclass('pgvector_migration_previous.search_tuning')"
+        ).fetchone() == (None,), "the old record was taken over, not left with the old table"

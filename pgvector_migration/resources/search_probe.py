@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from pgvector_migration.pipeline.retrieval_quality import (
     CollectionQuality,
@@ -37,7 +38,6 @@ from pgvector_migration.pipeline.retrieval_quality import (
 )
 from pgvector_migration.resources.search_tuning import set_local
 from pgvector_migration.resources.vector_store import PgVectorResource
-from pgvector_migration.store.names import DOCUMENT_CHUNK
 from pgvector_migration.store.target_table import decryption_errors
 
 EmbedQueries = Callable[[list[str]], list[np.ndarray]]
@@ -70,6 +70,8 @@ class SearchProbe:
         self.vector_store = vector_store
         self.connection = connection
         self.k = k
+        # The resource's own table: Open WebUI's document_chunk, or a model switch's shadow.
+        self._table = sql.Identifier(vector_store.table_name).as_string(connection)
         table = vector_store.describe_table()
         self._vector_type = f"{table.vector_type or 'vector'}"
         self._encrypted = table.encrypted
@@ -77,7 +79,7 @@ class SearchProbe:
 
     def collection_rows(self, collection: str) -> int:
         return self.connection.execute(
-            f"SELECT count(*) FROM {DOCUMENT_CHUNK} WHERE collection_name = %s",
+            f"SELECT count(*) FROM {self._table} WHERE collection_name = %s",
             (collection,),
             prepare=False,
         ).fetchone()[0]
@@ -86,7 +88,7 @@ class SearchProbe:
         """The same `count` chunks of the collection on every run: ordered by md5(id||seed)."""
         with decryption_errors():
             rows = self.connection.execute(
-                f"SELECT id, ({self._metadata})->>'file_id', {self._text} FROM {DOCUMENT_CHUNK} "
+                f"SELECT id, ({self._metadata})->>'file_id', {self._text} FROM {self._table} "
                 "WHERE collection_name = %(collection)s AND vector IS NOT NULL "
                 "ORDER BY md5(id || %(seed)s) LIMIT %(count)s",
                 {**self._params, "collection": collection, "seed": seed, "count": count},
@@ -108,7 +110,7 @@ class SearchProbe:
             f"SELECT r.id, r.file_id, r.text_md5 FROM {values} "
             f"JOIN LATERAL (SELECT id, ({self._metadata})->>'file_id' AS file_id, "
             f"md5(coalesce({self._text}, '')) AS text_md5, "
-            f"vector <=> q.q_vector AS distance FROM {DOCUMENT_CHUNK} "
+            f"vector <=> q.q_vector AS distance FROM {self._table} "
             "WHERE collection_name = %(collection)s ORDER BY vector <=> q.q_vector "
             "LIMIT %(k)s) r ON true ORDER BY q.qid, r.distance"
         )

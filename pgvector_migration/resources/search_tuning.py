@@ -4,6 +4,11 @@ Open WebUI cannot be patched to widen its searches, but PostgreSQL applies `ALTE
 SET` and `ALTER ROLE ... SET` to every new session of that database or role, so settings made
 there reach Open WebUI's own queries. Every change is logged and recorded with the value it
 replaced (from `pg_db_role_setting`), so `--untune` puts back exactly what was there.
+
+The record lives in a schema of its own, `pgvector_migration_tuning`, not in a chunk table's
+state schema: the settings belong to the database or role, and a model switch renames the state
+schemas with their tables (the live one becomes `pgvector_migration_previous`), which would take
+the record away from the database it describes.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from pgvector_migration.resources.vector_index import INDEX_NAME
+from pgvector_migration.resources.vector_index import vector_index_name
 from pgvector_migration.store.names import DOCUMENT_CHUNK, SCHEMA
+
+# Settings of the database and roles, whichever chunk table is live.
+TUNING_SCHEMA = f"{SCHEMA}_tuning"
+TUNING_TABLE = f"{TUNING_SCHEMA}.search_tuning"
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +61,19 @@ class SearchIndex:
         return parts >= [0, 8]
 
 
-def describe_search_index(connection: psycopg.Connection) -> SearchIndex:
-    """pgvector's version and idx_document_chunk_vector's method and lists (None without an
-    index: then every search is exact)."""
+def describe_search_index(
+    connection: psycopg.Connection, table: str = DOCUMENT_CHUNK
+) -> SearchIndex:
+    """pgvector's version and the vector index's method and lists of `table` (Open WebUI's
+    idx_document_chunk_vector, or a model switch's shadow's); None without an index: then
+    every search is exact."""
     version = connection.execute(
         "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
     ).fetchone()
     row = connection.execute(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
         "AND tablename = %s AND indexname = %s",
-        (DOCUMENT_CHUNK, INDEX_NAME),
+        (table, vector_index_name(table)),
     ).fetchone()
     method = lists = None
     if row:
@@ -129,10 +141,13 @@ class TuningScope:
 
 
 def _ensure_record(connection: psycopg.Connection) -> None:
-    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    """The record table, with any records an earlier version kept in a state schema (where a
+    model switch moved them to `pgvector_migration_previous`) brought over, oldest first so the
+    value first replaced stays the one `--untune` restores. In the caller's transaction."""
+    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {TUNING_SCHEMA}")
     connection.execute(
         f"""
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.search_tuning (
+        CREATE TABLE IF NOT EXISTS {TUNING_TABLE} (
             scope text NOT NULL,
             target text NOT NULL,
             setting text NOT NULL,
@@ -143,6 +158,20 @@ def _ensure_record(connection: psycopg.Connection) -> None:
         )
         """
     )
+    earlier = connection.execute(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'search_tuning' "
+        "AND table_schema LIKE %s AND table_schema <> %s ORDER BY 1",
+        (f"{SCHEMA}%", TUNING_SCHEMA),
+    ).fetchall()
+    for (schema,) in earlier:
+        old = sql.SQL("{}.search_tuning").format(sql.Identifier(schema))
+        connection.execute(
+            sql.SQL(
+                "INSERT INTO {} SELECT scope, target, setting, previous, applied, applied_at "
+                "FROM {} ORDER BY applied_at ON CONFLICT DO NOTHING"
+            ).format(sql.SQL(TUNING_TABLE), old)
+        )
+        connection.execute(sql.SQL("DROP TABLE {}").format(old))
 
 
 def _setting(name: str) -> sql.SQL:
@@ -167,9 +196,9 @@ def apply_tuning(
     unknown = sorted(set(settings) - set(TUNABLE))
     if unknown:
         raise TuningError(f"not a search setting we tune: {', '.join(unknown)}")
-    _ensure_record(connection)
     statements = []
     with connection.transaction():
+        _ensure_record(connection)
         target = scope.target(connection)
         before = scope.current(connection)
         for name, value in settings.items():
@@ -179,7 +208,7 @@ def apply_tuning(
             connection.execute(statement)
             connection.execute(
                 f"""
-                INSERT INTO {SCHEMA}.search_tuning (scope, target, setting, previous, applied)
+                INSERT INTO {TUNING_TABLE} (scope, target, setting, previous, applied)
                 VALUES (%s, %s, %s, %s, %s)
                 ON CONFLICT (scope, target, setting) DO UPDATE SET applied = EXCLUDED.applied,
                     applied_at = now()
@@ -199,12 +228,12 @@ def remove_tuning(
 ) -> list[str]:
     """Put back what `apply_tuning` replaced: the recorded previous value, or RESET where
     there was none. Returns the statements run (none when nothing was tuned)."""
-    _ensure_record(connection)
     statements = []
     with connection.transaction():
+        _ensure_record(connection)
         target = scope.target(connection)
         recorded = connection.execute(
-            f"SELECT setting, previous FROM {SCHEMA}.search_tuning "
+            f"SELECT setting, previous FROM {TUNING_TABLE} "
             "WHERE scope = %s AND target = %s ORDER BY setting",
             (_scope_name(scope), target),
         ).fetchall()
@@ -219,7 +248,7 @@ def remove_tuning(
             connection.execute(statement)
             statements.append(statement.as_string(connection))
         connection.execute(
-            f"DELETE FROM {SCHEMA}.search_tuning WHERE scope = %s AND target = %s",
+            f"DELETE FROM {TUNING_TABLE} WHERE scope = %s AND target = %s",
             (_scope_name(scope), target),
         )
     for statement in statements:

@@ -15,6 +15,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from psycopg import sql
+
 from pgvector_migration.pipeline.retrieval_quality import (
     DEFAULT_K,
     DEFAULT_SAMPLES,
@@ -62,6 +64,7 @@ class VerifyReport:
     after: list[CollectionQuality] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     applied: bool = False
+    table: str = DOCUMENT_CHUNK
 
     @property
     def passed(self) -> bool:
@@ -70,6 +73,7 @@ class VerifyReport:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "table": self.table,
             "pgvector_version": self.index.pgvector_version,
             "index_method": self.index.method,
             "ivfflat_lists": self.index.lists,
@@ -104,12 +108,15 @@ def figures(qualities: Sequence[CollectionQuality]) -> dict[str, float | int]:
 
 
 def knowledge_collections(vector_store: PgVectorResource) -> list[str]:
-    """The knowledge collections of document_chunk (not file, memory or web-search ones)."""
+    """The knowledge collections of the resource's chunk table (document_chunk, or a model
+    switch's shadow): not file, memory or web-search ones."""
     with vector_store.connect() as connection:
         names = [
             row[0]
             for row in connection.execute(
-                f"SELECT DISTINCT collection_name FROM {DOCUMENT_CHUNK} ORDER BY 1"
+                sql.SQL("SELECT DISTINCT collection_name FROM {} ORDER BY 1").format(
+                    sql.Identifier(vector_store.table_name)
+                )
             ).fetchall()
         ]
     return [name for name in names if not name.startswith(OTHER_PREFIXES)]
@@ -133,7 +140,7 @@ def verify_search(
     # A session of its own: it searches with the database's settings as they are now, as a
     # new Open WebUI session would, not those a pooled session started with.
     with vector_store.connect(with_vectors=True, fresh=True) as connection:
-        index = describe_search_index(connection)
+        index = describe_search_index(connection, vector_store.table_name)
         session = open_webui_session_settings(index)
         probe = SearchProbe(vector_store, connection, k)
         prepared: dict[str, tuple[int, list[ProbeQuery]]] = {}
@@ -153,7 +160,7 @@ def verify_search(
             ]
 
         before = measure_all(session, probe, old_store)
-        result = VerifyReport(index, session, k, thresholds, before)
+        result = VerifyReport(index, session, k, thresholds, before, table=vector_store.table_name)
         if all(q.recall >= thresholds.min_recall for q in before) or not index.iterative_scans:
             return result
         ladder = tuning_ladder(index.method or "", index.lists)

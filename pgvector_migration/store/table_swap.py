@@ -77,7 +77,10 @@ def cutover(
     """The shadow becomes `live`; the live table becomes the previous one.
 
     Refused while a previous table is still kept (finish or roll back the last switch first),
-    or when there is no shadow to put in place."""
+    or when there is no shadow to put in place. Called inside a transaction of the caller's,
+    the renames commit with it and the locks are held until then: a model switch re-checks
+    Open WebUI's data there, and rolls everything back when it changed
+    (`model_switch_cutover`)."""
     shadow, previous = shadow_table(live), previous_table(live)
     _require(connection, live, shadow)
     if table_exists(connection, previous) or schema_exists(connection, state_schema(previous)):
