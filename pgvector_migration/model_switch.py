@@ -42,8 +42,13 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
             raise SwitchRefused(
                 "--dry-run shows only what a shadow build would do (switch --model M --dry-run)"
             )
+        if args.write_openwebui_settings and not (args.cutover or args.rollback):
+            raise SwitchRefused(
+                "--write-openwebui-settings writes Open WebUI's settings only at a --cutover "
+                "or a --rollback"
+            )
         if args.rollback:
-            return roll_back(live)
+            return roll_back(live, openwebui, args.write_openwebui_settings)
         if args.finish:
             return finish(live)
         if args.abandon:
@@ -66,7 +71,9 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
                     f"{settings.embedding_model} --cutover"
                 )
                 return code
-            return cut_over(live, shadow, openwebui, settings, args.dimension)
+            return cut_over(
+                live, shadow, openwebui, settings, args.dimension, args.write_openwebui_settings
+            )
         finally:
             shadow.close()
     except (SwitchRefused, SwapRefused) as refusal:
@@ -164,15 +171,19 @@ def check_switch_state(live) -> None:
         )
 
 
-def cut_over(live, shadow, openwebui, settings, dimension: int | None) -> int:
+def cut_over(
+    live, shadow, openwebui, settings, dimension: int | None, write_settings: bool = False
+) -> int:
     """Refuse a shadow less complete than the live table (its build's failures that the live
     table shares do not count) or of another dimension, else swap tables and state schemas with
-    the switch recorded, in one transaction; then print the settings to change."""
+    the switch recorded, in one transaction; then print the settings to change (or, with
+    `write_settings`, write them: `switch_openwebui_settings`)."""
     from pgvector_migration.resources.embedding import EmbeddingResource
     from pgvector_migration.resources.vector_store import PgVectorResource
     from pgvector_migration.store.model_switches import ModelSettings, record_switch
     from pgvector_migration.store.names import DOCUMENT_CHUNK
     from pgvector_migration.store.table_swap import cutover, previous_table
+    from pgvector_migration.switch_openwebui_settings import apply_change, cutover_change
 
     check_switch_state(live)
     # The live ledger is only read: this step never writes the live table or its schema
@@ -194,16 +205,16 @@ def cut_over(live, shadow, openwebui, settings, dimension: int | None) -> int:
     after = ModelSettings(
         settings.embedding_engine, settings.embedding_model, shadow.describe_table().dimension
     )
+    change = cutover_change(openwebui, after.engine, after.model, write_settings)
     with live.connect() as connection, connection.transaction():
         result = cutover(connection, DOCUMENT_CHUNK)
-        record_switch(connection, "cutover", before, after)
+        record_switch(connection, "cutover", before, after, change)
     print(
         f"cutover done in {result.seconds * 1000:.0f} ms: document_chunk now holds "
         f"{after.describe()}; the previous table ({before.describe()}) is kept as "
         f"{previous_table(DOCUMENT_CHUNK)} for switch --rollback until switch --finish"
     )
-    print("\n".join(settings_lines(before, after)))
-    return EXIT_OK
+    return apply_change(openwebui, change, before, after, settings_lines(before, after))
 
 
 def settings_lines(before, after) -> list[str]:
@@ -230,12 +241,14 @@ def settings_lines(before, after) -> list[str]:
     return lines
 
 
-def roll_back(live) -> int:
+def roll_back(live, openwebui, write_settings: bool = False) -> int:
     """Exchange the live and previous tables and state schemas; print the settings of the
-    table that is live again."""
+    table that is live again (or, with `write_settings`, put back Open WebUI's settings as
+    they were: `switch_openwebui_settings`)."""
     from pgvector_migration.store.model_switches import ModelSettings, record_switch, switch_history
     from pgvector_migration.store.names import DOCUMENT_CHUNK, SCHEMA
     from pgvector_migration.store.table_swap import rollback
+    from pgvector_migration.switch_openwebui_settings import apply_change, rollback_change
 
     with live.connect() as connection:
         history = switch_history(connection, SCHEMA)
@@ -246,17 +259,19 @@ def roll_back(live) -> int:
             )
         last = history[-1]
         back, leaving = last.before, last.after
+        change = rollback_change(openwebui, last, write_settings)
         with connection.transaction():
             result = rollback(connection, DOCUMENT_CHUNK)
-            record_switch(connection, "rollback", leaving, back)
+            record_switch(connection, "rollback", leaving, back, change)
     dimension = live.describe_table().dimension
     restored = ModelSettings(back.engine, back.model, dimension)
     print(
         f"rollback done in {result.seconds * 1000:.0f} ms: document_chunk holds "
         f"{restored.describe()} again"
     )
-    print("\n".join(settings_lines(leaving, restored)))
-    return EXIT_OK
+    return apply_change(
+        openwebui, change, leaving, restored, settings_lines(leaving, restored), undone=last
+    )
 
 
 def finish(live) -> int:
