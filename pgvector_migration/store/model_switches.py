@@ -76,6 +76,9 @@ def record_switch(
     """Record a cutover or rollback in `schema`, in the caller's transaction;
     `openwebui_config` is the `ConfigChange` of Open WebUI's settings the step writes, if
     any."""
+    # A rollback to a table that was never migrated by us (Open WebUI's own writes) finds no
+    # state schema of that table: the record makes one, holding only the record.
+    connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     connection.execute(sql.SQL(SWITCH_TABLE_DDL).format(sql.Identifier(schema)))
     connection.execute(sql.SQL(OPENWEBUI_CONFIG_COLUMN_DDL).format(sql.Identifier(schema)))
     connection.execute(
