@@ -220,7 +220,9 @@ def cut_over(
 def settings_lines(before, after) -> list[str]:
     """The Open WebUI environment that matches the live table now."""
     lines = [
-        "Set in Open WebUI's environment (or Admin > Settings > Documents):",
+        "Set in Open WebUI's Admin > Settings > Documents (or with switch "
+        "--write-openwebui-settings; its config table wins over the RAG_EMBEDDING_* "
+        "environment once it holds them) and its environment:",
         f"  RAG_EMBEDDING_ENGINE={after.engine}",
         f"  RAG_EMBEDDING_MODEL={after.model}",
         f"  PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={after.dimension}",
