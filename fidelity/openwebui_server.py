@@ -185,6 +185,11 @@ class OpenWebUI:
             time.sleep(0.5)
         raise RuntimeError(f"Open WebUI did not finish processing {path.name} in time")
 
+    def add_memory(self, content: str) -> dict:
+        """A memory of the signed-in user, embedded by Open WebUI into its
+        `user-memory-{user_id}` collection."""
+        return self._call("POST", "/api/v1/memories/add", json={"content": content})
+
     def add_to_knowledge(self, knowledge_id: str, file_id: str) -> str | None:
         """Add a processed file to a knowledge base; returns Open WebUI's refusal, if any."""
         response = self.client.post(

@@ -3,11 +3,13 @@ whose own search is asked throughout, through its HTTP API, on every collection 
 
 Open WebUI (uvicorn, offline, on the embedded PostgreSQL: its database and `document_chunk` in
 one database) embeds with model A from a loopback OpenAI server that answers model A with 384
-dimensions and model B with 768. Its users upload files into a knowledge base; those rows are
-the live table. While `switch --model B` builds the shadow, a thread keeps asking Open WebUI's
-`/api/v1/retrieval/query/doc` (file and knowledge-base collections) and `/query/collection`,
-and classifies every answer: the fake models' vectors are independent per model, so the top-k
-chunks for a query under A and under B differ (the queries are chosen so), and an answer equal
+dimensions and model B with 768. Its user uploads files into a knowledge base and adds a
+memory; those rows are the live table. While `switch --model B` builds the shadow, a thread
+keeps asking Open WebUI's `/api/v1/retrieval/query/doc` and `/query/collection` on every
+collection kind (file, knowledge base, `knowledge-bases`, `user-memory-*`) and classifies every
+answer: the fake models' vectors are independent per model, so the top-k chunks (or, for a
+one-row collection, the score) for a query under A and under B differ (the queries are chosen
+so), and an answer equal
 to neither is a search that mixed vector spaces (query from one model, table from the other).
 Then `--cutover --write-openwebui-settings`, a restart with B's vector length (Open WebUI reads
 it, and its embedding model, only at start; its environment still names model A, the config
@@ -52,9 +54,9 @@ OPENWEBUI_VENV = Path(
 )
 SKIP_VARIABLE = "PGVECTOR_MIGRATION_SKIP_OPENWEBUI"
 # Per collection kind: how many chunks a probe asks for. The knowledge-bases collection holds
-# one row per knowledge base (its name and description): there the score tells the models
-# apart, not the ranking.
-TOP_K = {"file": 2, "knowledge": 3, "knowledge-bases": 1}
+# one row per knowledge base (its name and description), a user's memory collection one row
+# per memory: there the score tells the models apart, not the ranking.
+TOP_K = {"file": 2, "knowledge": 3, "knowledge-bases": 1, "memory": 1}
 # Open WebUI's score is (2 - cosine distance) / 2; float32 vectors keep it to ~1e-6.
 SCORE_TOLERANCE = 1e-4
 WORDS = ("amber", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "island")
@@ -276,7 +278,8 @@ class Stack:
 
 
 def upload_deployment(ui: OpenWebUI, work: Path) -> dict[str, str]:
-    """A knowledge base of three files uploaded as a user does; returns collection -> kind."""
+    """A knowledge base of three files uploaded as a user does, and a memory; returns
+    collection -> kind."""
     ui.sign_up_admin()
     knowledge_id = ui.create_knowledge("Switch test")
     collections = {knowledge_id: "knowledge", "knowledge-bases": "knowledge-bases"}
@@ -286,6 +289,8 @@ def upload_deployment(ui: OpenWebUI, work: Path) -> dict[str, str]:
         row = ui.upload(path, knowledge_id)
         assert row["data"]["status"] == "completed", row
         collections[f"file-{row['id']}"] = "file"
+    memory = ui.add_memory("Prefers answers that name the granite harbor first.")
+    collections[f"user-memory-{memory['user_id']}"] = "memory"
     return collections
 
 
