@@ -7,7 +7,8 @@
 # Settings: OPENWEBUI_VENV (where the venv goes), OPENWEBUI_PYTHON (a Python 3.11 or 3.12).
 set -euo pipefail
 
-VENV="${OPENWEBUI_VENV:-$HOME/.cache/pgvector-migration/openwebui-0.12.4}"
+VENV="$(realpath -m "${OPENWEBUI_VENV:-$HOME/.cache/pgvector-migration/openwebui-0.12.4}")"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${OPENWEBUI_PYTHON:-python3.11}"
 STAMP="$VENV/.openwebui-0.12.4-installed"
 
@@ -26,9 +27,10 @@ fi
 mkdir -p "$(dirname "$VENV")"
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-# torch first, pinned to the CPU build on this machine's disk: otherwise sentence-transformers
-# (an Open WebUI requirement) pulls a CUDA build of several GB.
-"$VENV/bin/python" -m pip install --quiet torch==2.13.0
+# torch first, the CPU build of the project's pin (from pip's own configuration, else PyTorch's
+# CPU index, as for the project's venv): otherwise sentence-transformers (an Open WebUI
+# requirement) pulls a CUDA build of several GB.
+(cd "$ROOT" && scripts/install_torch_cpu.sh "$VENV/bin/python")
 # Open WebUI with the extras its image carries: unstructured (the image's requirements.txt pins
 # unstructured==0.22.31 without format extras: the format libraries it needs, python-pptx,
 # openpyxl, xlrd, python-docx, pypandoc, are Open WebUI's own pins; unstructured's [xlsx] extra

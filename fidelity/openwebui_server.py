@@ -78,13 +78,14 @@ class OpenWebUI:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     client: httpx.Client | None = None
+    token: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 300) -> None:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the server writes it until stop()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes it until stop()
         self.process = subprocess.Popen(
             [
                 str(self.python),
@@ -113,6 +114,8 @@ class OpenWebUI:
                     self.client = httpx.Client(
                         base_url=self.url, timeout=PROCESSING_TIMEOUT_SECONDS
                     )
+                    if self.token:
+                        self.client.headers["Authorization"] = f"Bearer {self.token}"
                     return
             except httpx.HTTPError:
                 pass
@@ -132,6 +135,14 @@ class OpenWebUI:
                 self.process.kill()
                 self.process.wait()
 
+    def restart(self, **changes: str) -> None:
+        """Stop and start again with some environment changed: what a setting read only at
+        start (PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH, the embedding model) needs. The
+        signed-in user stays signed in (same port, same token)."""
+        self.stop()
+        self.environment = {**self.environment, **changes}
+        self.start()
+
     def _call(self, method: str, path: str, **kwargs) -> dict | list:
         response = self.client.request(method, path, **kwargs)
         if response.status_code >= 400:
@@ -143,7 +154,8 @@ class OpenWebUI:
     def sign_up_admin(self) -> None:
         """The first user to sign up is the admin; its token authorises every later call."""
         answer = self._call("POST", "/api/v1/auths/signup", json=ADMIN)
-        self.client.headers["Authorization"] = f"Bearer {answer['token']}"
+        self.token = answer["token"]
+        self.client.headers["Authorization"] = f"Bearer {self.token}"
 
     def create_knowledge(self, name: str) -> str:
         answer = self._call(
@@ -172,6 +184,11 @@ class OpenWebUI:
                 return row
             time.sleep(0.5)
         raise RuntimeError(f"Open WebUI did not finish processing {path.name} in time")
+
+    def add_memory(self, content: str) -> dict:
+        """A memory of the signed-in user, embedded by Open WebUI into its
+        `user-memory-{user_id}` collection."""
+        return self._call("POST", "/api/v1/memories/add", json={"content": content})
 
     def add_to_knowledge(self, knowledge_id: str, file_id: str) -> str | None:
         """Add a processed file to a knowledge base; returns Open WebUI's refusal, if any."""

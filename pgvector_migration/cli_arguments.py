@@ -221,3 +221,13 @@ def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop an unfinished shadow table and its ledger (pgvector_migration_shadow)",
     )
+    switch.add_argument(
+        "--write-openwebui-settings",
+        action="store_true",
+        help="with --cutover: after the swap, write the new embedding engine and model "
+        "(rag.embedding_engine, rag.embedding_model, nothing else) to Open WebUI's config "
+        "table in its database (DATABASE_URL), the values found recorded with the switch; "
+        "with --rollback: put back exactly what was there. The vector length is environment "
+        "only in Open WebUI (PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH, printed), and Open WebUI "
+        "reads both at start: restart it. Without this flag the settings are only printed",
+    )

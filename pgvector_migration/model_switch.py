@@ -45,8 +45,13 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
             raise SwitchRefused(
                 "--dry-run shows only what a shadow build would do (switch --model M --dry-run)"
             )
+        if args.write_openwebui_settings and not (args.cutover or args.rollback):
+            raise SwitchRefused(
+                "--write-openwebui-settings writes Open WebUI's settings only at a --cutover "
+                "or a --rollback"
+            )
         if args.rollback:
-            return roll_back(live)
+            return roll_back(live, openwebui, args.write_openwebui_settings)
         if args.finish:
             return finish(live)
         if args.abandon:
@@ -73,7 +78,15 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
                     f"{settings.embedding_model} --cutover"
                 )
                 return code
-            return cut_over(live, shadow, openwebui, settings, args.dimension, delta_pass)
+            return cut_over(
+                live,
+                shadow,
+                openwebui,
+                settings,
+                args.dimension,
+                delta_pass,
+                args.write_openwebui_settings,
+            )
         finally:
             shadow.close()
     except (SwitchRefused, SwapRefused) as refusal:
@@ -100,29 +113,45 @@ def shadow_resources(args: Namespace, openwebui, live):
     return shadow, embeddings, settings
 
 
-def cut_over(live, shadow, openwebui, settings, dimension: int | None, delta_pass) -> int:
+def cut_over(
+    live, shadow, openwebui, settings, dimension: int | None, delta_pass, write_settings: bool
+) -> int:
     """The cutover (`model_switch_cutover.cut_over`: delta pass, refusal of an incomplete
     shadow, swap with the switch recorded, again if Open WebUI changed its data meanwhile);
-    then print the settings to change."""
+    then print the settings to change (or, with `write_settings`, write them:
+    `switch_openwebui_settings`)."""
     from pgvector_migration.model_switch_cutover import cut_over as cut_over_core
+    from pgvector_migration.switch_openwebui_settings import apply_change
 
-    done = cut_over_core(live, shadow, openwebui, settings, dimension, delta_pass, report=print)
+    done = cut_over_core(
+        live,
+        shadow,
+        openwebui,
+        settings,
+        dimension,
+        delta_pass,
+        write_settings=write_settings,
+        report=print,
+    )
     before, after = done.before, done.after
     print(
         f"cutover done in {done.swap.seconds * 1000:.0f} ms: document_chunk now holds "
         f"{after.describe()}; the previous table ({before.describe()}) is kept as "
         f"{previous_table(DOCUMENT_CHUNK)} for switch --rollback until switch --finish"
     )
-    print("\n".join(settings_lines(before, after)))
-    return EXIT_OK
+    return apply_change(
+        openwebui, done.openwebui_change, before, after, settings_lines(before, after)
+    )
 
 
-def roll_back(live) -> int:
+def roll_back(live, openwebui, write_settings: bool = False) -> int:
     """Exchange the live and previous tables and state schemas; print the settings of the
-    table that is live again."""
+    table that is live again (or, with `write_settings`, put back Open WebUI's settings as
+    they were: `switch_openwebui_settings`)."""
     from pgvector_migration.store.model_switches import ModelSettings, record_switch, switch_history
     from pgvector_migration.store.names import DOCUMENT_CHUNK, SCHEMA
     from pgvector_migration.store.table_swap import rollback
+    from pgvector_migration.switch_openwebui_settings import apply_change, rollback_change
 
     with live.connect() as connection:
         history = switch_history(connection, SCHEMA)
@@ -133,17 +162,19 @@ def roll_back(live) -> int:
             )
         last = history[-1]
         back, leaving = last.before, last.after
+        change = rollback_change(openwebui, last, write_settings)
         with connection.transaction():
             result = rollback(connection, DOCUMENT_CHUNK)
-            record_switch(connection, "rollback", leaving, back)
+            record_switch(connection, "rollback", leaving, back, change)
     dimension = live.describe_table().dimension
     restored = ModelSettings(back.engine, back.model, dimension)
     print(
         f"rollback done in {result.seconds * 1000:.0f} ms: document_chunk holds "
         f"{restored.describe()} again"
     )
-    print("\n".join(settings_lines(leaving, restored)))
-    return EXIT_OK
+    return apply_change(
+        openwebui, change, leaving, restored, settings_lines(leaving, restored), undone=last
+    )
 
 
 def finish(live) -> int:

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pgvector_migration.pipeline.openwebui_settings import ConfigChange
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.source_snapshot import source_snapshot
@@ -36,6 +37,7 @@ from pgvector_migration.store.table_swap import (
     previous_table,
     shadow_table,
 )
+from pgvector_migration.switch_openwebui_settings import cutover_change
 
 log = logging.getLogger(__name__)
 # Open WebUI's pgvector column type limit: above it PGVECTOR_USE_HALFVEC is required.
@@ -69,6 +71,7 @@ class CutoverDone:
     swap: SwapResult
     attempts: int
     changes_caught: tuple[str, ...]
+    openwebui_change: ConfigChange | None = None
 
 
 def shadow_store(
@@ -177,6 +180,7 @@ def cut_over(
     settings: RagSettings,
     dimension: int | None,
     delta_pass: Callable[[], object],
+    write_settings: bool = False,
     attempts: int = DEFAULT_ATTEMPTS,
     lock_timeout_seconds: float = DEFAULT_SWAP_LOCK_TIMEOUT_SECONDS,
     report: Callable[[str], None] = log.info,
@@ -184,7 +188,10 @@ def cut_over(
     """Run `delta_pass` (the migration into the shadow), refuse a shadow less complete than the
     live table or of another dimension, then swap tables and state schemas and record the
     switch in one transaction, unless the source changed since the pass began (see the
-    module's docstring): then roll back and pass again, at most `attempts` times."""
+    module's docstring): then roll back and pass again, at most `attempts` times. With
+    `write_settings` the record holds the change to Open WebUI's config table that the caller
+    writes after the commit (`switch_openwebui_settings`), with the values it replaces, read
+    here before the swap."""
     if attempts < 1:
         raise SwitchRefused(f"the cutover needs at least one attempt, not {attempts}")
     check_switch_state(live)
@@ -197,14 +204,15 @@ def cut_over(
         if problems:
             raise SwitchRefused("the shadow is not ready: " + "; ".join(problems))
         before, after = _model_settings(live, shadow, openwebui, settings)
+        change = cutover_change(openwebui, after.engine, after.model, write_settings)
         try:
             with live.connect() as connection, connection.transaction():
                 swap = cutover(connection, DOCUMENT_CHUNK, lock_timeout_seconds)
                 changed = seen.changed_tables(source_snapshot(openwebui, detailed=False))
                 if changed:
                     raise _SourceMoved(changed)
-                record_switch(connection, "cutover", before, after)
-            return CutoverDone(before, after, swap, attempt, tuple(caught))
+                record_switch(connection, "cutover", before, after, change)
+            return CutoverDone(before, after, swap, attempt, tuple(caught), change)
         except _SourceMoved as moved:
             # Named after the rollback, with the lock released: a detailed read is slower.
             last = seen.changes(source_snapshot(openwebui)) or [
@@ -251,7 +259,9 @@ def _model_settings(
 def settings_lines(before: ModelSettings, after: ModelSettings) -> list[str]:
     """The Open WebUI environment that matches the live table now."""
     lines = [
-        "Set in Open WebUI's environment (or Admin > Settings > Documents):",
+        "Set in Open WebUI's Admin > Settings > Documents (or with switch "
+        "--write-openwebui-settings; its config table wins over the RAG_EMBEDDING_* "
+        "environment once it holds them) and its environment:",
         f"  RAG_EMBEDDING_ENGINE={after.engine}",
         f"  RAG_EMBEDDING_MODEL={after.model}",
         f"  PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={after.dimension}",

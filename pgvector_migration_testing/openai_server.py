@@ -113,8 +113,10 @@ class EmbeddingServer(LoopbackServer):
 
     Use as a context manager (or call :meth:`start` / :meth:`stop`).
 
-    Runtime-adjustable attributes: ``dimensions``, ``api_key``,
-    ``latency_seconds``, ``latency_per_input_seconds``, ``max_inputs_per_request``,
+    Runtime-adjustable attributes: ``dimensions`` (``model_dimensions`` for models of
+    another length, e.g. two models of a switch), ``api_key``, ``latency_seconds``
+    (``model_latency_seconds`` for one model's requests only), ``latency_per_input_seconds``,
+    ``max_inputs_per_request``,
     ``retry_after_seconds`` (used in headers of injected 429s), ``rate_limiter``,
     ``base64_support``, ``hang_seconds`` and ``trickle_interval``.
     """
@@ -138,6 +140,10 @@ class EmbeddingServer(LoopbackServer):
     ) -> None:
         super().__init__(host=host, port=port)
         self.dimensions = dimensions
+        self.model_dimensions: dict[str, int] = {}
+        """Vector lengths by model name; other models get ``dimensions``."""
+        self.model_latency_seconds: dict[str, float] = {}
+        """Extra seconds before answering a request for the named model."""
         self.api_key = api_key
         self.latency_seconds = latency_seconds
         self.latency_per_input_seconds = latency_per_input_seconds
@@ -332,8 +338,10 @@ class EmbeddingServer(LoopbackServer):
                 with self._lock:
                     self._models_seen.setdefault(record.model, None)
 
-        latency = (self.latency_seconds or 0.0) + (self.latency_per_input_seconds or 0.0) * len(
-            record.inputs
+        latency = (
+            (self.latency_seconds or 0.0)
+            + (self.latency_per_input_seconds or 0.0) * len(record.inputs)
+            + self.model_latency_seconds.get(record.model, 0.0)
         )
         if latency > 0:
             self.stopping.wait(latency)
@@ -348,7 +356,7 @@ class EmbeddingServer(LoopbackServer):
             raise OpenAIError(400, parse_error)
         texts, model, dimensions, encoding_format = validate_embeddings_request(
             body,
-            default_dimensions=self.dimensions,
+            default_dimensions=self.model_dimensions.get(record.model, self.dimensions),
             max_inputs_per_request=self.max_inputs_per_request,
             base64_support=self.base64_support,
         )

@@ -58,6 +58,7 @@ from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
 from pgvector_migration.store.names import DOCUMENT_CHUNK
 from pgvector_migration.store.table_swap import SwapRefused, previous_table
+from pgvector_migration.switch_openwebui_settings import SettingsNotWritten, write_change
 
 SHADOW_KEY = AssetKey("model_switch_shadow")
 GROUP = "model_switch"
@@ -99,6 +100,13 @@ class ModelSwitchConfig(Config):
         default=DEFAULT_ATTEMPTS,
         description="Delta passes the cutover makes while Open WebUI keeps changing its data "
         "before the swap; then it refuses, naming what changed.",
+    )
+    write_openwebui_settings: bool = Field(
+        default=False,
+        description="After the swap, write Open WebUI's embedding engine and model to its "
+        "config table (the values replaced are recorded with the switch, so `pgvector-migrate "
+        "switch --rollback --write-openwebui-settings` puts them back). Off: the cutover's "
+        "metadata lists the settings to change.",
     )
 
 
@@ -159,6 +167,7 @@ def model_switch_shadow(
             "min_self_retrieval": MetadataValue.float(config.min_self_retrieval),
             "samples": MetadataValue.int(config.samples),
             "cutover_attempts": MetadataValue.int(config.cutover_attempts),
+            "write_openwebui_settings": MetadataValue.bool(config.write_openwebui_settings),
         }
     )
 
@@ -348,6 +357,7 @@ def model_switch_cutover(
                 settings,
                 dimension,
                 delta_pass,
+                write_settings=bool(switch.get("write_openwebui_settings", False)),
                 attempts=int(switch["cutover_attempts"]),
                 report=context.log.warning,
             )
@@ -355,6 +365,20 @@ def model_switch_cutover(
             shadow.close()
     except (SwitchRefused, SwapRefused) as refusal:
         raise Failure(description=f"cutover refused: {refusal}") from None
+    lines = settings_lines(done.before, done.after)
+    settings_figures = {"open_webui_settings": MetadataValue.md("\n".join(lines))}
+    if done.openwebui_change is not None:
+        try:
+            written = write_change(openwebui, done.openwebui_change, done.before, done.after, lines)
+        except SettingsNotWritten as failure:
+            # The swap committed: the step fails so the run says the settings are left to do.
+            raise Failure(description=str(failure)) from None
+        if written.warning:
+            context.log.warning(written.warning)
+        settings_figures = {
+            "open_webui_settings_written": MetadataValue.text(written.summary),
+            "open_webui_settings": MetadataValue.md("\n".join(written.still_to_do)),
+        }
     return MaterializeResult(
         metadata={
             "swap_ms": MetadataValue.float(round(done.swap.seconds * 1000, 1)),
@@ -363,9 +387,7 @@ def model_switch_cutover(
             "kept_as": MetadataValue.text(previous_table(DOCUMENT_CHUNK)),
             "delta_passes": MetadataValue.int(done.attempts),
             "changes_caught_before_the_swap": MetadataValue.json(list(done.changes_caught)),
-            "open_webui_settings": MetadataValue.md(
-                "\n".join(settings_lines(done.before, done.after))
-            ),
+            **settings_figures,
         }
     )
 
