@@ -16,10 +16,12 @@ from dagster import (
 )
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
+from pgvector_migration.assets.common import TABLE_FIGURE
 from pgvector_migration.jobs import rebuild_vector_index
 from pgvector_migration.partitions import knowledge_partitions
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.openwebui_database import SourceDatabaseError
+from pgvector_migration.resources.vector_store import PgVectorResource
 
 
 def partition_changes(wanted: list[str], existing: list[str]) -> tuple[list[str], list[str]]:
@@ -84,19 +86,31 @@ ACTIVE_RUN_STATUSES = [
 ]
 
 
-def latest_materialization_time(instance, asset_name: str) -> float:
-    records = instance.fetch_materializations(AssetKey(asset_name), limit=1).records
-    return records[0].timestamp if records else 0.0
+def of_table(record, table: str) -> bool:
+    """Whether a materialization wrote or indexed `table`: a model switch's shadow build runs
+    the same assets against document_chunk_shadow, which neither changes the live table nor
+    indexes it (records from before the figure existed are the live table's)."""
+    figure = record.asset_materialization.metadata.get(TABLE_FIGURE)
+    return figure is None or figure.value == table
 
 
-def last_change_after(instance, asset_name: str, since: float) -> float:
-    """When this asset last wrote or deleted rows after `since` (0 if it did not): a nightly
-    run that found everything complete changes nothing and needs no new index."""
+def latest_materialization_time(instance, asset_name: str, table: str) -> float:
+    records = instance.fetch_materializations(
+        AssetKey(asset_name), limit=MATERIALIZATIONS_LOOKED_AT
+    ).records
+    return next((record.timestamp for record in records if of_table(record, table)), 0.0)
+
+
+def last_change_after(instance, asset_name: str, since: float, table: str) -> float:
+    """When this asset last wrote or deleted rows of `table` after `since` (0 if it did not):
+    a nightly run that found everything complete changes nothing and needs no new index."""
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset_name), after_timestamp=since),
         limit=MATERIALIZATIONS_LOOKED_AT,
     ).records
     for record in records:
+        if not of_table(record, table):
+            continue
         metadata = record.asset_materialization.metadata
         if any(name in metadata and metadata[name].value for name in CHANGED_ROWS[asset_name]):
             return record.timestamp
@@ -111,10 +125,12 @@ def last_change_after(instance, asset_name: str, since: float) -> float:
     description="Rebuilds the vector index once loading is over: when rows were written or "
     "deleted after the last index build and no migration run or backfill is still going.",
 )
-def vector_index_after_loading(context: SensorEvaluationContext) -> RunRequest | SkipReason:
-    instance = context.instance
-    indexed = latest_materialization_time(instance, "vector_index")
-    loaded = max(last_change_after(instance, name, indexed) for name in LOADING_ASSETS)
+def vector_index_after_loading(
+    context: SensorEvaluationContext, vector_store: PgVectorResource
+) -> RunRequest | SkipReason:
+    instance, table = context.instance, vector_store.table_name
+    indexed = latest_materialization_time(instance, "vector_index", table)
+    loaded = max(last_change_after(instance, name, indexed, table) for name in LOADING_ASSETS)
     if loaded <= indexed:
         return SkipReason("no rows were written or deleted since the last index build")
     if instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)):

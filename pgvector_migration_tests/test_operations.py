@@ -81,20 +81,57 @@ def test_automation_requests_new_partitions_once_and_all_of_them_nightly():
 
 def test_index_sensor_waits_for_loading_then_requests_one_build(deployment):
     with dg.instance_for_test() as instance:
-        with dg.build_sensor_context(instance=instance) as context:
+        with dg.build_sensor_context(instance=instance, resources=resources()) as context:
             assert isinstance(vector_index_after_loading(context), dg.SkipReason)
         instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING, LITERATURE])
         for key in (FOUNDING, LITERATURE):
             dg.materialize(
                 MIGRATION_ASSETS, resources=resources(), partition_key=key, instance=instance
             )
-        with dg.build_sensor_context(instance=instance) as context:
+        with dg.build_sensor_context(instance=instance, resources=resources()) as context:
             request = vector_index_after_loading(context)
         assert isinstance(request, dg.RunRequest)
 
         defs.resolve_job_def("rebuild_vector_index").execute_in_process(instance=instance)
-        with dg.build_sensor_context(instance=instance) as context:
+        with dg.build_sensor_context(instance=instance, resources=resources()) as context:
             assert isinstance(vector_index_after_loading(context), dg.SkipReason)
+
+
+def index_sensor_asks(instance) -> bool:
+    with dg.build_sensor_context(instance=instance, resources=resources()) as context:
+        return isinstance(vector_index_after_loading(context), dg.RunRequest)
+
+
+def test_index_sensor_ignores_a_model_switch_shadow_build(deployment):
+    """A shadow build writes and indexes document_chunk_shadow under the same asset keys: the
+    live index neither needs a rebuild for it nor counts as rebuilt by it."""
+    shadow = {"resources": {"vector_store": {"config": {"table_name": "document_chunk_shadow"}}}}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(knowledge_partitions.name, [FOUNDING])
+        assert migration_job().execute_in_process(instance=instance, partition_key=FOUNDING).success
+        defs.resolve_job_def("rebuild_vector_index").execute_in_process(instance=instance)
+        assert not index_sensor_asks(instance)
+
+        build = migration_job().execute_in_process(
+            run_config=shadow, instance=instance, partition_key=FOUNDING
+        )
+        assert build.success
+        written = [
+            m
+            for m in build.asset_materializations_for_node("migrate_files")
+            if m.asset_key == dg.AssetKey("embedded_collections")
+        ]
+        assert [m.metadata["table"].value for m in written] == ["document_chunk_shadow"]
+        assert not index_sensor_asks(instance), "the shadow's rows are not the live table's"
+
+        with deployment.connect() as connection:
+            connection.execute("DELETE FROM document_chunk WHERE collection_name = %s", (FOUNDING,))
+        rewrite = migration_job().execute_in_process(instance=instance, partition_key=FOUNDING)
+        assert rewrite.success
+        defs.resolve_job_def("rebuild_vector_index").execute_in_process(
+            run_config=shadow, instance=instance
+        )
+        assert index_sensor_asks(instance), "the shadow's index is not the live table's"
 
 
 def check_results(result) -> dict[str, bool]:

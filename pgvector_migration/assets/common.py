@@ -106,9 +106,21 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Me
     return MetadataValue.md("\n".join(lines))
 
 
-def write_metadata(report: WriteReport, settings: RagSettings) -> dict[str, MetadataValue]:
+# Which table a materialization wrote or indexed: a model switch's shadow build runs the same
+# assets against document_chunk_shadow, and the index sensor must tell those apart.
+TABLE_FIGURE = "table"
+
+
+def table_figure(vector_store: PgVectorResource) -> dict[str, MetadataValue]:
+    return {TABLE_FIGURE: MetadataValue.text(vector_store.table_name)}
+
+
+def write_metadata(
+    report: WriteReport, settings: RagSettings, vector_store: PgVectorResource
+) -> dict[str, MetadataValue]:
     """The metadata every writing asset shows: what was written, what embedding cost, failures."""
     return {
+        **table_figure(vector_store),
         "collections_written": MetadataValue.int(report.collections_written),
         "chunks_written": MetadataValue.int(report.chunks_written),
         "texts_embedded": MetadataValue.int(report.stats.embedded),
@@ -150,17 +162,19 @@ FILES_FAILED_TAG = "pgvector_migration/files_failed"
 
 
 def run_write_metadata(
-    report: WriteReport, settings: RagSettings, partitions: int
+    report: WriteReport, settings: RagSettings, vector_store: PgVectorResource, partitions: int
 ) -> dict[str, MetadataValue]:
     """A multi-partition writer's figures for the whole run. Dagster copies a run's metadata
     onto every partition's event, so they are named run_* there, apart from each partition's
     own counts."""
-    figures = write_metadata(report, settings)
+    figures = write_metadata(report, settings, vector_store)
     figures.pop("failures")
     model = figures.pop("embedding_model")
+    table = figures.pop(TABLE_FIGURE)
     return {
         "partitions_in_run": MetadataValue.int(partitions),
         "embedding_model": model,
+        TABLE_FIGURE: table,
         **{f"{RUN_PREFIX}{name}": value for name, value in figures.items()},
     }
 

@@ -83,6 +83,7 @@ def writing_metadata(
     state: MigrationState,
     report: WriteReport,
     settings: RagSettings,
+    vector_store: PgVectorResource,
     started: datetime,
 ) -> MaterializeResult:
     """Each partition's figures (read from the ledger and the failures), the run's tag when
@@ -110,7 +111,7 @@ def writing_metadata(
     return MaterializeResult(
         asset_key=embedded_collections.key,
         metadata={
-            **run_write_metadata(report, settings, len(keys)),
+            **run_write_metadata(report, settings, vector_store, len(keys)),
             "run_files_failed": MetadataValue.int(files_failed),
             **add_partition_figures(context, own, embedded_collections.key),
         },

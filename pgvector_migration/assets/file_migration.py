@@ -133,5 +133,7 @@ def migrate_files(
                     context, state.staged_units(keys), settings, embeddings, vector_store
                 )
         if embed:
-            results.append(writing_metadata(context, state, report, settings, started))
+            results.append(
+                writing_metadata(context, state, report, settings, vector_store, started)
+            )
     yield from results

@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from pgvector_migration.assets.common import markdown_table
+from pgvector_migration.assets.common import markdown_table, table_figure
 from pgvector_migration.assets.embedding import embedded_collections
 from pgvector_migration.assets.system_collections import (
     knowledge_base_collection,
@@ -51,6 +51,7 @@ def vector_index(
         )
     return MaterializeResult(
         metadata={
+            **table_figure(vector_store),
             "method": MetadataValue.text(build.method),
             "options": MetadataValue.text(build.options),
             "rows": MetadataValue.int(build.rows),

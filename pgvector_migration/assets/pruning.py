@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from pgvector_migration.assets.common import markdown_table
+from pgvector_migration.assets.common import markdown_table, table_figure
 from pgvector_migration.pipeline.pruning import (
     DEFAULT_MAX_PRUNE_SHARE,
     Orphan,
@@ -102,6 +102,7 @@ def pruned_file_rows(
             )
     return MaterializeResult(
         metadata={
+            **table_figure(vector_store),
             "orphaned_groups": MetadataValue.int(len(plan.orphans)),
             "rows_deleted": MetadataValue.int(deleted),
             "dry_run": MetadataValue.bool(config.dry_run),

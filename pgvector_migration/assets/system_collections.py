@@ -94,7 +94,7 @@ def rebuild(
         "units_complete_before": MetadataValue.int(complete_before(assessed)),
         "units_selected": MetadataValue.int(len(selected) + len(unusable)),
         "units_failed": MetadataValue.int(len(report.failures) + len(unusable)),
-        **write_metadata(report, settings),
+        **write_metadata(report, settings, vector_store),
         "report": markdown_table(rebuild_preview(assessed, unusable), PREVIEW_COLUMNS),
     }
 
