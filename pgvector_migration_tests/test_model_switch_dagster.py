@@ -32,6 +32,7 @@ from pgvector_migration_tests.test_model_switch import (
     migrate_with_model_a,
     run,
 )
+from pgvector_migration_tests.test_switch_openwebui_settings import config_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -165,3 +166,24 @@ def test_a_run_without_the_code_location_says_how_to_launch_it(deployment):
     )
     with deployment.connect() as connection:
         assert dimension(connection, "document_chunk_shadow") is None
+
+
+def test_the_cutover_asset_writes_open_webuis_settings_and_the_cli_puts_them_back(
+    migrated, tmp_path
+):
+    """`write_openwebui_settings` in the run config: the asset writes the two keys after the
+    swap (the same write as `switch --cutover --write-openwebui-settings`), recorded with the
+    switch, so `switch --rollback --write-openwebui-settings` puts back what was there."""
+    before = config_rows(migrated)
+
+    instance, run_id = switch_run(tmp_path, dimension=NEW_DIMENSIONS, write_openwebui_settings=True)
+
+    assert run_status(instance, run_id) == DagsterRunStatus.SUCCESS
+    cutover = instance.get_latest_materialization_event(AssetKey("model_switch_cutover"))
+    metadata = cutover.asset_materialization.metadata
+    assert f"rag.embedding_model='{NEW_MODEL}'" in metadata["open_webui_settings_written"].value
+    assert "RAG_EMBEDDING_MODEL=" not in metadata["open_webui_settings"].value
+    assert config_rows(migrated)["rag.embedding_model"] == f'"{NEW_MODEL}"'
+
+    assert cli.main(["switch", "--rollback", "--write-openwebui-settings"]) == cli.EXIT_OK
+    assert config_rows(migrated) == before
