@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dagster import DynamicPartitionsDefinition
 
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
 
 knowledge_partitions = DynamicPartitionsDefinition(name="knowledge_bases")
 
-__all__ = ["STANDALONE_PARTITION_KEY", "knowledge_partitions"]
+
+def partition_runs(ordered_keys: Sequence[str], selected: Sequence[str], per_run: int):
+    """The selected partitions grouped into runs of at most `per_run`, each a contiguous range
+    of the instance's partition order (a Dagster run covers a range of partitions, so an
+    unselected key between two selected ones starts a new run). The CLI's runs and a model
+    switch's shadow build are cut this way."""
+    wanted = set(selected)
+    runs: list[list[str]] = []
+    current: list[str] = []
+    for key in ordered_keys:
+        if key in wanted and len(current) < per_run:
+            current.append(key)
+            continue
+        if current:
+            runs.append(current)
+        current = [key] if key in wanted else []
+    if current:
+        runs.append(current)
+    return runs
+
+
+__all__ = ["STANDALONE_PARTITION_KEY", "knowledge_partitions", "partition_runs"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,25 +69,6 @@ def failure_message(result) -> str:
     first_line = error.message.startswith("psycopg.") or error.cls_name in SELF_EXPLAINING_ERRORS
     reason = error.message.strip().splitlines()[0] if first_line else error_reason(error.message)
     return f"step {failure.step_key}: {redact_url(reason)}"
-
-
-def partition_runs(ordered_keys: Sequence[str], selected: Sequence[str], per_run: int):
-    """The selected partitions grouped into runs of at most `per_run`, each a contiguous range
-    of the instance's partition order (a Dagster run covers a range of partitions, so an
-    unselected key between two selected ones starts a new run)."""
-    wanted = set(selected)
-    runs: list[list[str]] = []
-    current: list[str] = []
-    for key in ordered_keys:
-        if key in wanted and len(current) < per_run:
-            current.append(key)
-            continue
-        if current:
-            runs.append(current)
-        current = [key] if key in wanted else []
-    if current:
-        runs.append(current)
-    return runs
 
 
 def _run_config(file_ids: list[str], overwrite: bool, text_source: TextSource, started_at):
@@ -170,7 +150,7 @@ def migrate_partitions(job, instance, keys: dict, args, old_vector_store, state,
     `staged_units`)."""
     import psycopg
 
-    from pgvector_migration.partitions import knowledge_partitions
+    from pgvector_migration.partitions import knowledge_partitions, partition_runs
     from pgvector_migration.resources.vector_store import TargetConfigurationError
     from pgvector_migration.summary import partition_outcomes
 

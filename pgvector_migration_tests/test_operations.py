@@ -13,10 +13,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pgvector_migration import cli, run_launcher
+from pgvector_migration import cli
 from pgvector_migration.definitions import defs
 from pgvector_migration.jobs import MIGRATION_ASSETS
-from pgvector_migration.partitions import STANDALONE_PARTITION_KEY, knowledge_partitions
+from pgvector_migration.partitions import (
+    STANDALONE_PARTITION_KEY,
+    knowledge_partitions,
+    partition_runs,
+)
 from pgvector_migration.sample_data import KNOWLEDGE_BASES, sample_file_id
 from pgvector_migration.sensors import vector_index_after_loading
 
@@ -281,18 +285,18 @@ def test_cli_runs_many_partitions_per_run_then_rebuilds_the_index_once(deploymen
 
 def test_partition_runs_are_contiguous_ranges_of_bounded_size():
     ordered = ["a", "b", "c", "d", "e", "f", "g"]
-    assert run_launcher.partition_runs(ordered, ordered, 3) == [
+    assert partition_runs(ordered, ordered, 3) == [
         ["a", "b", "c"],
         ["d", "e", "f"],
         ["g"],
     ]
     # An unselected key between two selected ones splits the range; order is the instance's.
-    assert run_launcher.partition_runs(ordered, ["f", "a", "b", "d"], 10) == [
+    assert partition_runs(ordered, ["f", "a", "b", "d"], 10) == [
         ["a", "b"],
         ["d"],
         ["f"],
     ]
-    assert run_launcher.partition_runs(ordered, [], 3) == []
+    assert partition_runs(ordered, [], 3) == []
 
 
 def test_cli_completes_on_an_instance_with_settings(deployment, tmp_path):

@@ -13,13 +13,11 @@ table, its dimension, the model and engine), never a URL or a key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dagster import AssetExecutionContext, AssetKey, Failure
 from dagster_shared.check.functions import CheckError
 
 from pgvector_migration.assets.common import partitions_per_run
-from pgvector_migration.partitions import knowledge_partitions
+from pgvector_migration.partitions import knowledge_partitions, partition_runs
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 
@@ -43,22 +41,6 @@ def shadow_resource_config(
     if engine is not None:
         embeddings["engine"] = engine
     return {"vector_store": {"config": table}, "embeddings": {"config": embeddings}}
-
-
-def partition_ranges(ordered: Sequence[str], wanted: Sequence[str], per_run: int) -> list[list]:
-    """`wanted` as contiguous ranges of the instance's partition order, at most `per_run`
-    each (a run covers a range; a partition between two wanted ones starts a new run)."""
-    selected, ranges, current = set(wanted), [], []
-    for key in ordered:
-        if key in selected and len(current) < per_run:
-            current.append(key)
-            continue
-        if current:
-            ranges.append(current)
-        current = [key] if key in selected else []
-    if current:
-        ranges.append(current)
-    return ranges
 
 
 def code_location_jobs(context: AssetExecutionContext):
@@ -104,7 +86,7 @@ def build_pass(
         context.log.info(f"shadow build: {job_name} run {result.run_id} done")
 
     files = [AssetKey(name) for name in FILE_ASSETS]
-    for keys in partition_ranges(ordered, wanted, partitions_per_run()):
+    for keys in partition_runs(ordered, wanted, partitions_per_run()):
         if len(keys) == 1:
             execute(
                 "migrate_knowledge_base", config, {}, partition_key=keys[0], asset_selection=files
