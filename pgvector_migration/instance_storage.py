@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import ConcurrencyLimitsTable, SqlEventLogStorageTable
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from sqlalchemy.dialects import postgresql
 
 # Events Dagster sends as a batch (a run's planned events, a step's materializations of many
 # partitions) are written in batches of this size, in every process that loads the instance
@@ -45,7 +46,37 @@ class BatchingPostgresEventLogStorage(PostgresEventLogStorage):
     """Dagster's PostgreSQL event log, writing a batch's planned materializations as Dagster
     writes a batch of materializations: one INSERT of every row (each with its partition, which
     the UI's failed and in-progress partitions are read from), then each asset's row once, from
-    its last event. Planned events carry no tags, so there are none to index."""
+    its last event. Planned events carry no tags, so there are none to index.
+
+    It also gives a pool its default limit with one upsert: two runs starting at once on a
+    new instance (two `dagster job execute`, a backfill's first runs) both create the
+    `embedding_api` pool's row, and Dagster 1.13's insert-then-update fails the second run on
+    PostgreSQL, whose transaction the duplicate key has aborted (dagster-io/dagster#33552)."""
+
+    def initialize_concurrency_limit_to_default(self, concurrency_key: str) -> bool:
+        default_limit = (
+            self._instance.global_op_concurrency_default_limit if self.has_instance else None
+        )
+        if default_limit is None or not (
+            self.has_concurrency_limits_table and self.has_default_pool_limit_col
+        ):
+            return super().initialize_concurrency_limit_to_default(concurrency_key)
+        self._reconcile_concurrency_limits_from_slots()
+        with self.index_transaction() as connection:
+            # A concurrent insert of the same key waits here until the other transaction
+            # commits (row and slots together), then changes the limit only if it differs.
+            upsert = postgresql.insert(ConcurrencyLimitsTable).values(
+                concurrency_key=concurrency_key, limit=default_limit, using_default_limit=True
+            )
+            connection.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[ConcurrencyLimitsTable.c.concurrency_key],
+                    set_={"limit": default_limit},
+                    where=ConcurrencyLimitsTable.c.limit != default_limit,
+                )
+            )
+            self._allocate_concurrency_slots(connection, concurrency_key, default_limit)
+        return True
 
     def store_event_batch(self, events) -> None:
         planned = [event for event in events if event.get_dagster_event().event_type == PLANNED]
