@@ -45,6 +45,7 @@ def budget_share(requests: Iterable[Request], tokens_per_minute: int) -> dict:
         "share_of_budget": None,
         "tokens_per_minute": None,
         "most_in_flight": most_in_flight(requests),
+        "timeline": timeline(requests),
     }
     if not admitted:
         return result
@@ -57,6 +58,24 @@ def budget_share(requests: Iterable[Request], tokens_per_minute: int) -> dict:
         tokens_per_minute=result["tokens"] / window * 60 if window > 0 else None,
     )
     return result
+
+
+def timeline(requests: list[Request]) -> list[list[float | int]]:
+    """Each request as [arrived, answered] seconds after the first one's arrival, status,
+    tokens, inputs: where a share below 1.0 was lost (a late start, a gap, a slow tail)."""
+    if not requests:
+        return []
+    start = requests[0].arrived_at
+    return [
+        [
+            round(r.arrived_at - start, 3),
+            round(r.answered_at - start, 3),
+            r.status,
+            r.tokens,
+            r.inputs,
+        ]
+        for r in requests
+    ]
 
 
 def most_in_flight(requests: Iterable[Request]) -> int:
