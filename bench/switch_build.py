@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from bench import deployment as bench_deployment
-from bench.realistic import Provider, full_database, migrate
+from bench.realistic import Provider, full_database, instance_options, migrate
 from bench.run_bench import create_database, log, run_cli, start_postgres, verify_target
 
 RESULTS = Path(__file__).resolve().parent / "results" / "switch_build.json"
@@ -99,7 +99,16 @@ def main(argv: list[str] | None = None) -> int:
             log("== ordinary migration (model A) into an empty target")
             database, expected = full_database(cached, folder, workdir, args)
             target = create_database(server_uri, "bench_switch")
-            live = migrate("live", provider, folder / "data", database, target, workdir, args)
+            live = migrate(
+                "live",
+                provider,
+                folder / "data",
+                database,
+                target,
+                workdir,
+                args,
+                **instance_options(workdir, "live", server_uri),
+            )
             env = live.pop("env")
             results["migration"] = {**live, "checks": verify_target(target, expected)}
             before = table_digest(target, "document_chunk")
