@@ -64,10 +64,10 @@ def run_switch(args: Namespace, openwebui, old_vector_store, migrate: Callable[.
         try:
             # The build (and the cutover's delta passes) prunes the shadow of what Open WebUI
             # deleted meanwhile; the live table is not this run's.
-            args.prune = True
+            build_args = Namespace(**{**vars(args), "prune": True})
 
             def delta_pass() -> int:
-                return migrate(args, openwebui, shadow, embeddings, old_vector_store)
+                return migrate(build_args, openwebui, shadow, embeddings, old_vector_store)
 
             if not args.cutover:
                 code = delta_pass()
