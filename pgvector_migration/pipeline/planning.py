@@ -178,6 +178,10 @@ def _plan_or_error(
         return file, None, f"{type(error).__name__}: {error}"
 
 
+def _worker_started() -> bool:
+    return True
+
+
 def plan_files(
     files: Iterable[tuple[SourceFile, list[str]]],
     settings: RagSettings,
@@ -188,7 +192,13 @@ def plan_files(
     """Plan many files, in order, on `workers` processes when there is more than one (loading
     PDFs and office documents is CPU-bound); at most two files per worker are in flight, so
     memory stays bounded however many files there are. `transport` (a picklable function)
-    sends the requests of an HTTP extraction engine."""
+    sends the requests of an HTTP extraction engine.
+
+    The workers fork from a server that first imports this module (the splitters at Open
+    WebUI's pins bring spaCy, torch and transformers: about 5 s); until one of them is ready,
+    files are planned in this process, so the first units reach the embedding at once instead
+    of after that start-up."""
+    files = iter(files)
     if workers <= 1:
         for file, collection_names in files:
             yield _plan_or_error(file, settings, collection_names, text_source, transport)
@@ -199,6 +209,11 @@ def plan_files(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        started = pool.submit(_worker_started)
+        for file, collection_names in files:
+            yield _plan_or_error(file, settings, collection_names, text_source, transport)
+            if started.done():
+                break
         pending: deque = deque()
         for file, collection_names in files:
             pending.append(
