@@ -78,6 +78,7 @@ CHANGED_ROWS = {
 }
 LOADING_ASSETS = tuple(CHANGED_ROWS)
 MATERIALIZATIONS_LOOKED_AT = 5000
+LATEST_PAGE = 20
 ACTIVE_RUN_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -95,10 +96,22 @@ def of_table(record, table: str) -> bool:
 
 
 def latest_materialization_time(instance, asset_name: str, table: str) -> float:
-    records = instance.fetch_materializations(
-        AssetKey(asset_name), limit=MATERIALIZATIONS_LOOKED_AT
-    ).records
-    return next((record.timestamp for record in records if of_table(record, table)), 0.0)
+    """When `table` was last materialized by this asset, read newest first a page at a time:
+    the latest materialization is nearly always the live table's, and the sensor asks every
+    two minutes."""
+    cursor, looked_at = None, 0
+    while looked_at < MATERIALIZATIONS_LOOKED_AT:
+        page = instance.fetch_materializations(
+            AssetKey(asset_name), limit=LATEST_PAGE, cursor=cursor
+        )
+        for record in page.records:
+            if of_table(record, table):
+                return record.timestamp
+        looked_at += len(page.records)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return 0.0
 
 
 def last_change_after(instance, asset_name: str, since: float, table: str) -> float:
