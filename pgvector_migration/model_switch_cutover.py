@@ -256,6 +256,17 @@ def _model_settings(
     return before, after
 
 
+def vector_length_lines(before: ModelSettings, after: ModelSettings) -> list[str]:
+    """The environment lines of the vector column Open WebUI expects (it has no config key):
+    the length, and halfvec when the new or the old table needs saying."""
+    lines = [f"  PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={after.dimension}"]
+    if after.dimension and after.dimension > HALFVEC_ABOVE:
+        lines.append("  PGVECTOR_USE_HALFVEC=true")
+    elif before.dimension and before.dimension > HALFVEC_ABOVE:
+        lines.append("  PGVECTOR_USE_HALFVEC=false")
+    return lines
+
+
 def settings_lines(before: ModelSettings, after: ModelSettings) -> list[str]:
     """The Open WebUI environment that matches the live table now."""
     lines = [
@@ -264,12 +275,8 @@ def settings_lines(before: ModelSettings, after: ModelSettings) -> list[str]:
         "environment once it holds them) and its environment:",
         f"  RAG_EMBEDDING_ENGINE={after.engine}",
         f"  RAG_EMBEDDING_MODEL={after.model}",
-        f"  PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={after.dimension}",
+        *vector_length_lines(before, after),
     ]
-    if after.dimension and after.dimension > HALFVEC_ABOVE:
-        lines.append("  PGVECTOR_USE_HALFVEC=true")
-    elif before.dimension and before.dimension > HALFVEC_ABOVE:
-        lines.append("  PGVECTOR_USE_HALFVEC=false")
     if before.dimension != after.dimension:
         lines.append(
             f"and restart Open WebUI: the dimension changed ({before.dimension} -> "

@@ -129,18 +129,14 @@ def write_change(openwebui, change: ConfigChange, before, after, lines: list[str
 def environment_lines(before, after) -> list[str]:
     """What the config table cannot hold: the vector length (and halfvec), read from the
     environment at start, and the restart that makes Open WebUI read its settings."""
-    from pgvector_migration.model_switch_cutover import HALFVEC_ABOVE
+    from pgvector_migration.model_switch_cutover import vector_length_lines
 
     if before.dimension == after.dimension:
         return ["then restart Open WebUI: it reads its embedding engine and model at start"]
     lines = [
         "still to set in Open WebUI's environment (read at start only, no config key holds it):",
-        f"  PGVECTOR_INITIALIZE_MAX_VECTOR_LENGTH={after.dimension}",
+        *vector_length_lines(before, after),
     ]
-    if after.dimension and after.dimension > HALFVEC_ABOVE:
-        lines.append("  PGVECTOR_USE_HALFVEC=true")
-    elif before.dimension and before.dimension > HALFVEC_ABOVE:
-        lines.append("  PGVECTOR_USE_HALFVEC=false")
     lines.append(
         f"then restart Open WebUI: the dimension changed ({before.dimension} -> "
         f"{after.dimension}), and it reads the vector length and its embedding model at start"
