@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dagster import DynamicPartitionsDefinition
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from pgvector_migration.pipeline.records import STANDALONE_PARTITION_KEY
 
@@ -31,4 +35,12 @@ def partition_runs(ordered_keys: Sequence[str], selected: Sequence[str], per_run
     return runs
 
 
-__all__ = ["STANDALONE_PARTITION_KEY", "knowledge_partitions", "partition_runs"]
+def partition_range(keys: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """One of those runs as `execute_in_process` takes it: the partition key of a run of one
+    partition, else the tags that make it a run over the range from the first to the last."""
+    if len(keys) == 1:
+        return keys[0], {}
+    return None, {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+
+__all__ = ["STANDALONE_PARTITION_KEY", "knowledge_partitions", "partition_range", "partition_runs"]

@@ -92,22 +92,17 @@ def _run_config(file_ids: list[str], overwrite: bool, text_source: TextSource, s
 def _execute_run(job, instance, keys: list[str], run_config: dict, asset_selection=None):
     """One Dagster run of the migration job over a range of partitions, recorded in the
     instance; `asset_selection` (asset keys) runs only those assets and their checks."""
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
+    from pgvector_migration.partitions import partition_range
 
-    tags = {"pgvector_migration/source": "cli"}
-    common = {
-        "run_config": run_config,
-        "instance": instance,
-        "asset_selection": asset_selection,
-        "raise_on_error": False,
-    }
-    if len(keys) == 1:
-        return job.execute_in_process(partition_key=keys[0], tags=tags, **common)
-    tags |= {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
-    return job.execute_in_process(tags=tags, **common)
+    partition_key, range_tags = partition_range(keys)
+    return job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=partition_key,
+        tags={"pgvector_migration/source": "cli", **range_tags},
+        asset_selection=asset_selection,
+        raise_on_error=False,
+    )
 
 
 def migration_selection(job, old_vector_store):

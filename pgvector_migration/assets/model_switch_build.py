@@ -17,12 +17,10 @@ from dagster import AssetExecutionContext, AssetKey, Failure
 from dagster_shared.check.functions import CheckError
 
 from pgvector_migration.assets.common import partitions_per_run
-from pgvector_migration.partitions import knowledge_partitions, partition_runs
+from pgvector_migration.partitions import knowledge_partitions, partition_range, partition_runs
 from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # A switch's shadow is built from the source with the new model; the transplant of an old
 # store's vectors (made with the old model) has no part in it.
@@ -87,13 +85,14 @@ def build_pass(
 
     files = [AssetKey(name) for name in FILE_ASSETS]
     for keys in partition_runs(ordered, wanted, partitions_per_run()):
-        if len(keys) == 1:
-            execute(
-                "migrate_knowledge_base", config, {}, partition_key=keys[0], asset_selection=files
-            )
-        else:
-            tags = {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
-            execute("migrate_knowledge_base", config, tags, asset_selection=files)
+        partition_key, range_tags = partition_range(keys)
+        execute(
+            "migrate_knowledge_base",
+            config,
+            range_tags,
+            partition_key=partition_key,
+            asset_selection=files,
+        )
     system = {"prune": True}
     execute(
         "rebuild_system_collections",
