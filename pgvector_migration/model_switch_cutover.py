@@ -74,6 +74,11 @@ class CutoverDone:
     openwebui_change: ConfigChange | None = None
 
 
+def configured_like(live: PgVectorResource, **changes: object) -> PgVectorResource:
+    """A resource of its own (connections, state) with `live`'s configuration and `changes`."""
+    return PgVectorResource(**{**live.model_dump(exclude_unset=True), **changes})
+
+
 def shadow_store(
     live: PgVectorResource,
     embeddings: EmbeddingResource,
@@ -94,22 +99,19 @@ def shadow_store(
             f"{name} holds {existing.dimension}-dimensional vectors, not {wanted}: finish "
             "that build with its own --dimension, or drop it with switch --abandon"
         )
-    fields = live.model_dump(exclude_unset=True)
-    fields.update(
+    return configured_like(
+        live,
         table_name=name,
         read_only=read_only,
         vector_length=wanted,
         use_halfvec=True if wanted > HALFVEC_ABOVE else None,
     )
-    return PgVectorResource(**fields)
 
 
 def shadow_view(live: PgVectorResource) -> PgVectorResource:
     """The shadow table with the live resource's connection settings, to read only (its
     checks, `verify --shadow`)."""
-    fields = live.model_dump(exclude_unset=True)
-    fields.update(table_name=shadow_table(DOCUMENT_CHUNK), read_only=True)
-    return PgVectorResource(**fields)
+    return configured_like(live, table_name=shadow_table(DOCUMENT_CHUNK), read_only=True)
 
 
 def check_switch_state(live: PgVectorResource) -> None:
@@ -166,7 +168,7 @@ def shadow_problems(
 
 def live_problems(live: PgVectorResource, shadow: PgVectorResource, dimension: int | None):
     """`shadow_problems` judged against the live ledger, which this only reads."""
-    live_view = PgVectorResource(**{**live.model_dump(exclude_unset=True), "read_only": True})
+    live_view = configured_like(live, read_only=True)
     try:
         return shadow_problems(shadow, live_view, dimension)
     finally:
