@@ -1,6 +1,7 @@
 """embedded_collections: embed the staged chunks (through the cache) and write each
 (file, collection) atomically into document_chunk."""
 
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -57,20 +58,14 @@ def embed_units(
 ) -> WriteReport:
     """Embed and write the run's units (the staged ones, or those handed over as they are
     staged); nothing is prepared when there is no unit."""
-    state = vector_store.state()
     units = iter(units)
     first_unit = next(units, None)
     if first_unit is None:
         return WriteReport()
-
-    def all_units():
-        yield first_unit
-        yield from units
-
     return write_units(
         context,
-        failure_partitions(state, context.partition_keys),
-        all_units(),
+        failure_partitions(vector_store.state(), context.partition_keys),
+        itertools.chain([first_unit], units),
         settings,
         embeddings,
         vector_store,

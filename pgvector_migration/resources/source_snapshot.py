@@ -82,8 +82,8 @@ def source_snapshot(openwebui: OpenWebUIResource, detailed: bool = True) -> Sour
                 if table == "knowledge" and "knowledge_file" not in present:
                     watched.append(LEGACY_MEMBERSHIP)
                 found = _table_rows(connection, table, identity, watched)
-                digests[table] = hashlib.sha256(repr(found).encode("utf-8", "surrogateescape"))
-                digests[table] = digests[table].hexdigest()
+                encoded = repr(found).encode("utf-8", "surrogateescape")
+                digests[table] = hashlib.sha256(encoded).hexdigest()
                 if detailed:
                     rows[table] = _row_digests(found, len(identity))
     except sa.exc.SQLAlchemyError as error:
