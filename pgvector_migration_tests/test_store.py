@@ -211,3 +211,34 @@ def test_a_forked_child_never_uses_its_parents_connections(target):
             assert connection.execute("SELECT pg_backend_pid()").fetchone()[0] == parent
     finally:
         store.close()
+
+
+def test_runs_starting_together_on_a_new_target_create_our_schema_once(fresh_database):
+    """Each of three sessions looks for our schema (finding none), then migrates, at once, as
+    runs starting together on a new target do; on 40 new targets none fails. A lock taken
+    inside the creating transaction failed here on the catalog's unique index (3 of 30)."""
+    import threading
+
+    from pgvector_migration.store.schema import apply_migrations, schema_version
+
+    failures: list[BaseException] = []
+
+    def migrate(url: str, start: threading.Barrier) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as connection:
+                schema_version(connection)
+                start.wait()
+                apply_migrations(connection)
+        except BaseException as error:  # reported by the test below
+            failures.append(error)
+
+    for _ in range(40):
+        url = fresh_database()
+        start = threading.Barrier(3)
+        threads = [threading.Thread(target=migrate, args=(url, start)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        assert versions(url) == list(range(1, LATEST_VERSION + 1))

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from pgvector_migration.store.names import DDL_LOCK, SCHEMA
+from pgvector_migration.store.ddl import ddl_transaction
+from pgvector_migration.store.names import SCHEMA
 from pgvector_migration.store.state_access import StateAccess
 
 ENGINE_ORIGIN = "engine"
@@ -111,8 +112,7 @@ class EmbeddingCache(StateAccess):
             ).fetchone()
             if complete:
                 return
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
+            with ddl_transaction(connection):
                 connection.execute(cache_ddl(self.schema))
 
     def has_cached_dimension(self, model_key: str, dimension: int) -> bool:

@@ -17,7 +17,8 @@ import threading
 import psycopg
 
 from pgvector_migration.store.connection import Connector
-from pgvector_migration.store.names import DDL_LOCK, SCHEMA
+from pgvector_migration.store.ddl import ddl_transaction
+from pgvector_migration.store.names import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,7 @@ def apply_migrations(connection: psycopg.Connection, schema: str = SCHEMA) -> in
     """Bring our schema to the latest version, each missing step in order and recorded, in
     one transaction under the DDL lock (concurrent first runs take turns; the second finds
     nothing to do). Returns the version found before."""
-    with connection.transaction():
-        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
+    with ddl_transaction(connection):
         found = schema_version(connection, schema)
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         connection.execute(_in(schema, VERSION_TABLE_DDL))

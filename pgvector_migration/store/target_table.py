@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import psycopg
 
 from pgvector_migration.store.connection import Connector
+from pgvector_migration.store.ddl import ddl_transaction
 from pgvector_migration.store.errors import TargetConfigurationError
 from pgvector_migration.store.locks import warn_if_locked
-from pgvector_migration.store.names import DDL_LOCK, DOCUMENT_CHUNK, state_schema
+from pgvector_migration.store.names import DOCUMENT_CHUNK, state_schema
 from pgvector_migration.store.schema import schema_version
 
 VECTOR_COLUMN_LIMIT = 2000
@@ -209,10 +210,7 @@ class ChunkTable:
         if table.exists and self._has_collection_index():
             return
         text_type, metadata_type = ("bytea", "bytea") if self.pgcrypto else ("text", "jsonb")
-        with self.connect() as connection, connection.transaction():
-            # IF NOT EXISTS is not safe against a concurrent creator (two partitions' runs
-            # starting together): both pass the check and one fails on the catalog.
-            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (DDL_LOCK,))
+        with self.connect() as connection, ddl_transaction(connection):
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
             # As Open WebUI: create pgcrypto only when it is missing, so a role that may not
             # create extensions still works where an administrator installed it.
