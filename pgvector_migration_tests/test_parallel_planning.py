@@ -27,3 +27,28 @@ def test_two_processes_plan_exactly_what_one_does():
     assert [p for _, p, _ in two] == [p for _, p, _ in one]
     errors = [error for _, _, error in two if error]
     assert len(errors) == 3 and all("PdfStreamError" in error for error in errors)
+
+
+def test_a_planning_process_imports_no_model_library_and_leaves_them_importable():
+    """The loader workers and the CLI import the splitters; langchain_text_splitters' package
+    would bring sentence-transformers, torch and spaCy into each of them (410 MiB, 6.6 s). They
+    stay out, and import as usual afterwards (the office loaders need spaCy, a local engine
+    sentence-transformers)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import pgvector_migration.pipeline.planning\n"
+        "heavy = [m for m in ('torch', 'spacy', 'sentence_transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import spacy\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        "from langchain_text_splitters.character import RecursiveCharacterTextSplitter\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"

@@ -194,10 +194,9 @@ def plan_files(
     memory stays bounded however many files there are. `transport` (a picklable function)
     sends the requests of an HTTP extraction engine.
 
-    The workers fork from a server that first imports this module (the splitters at Open
-    WebUI's pins bring spaCy, torch and transformers: about 5 s); until one of them is ready,
-    files are planned in this process, so the first units reach the embedding at once instead
-    of after that start-up."""
+    The workers fork from a server that first imports this module (the loaders and splitters,
+    about a second); until one of them is ready, files are planned in this process, so the
+    first units reach the embedding at once instead of after that start-up."""
     files = iter(files)
     if workers <= 1:
         for file, collection_names in files:

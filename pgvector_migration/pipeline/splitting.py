@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from langchain_core.documents import Document
-from langchain_text_splitters import (
+
+from pgvector_migration.pipeline.ids import chunk_id_for, text_sha256
+from pgvector_migration.pipeline.langchain_splitters import (
     MarkdownHeaderTextSplitter,
     RecursiveCharacterTextSplitter,
     TokenTextSplitter,
 )
-
-from pgvector_migration.pipeline.ids import chunk_id_for, text_sha256
 from pgvector_migration.pipeline.metadata import (
     chunk_metadata,
     sanitize_text,
