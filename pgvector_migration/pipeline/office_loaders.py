@@ -19,6 +19,7 @@ import zipfile
 from functools import partial
 from pathlib import Path
 
+from pgvector_migration.pipeline.libraries_kept_out import libraries_kept_out
 from pgvector_migration.pipeline.records import TextDocument
 
 # The spaCy model unstructured classifies text with (it downloads `en_core_web_sm` 3.8.0 from
@@ -69,7 +70,11 @@ def archive_too_large(path: Path, extension: str, content_type: str | None) -> b
 
 
 def _use_available_spacy_model() -> None:
-    from unstructured.nlp import tokenize
+    # unstructured's tokenizer imports spaCy, whose thinc imports torch when installed: 180 MiB
+    # and a second in each process that partitions, for models that run on torch; the English
+    # pipeline loaded here runs on numpy (see `libraries_kept_out`).
+    with libraries_kept_out("torch"):
+        from unstructured.nlp import tokenize
 
     for name in SPACY_MODELS:
         if importlib.util.find_spec(name) is not None:
