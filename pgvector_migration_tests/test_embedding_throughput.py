@@ -171,3 +171,34 @@ def test_waves_under_way_together_send_each_distinct_text_once(fresh_database):
         for chunk in unit.chunks:
             wanted = np.float32(expected_embedding(MODEL, chunk.embedding_input, 8))
             assert by_id[chunk.id] == pgvector_binary(wanted)
+
+
+def test_finished_waves_are_released_while_later_ones_share_their_texts():
+    """Each wave asks for a text of the wave before it, still under way (as a knowledge chunk
+    repeats its file chunk in the next wave); once finished, a wave's vectors must not stay
+    reachable from the waves after it, or a run holds every vector it made until its end."""
+    import gc
+    import weakref
+
+    from pgvector_migration.embedding.cache import CachedEmbedding, EmbeddingStats
+
+    with EmbeddingServer(dimensions=DIMENSIONS, latency_seconds=0.05) as server:
+        engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
+        dispatcher = EmbeddingDispatcher(engine, max_batch_inputs=8, max_in_flight=4, max_retries=0)
+        stored: list[int] = []
+        embedding = CachedEmbedding(
+            dispatcher.submit, None, lambda vectors: stored.append(len(vectors)), EmbeddingStats()
+        )
+        waves = [embedding.start([f"wave 0 text {i}" for i in range(8)])]
+        first = weakref.ref(waves[0])
+        for number in range(1, 30):
+            texts = [f"wave {number - 1} text 0"] + [f"wave {number} text {i}" for i in range(7)]
+            waves.append(embedding.start(texts))
+            results = embedding.finish(waves.pop(0))
+            assert all(isinstance(vector, np.ndarray) for vector in results)
+        gc.collect()
+        assert first() is None, "the first wave is still reachable from the last one"
+        assert len(waves[0].borrowed) == 1  # the newest wave, not finished, still borrows
+        assert [len(v) for v in embedding.finish(waves.pop())] == [DIMENSIONS] * 8
+        dispatcher.close()
+    assert sum(stored) == 8 + 29 * 7
