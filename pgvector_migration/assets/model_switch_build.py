@@ -83,16 +83,7 @@ def build_pass(
             failed.append(f"{job_name} run {result.run_id}")
         context.log.info(f"shadow build: {job_name} run {result.run_id} done")
 
-    files = [AssetKey(name) for name in FILE_ASSETS]
-    for keys in partition_runs(ordered, wanted, partitions_per_run()):
-        partition_key, range_tags = partition_range(keys)
-        execute(
-            "migrate_knowledge_base",
-            config,
-            range_tags,
-            partition_key=partition_key,
-            asset_selection=files,
-        )
+    # The system collections first, as the CLI runs them (see cli.run_migration).
     system = {"prune": True}
     execute(
         "rebuild_system_collections",
@@ -105,6 +96,16 @@ def build_pass(
         },
         {},
     )
+    files = [AssetKey(name) for name in FILE_ASSETS]
+    for keys in partition_runs(ordered, wanted, partitions_per_run()):
+        partition_key, range_tags = partition_range(keys)
+        execute(
+            "migrate_knowledge_base",
+            config,
+            range_tags,
+            partition_key=partition_key,
+            asset_selection=files,
+        )
     execute("prune_orphaned_rows", config, {})
     execute("rebuild_vector_index", config, {})
     return failed
