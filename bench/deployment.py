@@ -393,3 +393,59 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def replicated_database(folder: Path, copies: int, out: Path) -> Path:
+    """A copy of webui.db in which every file and knowledge base is there `copies` times, as
+    if each user had uploaded the deployment's documents again into knowledge bases of their
+    own: each copy of a file has its own id and the same upload on disk, each copy of a
+    knowledge base its own id and the copies of its files; the ids in a file's meta
+    (knowledge_id, collection_name) are the copy's. A deployment of N chunks made N x copies."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / "data" / "webui.db", out)
+    with sqlite3.connect(out) as connection:
+        connection.row_factory = sqlite3.Row
+        files = [dict(row) for row in connection.execute("SELECT * FROM file")]
+        knowledge = [dict(row) for row in connection.execute("SELECT * FROM knowledge")]
+        links = [dict(row) for row in connection.execute("SELECT * FROM knowledge_file")]
+        for copy in range(2, copies + 1):
+            new_id = {
+                row["id"]: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{row['id']}/copy-{copy}"))
+                for row in files + knowledge
+            }
+
+            def renamed(text: str | None, new_id: dict[str, str] = new_id) -> str | None:
+                if text is None:
+                    return None
+                for old, new in new_id.items():
+                    if old in text:
+                        text = text.replace(old, new)
+                return text
+
+            _insert(
+                connection,
+                "file",
+                [{**row, "id": new_id[row["id"]], "meta": renamed(row["meta"])} for row in files],
+            )
+            _insert(
+                connection,
+                "knowledge",
+                [
+                    {**row, "id": new_id[row["id"]], "name": f"{row['name']} (copy {copy})"}
+                    for row in knowledge
+                ],
+            )
+            _insert(
+                connection,
+                "knowledge_file",
+                [
+                    {
+                        **row,
+                        "id": str(uuid.uuid4()),
+                        "knowledge_id": new_id[row["knowledge_id"]],
+                        "file_id": new_id[row["file_id"]],
+                    }
+                    for row in links
+                ],
+            )
+    return out

@@ -44,7 +44,7 @@ from typing import Any
 
 import psutil
 
-from bench import budget_share, deployment_shape, nightly_backfill
+from bench import budget_share, deployment_shape, nightly_backfill, run_phases
 from bench import deployment as bench_deployment
 from bench.run_bench import (
     _fmt,
@@ -216,7 +216,11 @@ def measure_full(cached, folder, provider, server_uri, workdir, args, results) -
         **instance_options(workdir, "full", server_uri),
     )
     checks = verify_target(target, expected)
-    results["full"] = {**run, "env": None, "checks": checks}
+    first_request = min(r.arrived_at for r in provider.server.requests.requests())
+    phases = run_phases.run_phases(
+        run["env"]["DAGSTER_PG_URL"], first_request, run_phases.wall_clock_offset()
+    )
+    results["full"] = {**run, "env": None, "checks": checks, "phases": phases}
 
 
 def full_database(cached, folder, workdir, args) -> tuple[Path, list[str]]:

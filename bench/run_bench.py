@@ -157,7 +157,16 @@ class RequestCounter:
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of a process and all its descendants, sampled every 0.2 s."""
+    """Peak resident memory of a process and all its descendants, sampled every 0.2 s; also
+    the peak of the process itself and of its largest child (the sum counts pages children
+    share with their fork server more than once), and the tree's RSS every SERIES_SECONDS:
+    memory that grows with the work shows there as a slope, imports as a step at the start."""
+
+    SERIES_SECONDS = 5.0
+    # The tree's proportional set size (each shared page split among the processes sharing
+    # it: what the tree takes from the machine) is read every this many samples (smaps_rollup
+    # costs more than RSS).
+    PSS_EVERY = 5
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -165,6 +174,10 @@ class RssSampler(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.current = 0
+        self.root_peak = 0
+        self.child_peak = 0
+        self.pss_peak = 0
+        self.series: list[tuple[float, int, int, int]] = []
         self.samples = 0
         self._halt = threading.Event()
 
@@ -173,23 +186,58 @@ class RssSampler(threading.Thread):
             root = psutil.Process(self.pid)
         except psutil.NoSuchProcess:
             return
+        started = time.perf_counter()
+        next_point = started
         while not self._halt.is_set():
-            total = 0
+            sizes = []
             try:
                 processes = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 break
             for process in processes:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    total += process.memory_info().rss
+                    sizes.append((process.pid, process.memory_info().rss))
+            if self.samples % self.PSS_EVERY == 0:
+                self.pss_peak = max(self.pss_peak, _tree_pss(processes))
+            root_rss = next((rss for pid, rss in sizes if pid == self.pid), 0)
+            largest_child = max((rss for pid, rss in sizes if pid != self.pid), default=0)
+            total = sum(rss for _, rss in sizes)
             self.current = total
             self.peak = max(self.peak, total)
+            self.root_peak = max(self.root_peak, root_rss)
+            self.child_peak = max(self.child_peak, largest_child)
+            now = time.perf_counter()
+            if now >= next_point:
+                self.series.append((round(now - started, 1), total, root_rss, len(sizes)))
+                next_point += self.SERIES_SECONDS
             self.samples += 1
             self._halt.wait(self.interval)
+
+    def memory(self) -> dict[str, Any]:
+        """The figures in MiB: peak RSS of the tree, of the process, of its largest child,
+        the tree's peak PSS, and the series as [seconds, tree MiB, process MiB, processes]."""
+        return {
+            "peak_rss_mib": self.peak / MIB,
+            "process_peak_rss_mib": self.root_peak / MIB,
+            "largest_child_peak_rss_mib": self.child_peak / MIB,
+            "peak_pss_mib": self.pss_peak / MIB,
+            "rss_series": [
+                [t, round(total / MIB), round(own / MIB), count]
+                for t, total, own, count in self.series
+            ],
+        }
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+def _tree_pss(processes: list[psutil.Process]) -> int:
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_full_info().pss
+    return total
 
 
 @dataclass
@@ -210,6 +258,7 @@ class CliRun:
             "returncode": self.returncode,
             "seconds": self.seconds,
             "peak_rss_mib": self.peak_rss_mib,
+            "memory": self.extra.get("memory"),
             "summary": _summary_counts(self.summary),
         }
 
@@ -255,9 +304,10 @@ def run_process(
     workdir: Path,
     timeout: float,
     progress: Any = None,
-) -> tuple[float, int | None, float, Path, Path]:
+) -> tuple[float, int | None, dict[str, Any], Path, Path]:
     """Run a command to completion in its own session while sampling its RSS; returns
-    (seconds, return code or None on timeout, peak RSS MiB, stdout path, stderr path)."""
+    (seconds, return code or None on timeout, `RssSampler.memory()`, stdout path, stderr
+    path)."""
     stdout_path = workdir / f"{label}.stdout"
     stderr_path = workdir / f"{label}.stderr"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
@@ -288,7 +338,7 @@ def run_process(
                 )
         seconds = time.perf_counter() - started
         sampler.stop()
-    return seconds, returncode, sampler.peak / MIB, stdout_path, stderr_path
+    return seconds, returncode, sampler.memory(), stdout_path, stderr_path
 
 
 def run_cli(
@@ -311,13 +361,19 @@ def run_cli(
     ]
     code = code_fingerprint()
     log(f"{label}: {' '.join(command[1:])} (code {code['sha256']}, {code['newest_file']})")
-    seconds, returncode, peak, stdout, stderr = run_process(
+    seconds, returncode, memory, stdout, stderr = run_process(
         label, command, env, workdir, timeout, progress
     )
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    peak = memory["peak_rss_mib"]
     run = CliRun(label, seconds, returncode, peak, summary, _tail(stderr), _tail(stdout))
     run.extra["code"] = code
-    log(f"{label}: exit {returncode} after {seconds:.1f}s, peak RSS {peak:.0f} MiB")
+    run.extra["memory"] = memory
+    log(
+        f"{label}: exit {returncode} after {seconds:.1f}s, peak RSS {peak:.0f} MiB "
+        f"(process {memory['process_peak_rss_mib']:.0f}, largest child "
+        f"{memory['largest_child_peak_rss_mib']:.0f})"
+    )
     if returncode != 0:
         log(f"{label}: stdout tail:\n{run.stdout_tail}\n{label}: stderr tail:\n{run.stderr_tail}")
     return run
@@ -721,9 +777,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if command:
                     log("index: dagster job execute -j rebuild_vector_index")
-                    seconds, code, peak, _, stderr = run_process(
+                    seconds, code, memory, _, stderr = run_process(
                         "index", command, env, workdir, args.timeout
                     )
+                    peak = memory["peak_rss_mib"]
                     if code != 0:
                         log(f"index job exit {code}:\n{_tail(stderr)}")
                     results["index"] = {

@@ -1,0 +1,126 @@
+"""Memory at a million chunks: `pgvector-migrate` on the realistic deployment made `--copies`
+times over (every file and knowledge base again under ids of its own, as if every user had
+uploaded the same documents once more: bench.deployment.replicated_database), with an API
+engine and `--reembed`, so that every chunk's vector comes from the provider as it would for a
+deployment of a million distinct texts.
+
+The issue's bar is the peak RSS at 1M chunks with an API engine. Measured here: the peak of the
+process tree (the CLI and its loader workers; pages they share are counted once per process),
+of the CLI process alone and of its largest child, and the tree's RSS every 5 s, whose slope
+tells memory that grows with the work from what the imports take at the start.
+
+The provider is the loopback OpenAI server at 1536 dimensions with a budget far above what this
+machine can send (the client is the limit: the figure is memory, not budget share), 300 ms +
+4 ms per input as in bench.realistic.
+
+    python -m bench.million_chunks                # 7 copies: ~1M rows
+    python -m bench.million_chunks --copies 1     # the deployment as it is (143k rows)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import deployment as bench_deployment
+from bench.realistic import Provider, instance_options, migrate
+from bench.run_bench import create_database, log, start_postgres, verify_target
+
+RESULTS = Path(__file__).resolve().parent / "results" / "million_chunks.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=7, help="of the deployment (7: ~1M rows)")
+    parser.add_argument("--tpm", type=int, default=1_000_000_000)
+    parser.add_argument("--rpm", type=int, default=1_000_000)
+    parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--latency-per-input-ms", type=float, default=4.0)
+    parser.add_argument("--dimensions", type=int, default=1536)
+    parser.add_argument("--timeout", type=float, default=4 * 3600)
+    parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--openwebui-venv", type=Path, default=bench_deployment.DEFAULT_VENV)
+    return parser.parse_args(argv)
+
+
+def table_rows(target: str) -> dict[str, Any]:
+    import psycopg
+
+    with psycopg.connect(target) as connection:
+        rows, collections = connection.execute(
+            "SELECT count(*), count(DISTINCT collection_name) FROM document_chunk"
+        ).fetchone()
+        size = connection.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('document_chunk'))"
+        ).fetchone()[0]
+    return {"rows": rows, "collections": collections, "table_size": size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    folder, _ = bench_deployment.ensure(args.openwebui_venv)
+    temporary = args.workdir is None
+    workdir = (
+        Path(tempfile.mkdtemp(prefix="pgvector-million-")) if temporary else args.workdir
+    ).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+    }
+    postgres = None
+    try:
+        database = bench_deployment.replicated_database(
+            folder, args.copies, workdir / "replicated" / "webui.db"
+        )
+        postgres, server_uri = start_postgres(workdir)
+        with Provider(args) as provider:
+            target = create_database(server_uri, "bench_million")
+            log(f"== {args.copies} copies of the deployment, --reembed")
+            run = migrate(
+                "million",
+                provider,
+                folder / "data",
+                database,
+                target,
+                workdir,
+                args,
+                cli_args=["--reembed"],
+                **instance_options(workdir, "million", server_uri),
+            )
+            share = run["provider"]
+            run["provider"] = {k: v for k, v in share.items() if k != "timeline"}
+            results["run"] = {**run, "env": None, "table": table_rows(target)}
+            checks = verify_target(target, [])
+            results["run"]["checks"] = {k: checks[k] for k in ("rows", "duplicate_rows")}
+    finally:
+        if postgres is not None:
+            postgres.cleanup()
+        if temporary:
+            shutil.rmtree(workdir, ignore_errors=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    run = results["run"]
+    memory = run["memory"]
+    headline = {
+        "rows": run["table"]["rows"],
+        "seconds": round(run["seconds"], 1),
+        "returncode": run["returncode"],
+        "peak_rss_tree_mib": round(memory["peak_rss_mib"]),
+        "peak_rss_cli_mib": round(memory["process_peak_rss_mib"]),
+        "peak_rss_largest_child_mib": round(memory["largest_child_peak_rss_mib"]),
+        "peak_pss_tree_mib": round(memory["peak_pss_mib"]),
+        "tokens": run["provider"]["tokens"],
+    }
+    print(json.dumps(headline, indent=1))
+    return 0 if run["returncode"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
