@@ -145,3 +145,31 @@ def test_variant_database_rewrites_knowledge_rows_as_open_webui_writes_them(
         bench_deployment.variant_database(
             folder, cached, {"Gamma": ["not-uploaded.pdf"]}, tmp_path / "w" / "webui.db"
         )
+
+
+def test_replicated_database_holds_every_file_and_knowledge_base_once_per_copy(
+    sample_deployment, tmp_path
+):
+    folder = tmp_path / "cached"
+    shutil.copytree(sample_deployment, folder / "data")
+    with sqlite3.connect(folder / "data" / "webui.db") as connection:
+        files = dict(connection.execute("SELECT id, path FROM file").fetchall())
+        links = connection.execute("SELECT knowledge_id, file_id FROM knowledge_file").fetchall()
+        knowledge = connection.execute("SELECT count(*) FROM knowledge").fetchone()[0]
+    out = bench_deployment.replicated_database(folder, 3, tmp_path / "r" / "webui.db")
+    with sqlite3.connect(out) as connection:
+        copies = connection.execute("SELECT id, path, meta FROM file").fetchall()
+        copied_links = connection.execute(
+            "SELECT knowledge_id, file_id FROM knowledge_file"
+        ).fetchall()
+        names = [row[0] for row in connection.execute("SELECT name FROM knowledge")]
+    assert len(copies) == 3 * len(files)
+    assert len({file_id for file_id, _, _ in copies}) == len(copies)
+    # Every copy reads the same upload, and its meta names no other copy's ids.
+    assert Counter(path for _, path, _ in copies) == Counter({p: 3 for p in files.values()})
+    originals = set(files)
+    for file_id, _, meta in copies:
+        if file_id not in originals and meta:
+            assert not any(original in meta for original in originals), meta
+    assert len(copied_links) == 3 * len(links) == len(set(copied_links))
+    assert len(names) == 3 * knowledge and len(set(names)) == len(names)
