@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import deployment as bench_deployment
+from bench import run_phases
 from bench.realistic import Provider, instance_options, migrate
 from bench.run_bench import create_database, log, start_postgres, verify_target
 
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             share = run["provider"]
             run["provider"] = {k: v for k, v in share.items() if k != "timeline"}
+            first_request = min(r.arrived_at for r in provider.server.requests.requests())
+            run["phases"] = run_phases.run_phases(
+                run["env"]["DAGSTER_PG_URL"], first_request, run_phases.wall_clock_offset()
+            )
             results["run"] = {**run, "env": None, "table": table_rows(target)}
             checks = verify_target(target, [])
             results["run"]["checks"] = {k: checks[k] for k in ("rows", "duplicate_rows")}
