@@ -22,15 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import deployment as bench_deployment
 from bench import run_phases
 from bench.realistic import Provider, instance_options, migrate
-from bench.run_bench import create_database, log, start_postgres, verify_target
+from bench.run_bench import (
+    create_database,
+    log,
+    measurement_workspace,
+    run_parameters,
+    verify_target,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "million_chunks.json"
 
@@ -66,49 +70,38 @@ def table_rows(target: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder, _ = bench_deployment.ensure(args.openwebui_venv)
-    temporary = args.workdir is None
-    workdir = (
-        Path(tempfile.mkdtemp(prefix="pgvector-million-")) if temporary else args.workdir
-    ).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "parameters": run_parameters(args),
         "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
     }
-    postgres = None
-    try:
+    with (
+        measurement_workspace(args.workdir, "pgvector-million-") as (workdir, server_uri),
+        Provider(args) as provider,
+    ):
         database = bench_deployment.replicated_database(
             folder, args.copies, workdir / "replicated" / "webui.db"
         )
-        postgres, server_uri = start_postgres(workdir)
-        with Provider(args) as provider:
-            target = create_database(server_uri, "bench_million")
-            log(f"== {args.copies} copies of the deployment, --reembed")
-            run = migrate(
-                "million",
-                provider,
-                folder / "data",
-                database,
-                target,
-                workdir,
-                args,
-                cli_args=["--reembed"],
-                **instance_options(workdir, "million", server_uri),
-            )
-            share = run["provider"]
-            run["provider"] = {k: v for k, v in share.items() if k != "timeline"}
-            first_request = min(r.arrived_at for r in provider.server.requests.requests())
-            run["phases"] = run_phases.run_phases(
-                run["env"]["DAGSTER_PG_URL"], first_request, run_phases.wall_clock_offset()
-            )
-            results["run"] = {**run, "env": None, "table": table_rows(target)}
-            checks = verify_target(target, [])
-            results["run"]["checks"] = {k: checks[k] for k in ("rows", "duplicate_rows")}
-    finally:
-        if postgres is not None:
-            postgres.cleanup()
-        if temporary:
-            shutil.rmtree(workdir, ignore_errors=True)
+        target = create_database(server_uri, "bench_million")
+        log(f"== {args.copies} copies of the deployment, --reembed")
+        run = migrate(
+            "million",
+            provider,
+            folder / "data",
+            database,
+            target,
+            workdir,
+            args,
+            cli_args=["--reembed"],
+            **instance_options(workdir, "million", server_uri),
+        )
+        run["phases"] = run_phases.run_phases(
+            run["env"]["DAGSTER_PG_URL"], provider.server.requests.requests()
+        )
+        share = run["provider"]
+        run["provider"] = {k: v for k, v in share.items() if k != "timeline"}
+        results["run"] = {**run, "env": None, "table": table_rows(target)}
+        checks = verify_target(target, [])
+        results["run"]["checks"] = {k: checks[k] for k in ("rows", "duplicate_rows")}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
     run = results["run"]

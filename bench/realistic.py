@@ -37,7 +37,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,10 @@ from bench.run_bench import (
     create_database,
     log,
     markdown_rows,
+    measurement_workspace,
     migration_environment,
     run_cli,
-    start_postgres,
+    run_parameters,
     verify_target,
 )
 from pgvector_migration_testing.loopback import RequestLog
@@ -216,9 +216,8 @@ def measure_full(cached, folder, provider, server_uri, workdir, args, results) -
         **instance_options(workdir, "full", server_uri),
     )
     checks = verify_target(target, expected)
-    first_request = min(r.arrived_at for r in provider.server.requests.requests())
     phases = run_phases.run_phases(
-        run["env"]["DAGSTER_PG_URL"], first_request, run_phases.wall_clock_offset()
+        run["env"]["DAGSTER_PG_URL"], provider.server.requests.requests()
     )
     results["full"] = {**run, "env": None, "checks": checks, "phases": phases}
 
@@ -561,14 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or ("full", "few-many", "noop", "secondary"))
     folder, cached = bench_deployment.ensure(args.openwebui_venv, args.upload_workers)
     log(f"deployment {folder}: {json.dumps(cached['statistics'])[:400]}")
-    temporary = args.workdir is None
-    workdir = (
-        Path(tempfile.mkdtemp(prefix="pgvector-realistic-")) if temporary else args.workdir
-    ).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     code = code_fingerprint()
     results: dict[str, Any] = {
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "parameters": run_parameters(args),
         "machine": f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 1024**3:.0f} GiB, "
         f"load {os.getloadavg()[0]:.1f}, Python {platform.python_version()}",
         "code": f"{code['sha256']} / {code['newest_file']}",
@@ -578,14 +572,12 @@ def main(argv: list[str] | None = None) -> int:
             "build": cached["build"],
         },
     }
-    postgres = None
     steps = [
         ("full", measure_full),
         ("few-many", measure_few_many),
         ("noop", measure_noop),
     ]
-    try:
-        postgres, server_uri = start_postgres(workdir)
+    with measurement_workspace(args.workdir, "pgvector-realistic-") as (workdir, server_uri):
         with Provider(args) as provider:
             for name, step in steps:
                 if name in only:
@@ -594,11 +586,6 @@ def main(argv: list[str] | None = None) -> int:
                     _write(args.results, results)
         if "secondary" in only and args.secondary != "skip":
             measure_256(workdir, args, results)
-    finally:
-        if postgres is not None:
-            postgres.cleanup()
-        if temporary:
-            shutil.rmtree(workdir, ignore_errors=True)
     results["table"] = render_table(results)
     _write(args.results, results)
     log(f"wrote {args.results}")

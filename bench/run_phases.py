@@ -10,9 +10,12 @@ start, the checks at the end of a run, the next run's start).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC
 
 import psycopg
+
+from bench.budget_share import Request
 
 PHASE_EVENTS = (
     "PIPELINE_START",
@@ -24,17 +27,13 @@ PHASE_EVENTS = (
 )
 
 
-def wall_clock_offset() -> float:
-    """time.time() minus time.monotonic() in this process: the provider's request times are
-    monotonic (one clock for every process of the machine), Dagster's events wall-clock."""
-    return time.time() - time.monotonic()
-
-
-def run_phases(dagster_url: str, first_request_monotonic: float, offset: float) -> list[list]:
-    """Each run's creation and its start, step and end events as [seconds after the first
-    request, run number (in creation order), event, step], oldest first."""
+def run_phases(dagster_url: str, requests: Sequence[Request]) -> list[list]:
+    """Each run's creation and its start, step and end events as [seconds after the first of
+    the provider's `requests`, run number (in creation order), event, step], oldest first.
+    The requests' times are monotonic (one clock for every process of the machine), Dagster's
+    wall-clock: the offset between the two is read here."""
     url = dagster_url.replace("postgresql+psycopg2://", "postgresql://", 1)
-    start = first_request_monotonic + offset
+    start = min(r.arrived_at for r in requests) + time.time() - time.monotonic()
     with psycopg.connect(url) as connection:
         runs = connection.execute(
             "SELECT run_id, create_timestamp FROM runs ORDER BY id"

@@ -24,8 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,14 @@ import psycopg
 
 from bench import deployment as bench_deployment
 from bench.realistic import Provider, full_database, instance_options, migrate
-from bench.run_bench import create_database, log, run_cli, start_postgres, verify_target
+from bench.run_bench import (
+    create_database,
+    log,
+    measurement_workspace,
+    run_cli,
+    run_parameters,
+    verify_target,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "switch_build.json"
 MODEL_B = "bench-model-b"
@@ -83,18 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openwebui-venv", type=Path, default=bench_deployment.DEFAULT_VENV)
     args = parser.parse_args(argv)
     folder, cached = bench_deployment.ensure(args.openwebui_venv)
-    temporary = args.workdir is None
-    workdir = (
-        Path(tempfile.mkdtemp(prefix="pgvector-switch-")) if temporary else args.workdir
-    ).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "parameters": run_parameters(args),
         "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
     }
-    postgres = None
-    try:
-        postgres, server_uri = start_postgres(workdir)
+    with measurement_workspace(args.workdir, "pgvector-switch-") as (workdir, server_uri):
         with Provider(args) as provider:
             log("== ordinary migration (model A) into an empty target")
             database, expected = full_database(cached, folder, workdir, args)
@@ -129,11 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         results["build_over_migration"] = (
             results["shadow_build"]["seconds"] / results["migration"]["seconds"]
         )
-    finally:
-        if postgres is not None:
-            postgres.cleanup()
-        if temporary:
-            shutil.rmtree(workdir, ignore_errors=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(json.dumps(_headline(results), indent=1))
