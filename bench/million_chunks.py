@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import deployment as bench_deployment
 from bench import run_phases
-from bench.realistic import Provider, instance_options, migrate
+from bench.realistic import Provider, add_provider_arguments, instance_options, migrate
 from bench.run_bench import (
     create_database,
     log,
@@ -42,11 +42,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "million_chunks.json"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=7, help="of the deployment (7: ~1M rows)")
-    parser.add_argument("--tpm", type=int, default=1_000_000_000)
-    parser.add_argument("--rpm", type=int, default=1_000_000)
-    parser.add_argument("--latency-ms", type=float, default=300.0)
-    parser.add_argument("--latency-per-input-ms", type=float, default=4.0)
-    parser.add_argument("--dimensions", type=int, default=1536)
+    add_provider_arguments(parser, tpm=1_000_000_000, rpm=1_000_000)
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
     parser.add_argument("--results", type=Path, default=RESULTS)

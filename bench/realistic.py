@@ -486,14 +486,21 @@ def render_table(results: dict) -> str:
     return markdown_rows(rows)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
-    parser.add_argument("--tpm", type=int, default=5_100_000, help="tokens per minute budget")
-    parser.add_argument("--rpm", type=int, default=10_000, help="requests per minute budget")
+def add_provider_arguments(
+    parser: argparse.ArgumentParser, tpm: int = 5_100_000, rpm: int = 10_000
+) -> None:
+    """The loopback provider's options (`Provider`): its budget, latency and vector length."""
+    parser.add_argument("--tpm", type=int, default=tpm, help="tokens per minute budget")
+    parser.add_argument("--rpm", type=int, default=rpm, help="requests per minute budget")
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--latency-per-input-ms", type=float, default=4.0)
     parser.add_argument("--dimensions", type=int, default=1536)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    add_provider_arguments(parser)
     parser.add_argument("--few-many-files", type=int, help="default 300 (quick: 40)")
     parser.add_argument("--few", type=int, default=3, help="knowledge bases, few")
     parser.add_argument("--many", type=int, help="knowledge bases, many (default 150; quick 20)")

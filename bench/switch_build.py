@@ -30,7 +30,13 @@ from typing import Any
 import psycopg
 
 from bench import deployment as bench_deployment
-from bench.realistic import Provider, full_database, instance_options, migrate
+from bench.realistic import (
+    Provider,
+    add_provider_arguments,
+    full_database,
+    instance_options,
+    migrate,
+)
 from bench.run_bench import (
     create_database,
     log,
@@ -77,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="80 documents instead of all")
     parser.add_argument("--quick-files", type=int, default=80)
-    parser.add_argument("--tpm", type=int, default=5_100_000)
-    parser.add_argument("--rpm", type=int, default=10_000)
-    parser.add_argument("--latency-ms", type=float, default=300.0)
-    parser.add_argument("--latency-per-input-ms", type=float, default=4.0)
-    parser.add_argument("--dimensions", type=int, default=1536)
+    add_provider_arguments(parser)
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--results", type=Path, default=RESULTS)
