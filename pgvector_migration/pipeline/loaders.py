@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ftfy
 
+from pgvector_migration.pipeline.docx_text import docx_text
 from pgvector_migration.pipeline.office_loaders import (
     PartitionError,
     archive_too_large,
@@ -176,9 +177,7 @@ def _load_html(path: Path) -> list[TextDocument]:
 
 
 def _load_docx(path: Path) -> list[TextDocument]:
-    import docx2txt
-
-    return [TextDocument(docx2txt.process(str(path)), {"source": str(path)})]
+    return [TextDocument(docx_text(path), {"source": str(path)})]
 
 
 def _load_csv(path: Path) -> list[TextDocument]:
