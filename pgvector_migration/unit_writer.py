@@ -24,6 +24,7 @@ from pgvector_migration.pipeline.records import (
     Chunk,
     WriteUnit,
 )
+from pgvector_migration.process_memory import release_free_heap
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
@@ -340,3 +341,6 @@ class UnitWriter:
                 continue
             report.collections_written += 1
             report.chunks_written += len(unit.chunks)
+        # The wave's answers, vectors and COPY buffers are freed now; the next waves' differ in
+        # size, so without this the heap keeps the largest mix it ever held.
+        release_free_heap()

@@ -32,6 +32,7 @@ from pgvector_migration.pipeline.text_source import (
     TextSource,
     source_fingerprint,
 )
+from pgvector_migration.process_memory import release_free_heap
 from pgvector_migration.settings import RagSettings, resolve_rag_settings
 
 # Below this many files, one process plans them faster than starting more.
@@ -176,6 +177,10 @@ def _plan_or_error(
         return file, plan_file(file, settings, collection_names, text_source, transport), None
     except Exception as error:  # reported per file; one file never stops the others
         return file, None, f"{type(error).__name__}: {error}"
+    finally:
+        # A large document's parse tree is freed once it is read; without this the process
+        # would keep the largest one's size for the rest of the run.
+        release_free_heap()
 
 
 def _worker_started() -> bool:
