@@ -178,6 +178,8 @@ class RssSampler(threading.Thread):
         self.root_peak = 0
         self.child_peak = 0
         self.pss_peak = 0
+        # pid -> (role, peak RSS, peak PSS): which processes the tree's peak is made of.
+        self.processes: dict[int, list] = {}
         self.series: list[tuple[float, int, int, int]] = []
         self.samples = 0
         self._halt = threading.Event()
@@ -197,9 +199,12 @@ class RssSampler(threading.Thread):
                 break
             for process in processes:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    sizes.append((process.pid, process.memory_info().rss))
+                    rss = process.memory_info().rss
+                    sizes.append((process.pid, rss))
+                    record = self.processes.setdefault(process.pid, [_role(process), 0, 0])
+                    record[1] = max(record[1], rss)
             if self.samples % self.PSS_EVERY == 0:
-                self.pss_peak = max(self.pss_peak, _tree_pss(processes))
+                self.pss_peak = max(self.pss_peak, self._tree_pss(processes))
             root_rss = next((rss for pid, rss in sizes if pid == self.pid), 0)
             largest_child = max((rss for pid, rss in sizes if pid != self.pid), default=0)
             total = sum(rss for _, rss in sizes)
@@ -214,10 +219,27 @@ class RssSampler(threading.Thread):
             self.samples += 1
             self._halt.wait(self.interval)
 
+    def _tree_pss(self, processes: list[psutil.Process]) -> int:
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                pss = process.memory_full_info().pss
+                total += pss
+                if process.pid in self.processes:
+                    record = self.processes[process.pid]
+                    record[2] = max(record[2], pss)
+        return total
+
     def memory(self) -> dict[str, Any]:
         """The figures in MiB: peak RSS of the tree, of the process, of its largest child,
-        the tree's peak PSS, and the series as [seconds, tree MiB, process MiB, processes]."""
+        the tree's peak PSS, each process's role and peaks (RSS, PSS; largest first), and the
+        series as [seconds, tree MiB, process MiB, processes]."""
+        by_size = sorted(self.processes.items(), key=lambda item: -item[1][1])
         return {
+            "processes": [
+                [pid, role, round(rss / MIB), round(pss / MIB)]
+                for pid, (role, rss, pss) in by_size[:12]
+            ],
             "peak_rss_mib": self.peak / MIB,
             "process_peak_rss_mib": self.root_peak / MIB,
             "largest_child_peak_rss_mib": self.child_peak / MIB,
@@ -233,12 +255,16 @@ class RssSampler(threading.Thread):
         self.join()
 
 
-def _tree_pss(processes: list[psutil.Process]) -> int:
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_full_info().pss
-    return total
+def _role(process: psutil.Process) -> str:
+    """What a process of the tree is: its command line, shortened (a loader worker forked by
+    the fork server shows the fork server's)."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        command = " ".join(process.cmdline())
+        if "forkserver" in command:
+            parent = " ".join(process.parent().cmdline())
+            return "loader worker" if "forkserver" in parent else "fork server"
+        return command[-60:]
+    return "?"
 
 
 @dataclass
