@@ -25,6 +25,7 @@ adding them through the API would have Open WebUI re-embed every file once per k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -185,16 +186,21 @@ def _chunk_statistics(pgvector_url: str) -> dict:
             "SELECT collection_name, text FROM document_chunk WHERE collection_name LIKE 'file-%'"
         ).fetchall()
         knowledge_rows = connection.execute(
-            "SELECT count(*) FROM document_chunk WHERE collection_name NOT LIKE 'file-%'"
-        ).fetchone()[0]
+            "SELECT collection_name, vmetadata->>'file_id', count(*) FROM document_chunk "
+            "WHERE collection_name NOT LIKE 'file-%' GROUP BY 1, 2"
+        ).fetchall()
     texts = [text or "" for _, text in rows]
     per_file = Counter(collection.removeprefix("file-") for collection, _ in rows)
+    in_knowledge: dict[str, dict[str, int]] = {}
+    for collection, file_id, count in knowledge_rows:
+        in_knowledge.setdefault(file_id, {})[collection] = count
     return {
         "chunks_by_file_id": dict(per_file),
+        "knowledge_chunks_by_file_id": in_knowledge,
         "file_chunks": len(rows),
         "file_chunk_tokens": sum(count_tokens(t) for t in texts),
         "distinct_chunk_texts": len(set(texts)),
-        "knowledge_chunks": knowledge_rows,
+        "knowledge_chunks": sum(count for _, _, count in knowledge_rows),
         "files_with_chunks": len({c for c, _ in rows}),
     }
 
@@ -240,8 +246,12 @@ def build(folder: Path, venv: Path, workers: int) -> dict:
             upload_seconds = time.monotonic() - upload_started
         finally:
             ui.stop()
+    # Everything Open WebUI wrote into webui.db itself, so that any copy of the file holds it.
+    with contextlib.closing(sqlite3.connect(data_dir / "webui.db")) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     statistics = _chunk_statistics(vectors_url)
     chunks_by_file_id = statistics.pop("chunks_by_file_id")
+    knowledge_chunks_by_file_id = statistics.pop("knowledge_chunks_by_file_id")
     server.cleanup()
     shutil.rmtree(postgres, ignore_errors=True)
     uploads = {e["name"]: e for e in journal.of("upload")}
@@ -255,6 +265,10 @@ def build(folder: Path, venv: Path, workers: int) -> dict:
                 "file_id": uploads[d["name"]]["id"],
                 "status": uploads[d["name"]]["status"],
                 "openwebui_chunks": chunks_by_file_id.get(uploads[d["name"]]["id"], 0),
+                # Open WebUI's rows of the file in each knowledge base's collection (by id).
+                "openwebui_knowledge_chunks": knowledge_chunks_by_file_id.get(
+                    uploads[d["name"]]["id"], {}
+                ),
                 "knowledge": shape[d["name"]],
             }
             for d in documents
@@ -315,6 +329,23 @@ def _insert(connection: sqlite3.Connection, table: str, rows: list[dict]) -> Non
     )
 
 
+def copy_database(source: Path, out: Path) -> Path:
+    """A consistent copy of an SQLite database, with what is still in its write-ahead log.
+
+    Open WebUI runs SQLite in WAL mode: its last writes (here the last files added to their
+    second knowledge base) can sit in webui.db-wal until a checkpoint. Copying webui.db alone
+    lost 39 of 1,760 knowledge_file rows, and with them 1,630 knowledge-base rows of the
+    migration's expected output. SQLite's backup API copies the database as a reader sees it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    with (
+        contextlib.closing(sqlite3.connect(source)) as original,
+        contextlib.closing(sqlite3.connect(out)) as copy,
+    ):
+        original.backup(copy)
+    return out
+
+
 def variant_database(
     folder: Path, deployment: dict, shape: dict[str, list[str]], out: Path
 ) -> Path:
@@ -325,8 +356,7 @@ def variant_database(
     missing = sorted({n for names in shape.values() for n in names} - set(by_name))
     if missing:
         raise ValueError(f"variant uses documents Open WebUI did not process: {missing[:3]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / "data" / "webui.db", out)
+    copy_database(folder / "data" / "webui.db", out)
     keep = sorted({by_name[n]["file_id"] for names in shape.values() for n in names})
     now = int(time.time())
     with sqlite3.connect(out) as connection:
@@ -401,8 +431,7 @@ def replicated_database(folder: Path, copies: int, out: Path) -> Path:
     own: each copy of a file has its own id and the same upload on disk, each copy of a
     knowledge base its own id and the copies of its files; the ids in a file's meta
     (knowledge_id, collection_name) are the copy's. A deployment of N chunks made N x copies."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / "data" / "webui.db", out)
+    copy_database(folder / "data" / "webui.db", out)
     with sqlite3.connect(out) as connection:
         connection.row_factory = sqlite3.Row
         files = [dict(row) for row in connection.execute("SELECT * FROM file")]

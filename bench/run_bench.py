@@ -488,12 +488,17 @@ def verify_target(target_url: str, expected: list[str]) -> dict[str, Any]:
 
     with psycopg.connect(target_url, autocommit=True) as connection:
         rows = connection.execute("SELECT count(*) FROM document_chunk").fetchone()[0]
+        # A row stored twice: same collection, file, place in the file and text. The place is
+        # the offset in its source document, which for per-page PDFs, per-row CSVs and
+        # per-element .rst is the page, row or element (the same header text at the same
+        # offset on every page is not a duplicate).
         duplicates = connection.execute(
             """
             SELECT coalesce(sum(copies - 1), 0) FROM (
                 SELECT count(*) AS copies FROM document_chunk
-                GROUP BY collection_name, vmetadata->>'file_id', vmetadata->>'start_index',
-                         md5(coalesce(text, ''))
+                GROUP BY collection_name, vmetadata->>'file_id', vmetadata->>'page',
+                         vmetadata->>'row', vmetadata->>'element_id',
+                         vmetadata->>'start_index', md5(coalesce(text, ''))
                 HAVING count(*) > 1) d
             """
         ).fetchone()[0]

@@ -3,6 +3,7 @@ from the loopback provider's request log (no Open WebUI server: that is the benc
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import time
@@ -173,3 +174,72 @@ def test_replicated_database_holds_every_file_and_knowledge_base_once_per_copy(
             assert not any(original in meta for original in originals), meta
     assert len(copied_links) == 3 * len(links) == len(set(copied_links))
     assert len(names) == 3 * knowledge and len(set(names)) == len(names)
+
+
+def test_a_copied_database_holds_what_is_still_in_its_write_ahead_log(tmp_path):
+    source = tmp_path / "webui.db"
+    writer = sqlite3.connect(source)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as a running Open WebUI may leave it
+    writer.execute("CREATE TABLE knowledge_file (knowledge_id TEXT, file_id TEXT)")
+    writer.executemany(
+        "INSERT INTO knowledge_file VALUES (?, ?)", [(f"k{n}", f"f{n}") for n in range(50)]
+    )
+    writer.commit()
+    try:
+        assert (tmp_path / "webui.db-wal").stat().st_size > 0
+        shutil.copyfile(source, tmp_path / "file-only.db")
+        with sqlite3.connect(tmp_path / "file-only.db") as copied_file:
+            assert not copied_file.execute(
+                "SELECT name FROM sqlite_master WHERE name = 'knowledge_file'"
+            ).fetchall()
+        out = bench_deployment.copy_database(source, tmp_path / "copy" / "webui.db")
+        with sqlite3.connect(out) as copy:
+            assert copy.execute("SELECT count(*) FROM knowledge_file").fetchone() == (50,)
+    finally:
+        writer.close()
+
+
+def test_rows_are_compared_with_open_webuis_own_per_collection_and_file(fresh_database, tmp_path):
+    import psycopg
+
+    from bench.realistic import rows_against_openwebui
+
+    database = tmp_path / "webui.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("CREATE TABLE knowledge_file (knowledge_id TEXT, file_id TEXT)")
+        connection.executemany(
+            "INSERT INTO knowledge_file VALUES (?, ?)", [("kb1", "f1"), ("kb1", "f2")]
+        )
+    cached = {
+        "documents": [
+            {
+                "name": "one.txt",
+                "file_id": "f1",
+                "openwebui_chunks": 2,
+                "openwebui_knowledge_chunks": {"kb1": 3},
+            },
+            {"name": "two.txt", "file_id": "f2", "openwebui_chunks": 1},
+            {"name": "empty.txt", "file_id": "f3", "openwebui_chunks": 0},
+        ]
+    }
+    written = [("file-f1", "f1"), ("file-f1", "f1"), ("kb1", "f1"), ("kb1", "f1")]
+    written += [("file-f2", "f2"), ("file-f2", "f2")]
+    target = fresh_database()
+    with psycopg.connect(target) as connection:
+        connection.execute("CREATE TABLE document_chunk (collection_name text, vmetadata jsonb)")
+        for collection, file_id in written:
+            connection.execute(
+                "INSERT INTO document_chunk VALUES (%s, jsonb_build_object('file_id', %s::text))",
+                (collection, file_id),
+            )
+    result = rows_against_openwebui(target, cached, database)
+    # file-f1 equal; kb1/f1 one row short; file-f2 one row too many; kb1/f2 missing, and
+    # Open WebUI's count of it unknown (an older deployment.json): presence only.
+    assert result["pairs_compared"] == 3
+    assert result["pairs_differing"] == 2
+    assert result["pairs_without_openwebui_count"] == 1
+    assert result["pairs_missing"] == 1
+    assert any(
+        "kb1 / one.txt: Open WebUI 3, here 2" in line for line in result["pairs_differing_sample"]
+    )
