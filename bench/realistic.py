@@ -464,7 +464,17 @@ def render_table(results: dict) -> str:
                 f"{against['pairs_compared'] - against['pairs_differing']:,} / "
                 f"{against['pairs_compared']:,}; {against['pairs_missing']} missing",
             )
-        add(part, "peak RSS MiB (process tree)", full["peak_rss_mib"], 0)
+        memory = full.get("memory") or {}
+        if memory.get("peak_pss_mib"):
+            add(
+                part,
+                "peak MiB: tree RSS / tree PSS / CLI RSS / largest child RSS",
+                f"{memory['peak_rss_mib']:,.0f} / {memory['peak_pss_mib']:,.0f} / "
+                f"{memory['process_peak_rss_mib']:,.0f} / "
+                f"{memory['largest_child_peak_rss_mib']:,.0f}",
+            )
+        else:
+            add(part, "peak RSS MiB (process tree)", full["peak_rss_mib"], 0)
     if "few" in results:
         for label in ("few", "many"):
             r = results[label]
