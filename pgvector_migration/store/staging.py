@@ -12,6 +12,8 @@ from pgvector_migration.pipeline.records import Chunk, WriteUnit
 from pgvector_migration.store.state_access import StateAccess
 
 STAGED_PAGE_ROWS = 2000
+# Units whose rows one series of pages reads (their keys travel with each page's statement).
+UNITS_PER_READ = 500
 
 
 class StagedChunks(StateAccess):
@@ -60,64 +62,95 @@ class StagedChunks(StateAccess):
         the same content and settings since it was selected (by another run holding the same
         file, or by an earlier attempt of this step) is done and left out.
 
-        Pages are read by key, each in its own short statement: no transaction stays open
-        while units are embedded, so nothing holds locks or old snapshots meanwhile."""
-        selected = f"""
-            FROM {self.schema}.completeness c
-            WHERE c.partition_key = ANY(%(keys)s) AND c.selected
-              AND c.collection_name = s.collection_name AND c.file_id = s.file_id
-              AND NOT EXISTS (SELECT 1 FROM {self.schema}.file_failure f
-                              WHERE f.partition_key = c.partition_key
-                                AND f.item_id = c.file_id)
+        Which units to read is decided once, before any is read (a unit is read whole or left
+        out whole), from the run's completeness rows, each looked up in staging by its key.
+        Their rows are then read in pages by key, each page in its own short statement: no
+        transaction stays open while units are embedded, so nothing holds locks or old
+        snapshots meanwhile. After a run that streamed its units to the writer, staging holds
+        next to nothing for its partitions, and this costs one lookup per unit; scanning
+        staging instead (deleted rows of a million written chunks included) took minutes."""
+        keys = list(partition_keys)
+        with self._connect() as connection:
+            units = connection.execute(self._units_to_read_query(), (keys,)).fetchall()
+            for start in range(0, len(units), UNITS_PER_READ):
+                window = units[start : start + UNITS_PER_READ]
+                yield from self._read_units(connection, window)
+
+    def _units_to_read_query(self) -> str:
+        schema = self.schema
+        return f"""
+            SELECT c.collection_name, c.file_id, min(c.filename) FILTER (WHERE NOT c.failed)
+            FROM (
+                SELECT c.*, EXISTS (SELECT 1 FROM {schema}.file_failure f
+                                    WHERE f.partition_key = c.partition_key
+                                      AND f.item_id = c.file_id) AS failed
+                FROM {schema}.completeness c
+                WHERE c.partition_key = ANY(%s) AND c.selected
+            ) c
+            CROSS JOIN LATERAL (
+                SELECT s.content_hash, s.settings_fingerprint FROM {schema}.staged_chunk s
+                WHERE s.collection_name = c.collection_name AND s.file_id = c.file_id
+                LIMIT 1
+            ) s
+            LEFT JOIN {schema}.written_collection w
+              ON w.collection_name = c.collection_name AND w.file_id = c.file_id
+            GROUP BY c.collection_name, c.file_id
+            HAVING bool_or(NOT c.failed)
+               AND NOT bool_or(coalesce(w.written_at >= c.checked_at
+                                        AND w.content_hash = s.content_hash
+                                        AND w.settings_fingerprint = s.settings_fingerprint,
+                                        false))
+            ORDER BY c.file_id, c.collection_name
         """
+
+    def _read_units(
+        self, connection: psycopg.Connection, units: list[tuple[str, str, str]]
+    ) -> Iterator[WriteUnit]:
+        """The staged rows of `units` ((collection, file id, filename), in file id order), a
+        page at a time, as whole units."""
+        filenames = {(collection, file_id): name for collection, file_id, name in units}
         query = f"""
             SELECT s.collection_name, s.file_id, s.content_hash, s.settings_fingerprint,
-                   s.position, s.id, s.text, s.vmetadata,
-                   (SELECT c.filename {selected} LIMIT 1) AS filename
+                   s.position, s.id, s.text, s.vmetadata
             FROM {self.schema}.staged_chunk s
+            JOIN unnest(%(collections)s::text[], %(files)s::text[]) AS u(collection_name, file_id)
+              ON s.collection_name = u.collection_name AND s.file_id = u.file_id
             WHERE (s.file_id, s.collection_name, s.position) > (%(file)s, %(name)s, %(position)s)
-              AND EXISTS (SELECT 1 {selected})
             ORDER BY s.file_id, s.collection_name, s.position
             LIMIT {STAGED_PAGE_ROWS}
         """
-        # Decided once, before the first page: a unit is either left out whole or read whole.
-        done_query = f"""
-            SELECT DISTINCT s.collection_name, s.file_id
-            FROM {self.schema}.completeness c
-            JOIN {self.schema}.staged_chunk s
-              ON s.collection_name = c.collection_name AND s.file_id = c.file_id
-            JOIN {self.schema}.written_collection w
-              ON w.collection_name = s.collection_name AND w.file_id = s.file_id
-            WHERE c.partition_key = ANY(%s) AND c.selected AND w.written_at >= c.checked_at
-              AND w.content_hash = s.content_hash
-              AND w.settings_fingerprint = s.settings_fingerprint
-        """
-        keys = list(partition_keys)
+        arguments = {
+            "collections": [collection for collection, _, _ in units],
+            "files": [file_id for _, file_id, _ in units],
+            "file": "",
+            "name": "",
+            "position": -1,
+        }
         unit: WriteUnit | None = None
-        after = {"file": "", "name": "", "position": -1}
-        with self._connect() as connection:
-            done = {tuple(row) for row in connection.execute(done_query, (keys,))}
-            while True:
-                rows = connection.execute(query, {"keys": keys, **after}).fetchall()
-                for row in rows:
-                    collection_name, file_id, content_hash, fingerprint = row[:4]
-                    position, chunk_id, text, metadata, filename = row[4:]
-                    if (collection_name, file_id) in done:
-                        continue
-                    if unit is None or (unit.collection_name, unit.source_id) != (
+        while True:
+            rows = connection.execute(query, arguments).fetchall()
+            for row in rows:
+                collection_name, file_id, content_hash, fingerprint = row[:4]
+                position, chunk_id, text, metadata = row[4:]
+                if unit is None or (unit.collection_name, unit.source_id) != (
+                    collection_name,
+                    file_id,
+                ):
+                    if unit is not None:
+                        yield unit
+                    unit = WriteUnit(
                         collection_name,
                         file_id,
-                    ):
-                        if unit is not None:
-                            yield unit
-                        unit = WriteUnit(
-                            collection_name, file_id, filename, content_hash, fingerprint, []
-                        )
-                    unit.chunks.append(
-                        Chunk(chunk_id, collection_name, file_id, position, text, metadata)
+                        filenames[(collection_name, file_id)],
+                        content_hash,
+                        fingerprint,
+                        [],
                     )
-                if len(rows) < STAGED_PAGE_ROWS:
-                    break
-                after = {"file": rows[-1][1], "name": rows[-1][0], "position": rows[-1][4]}
+                unit.chunks.append(
+                    Chunk(chunk_id, collection_name, file_id, position, text, metadata)
+                )
+            if len(rows) < STAGED_PAGE_ROWS:
+                break
+            arguments.update(file=rows[-1][1], name=rows[-1][0], position=rows[-1][4])
         if unit is not None:
             yield unit
