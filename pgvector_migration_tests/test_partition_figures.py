@@ -36,6 +36,22 @@ def test_rerun_gives_own_figures_only_to_the_knowledge_base_that_changed(
     (deployment.dagster_home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     monkeypatch.setenv("DAGSTER_PG_URL", storage_url)
     assert cli.main(["--no-progress", "--knowledge-only", "--no-index"]) == cli.EXIT_OK
+    # The fresh run wrote both knowledge bases: each carries its own figures (the first is
+    # added through Dagster's add_asset_metadata, the others beside it).
+    instance = dg.DagsterInstance.get()
+    first = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"), limit=1)[0]
+    own = {
+        partition: latest_figures(instance, first.run_id, "embedded_collections", partition)
+        for partition in (FOUNDING, LITERATURE)
+    }
+    assert all(figures["partitions_with_own_figures"] == 2 for figures in own.values())
+    assert all(figures["chunks_written"] > 0 for figures in own.values())
+    # (a file in both knowledge bases counts its own collection in each)
+    total = own[FOUNDING]["run_chunks_written"]
+    assert all(figures["chunks_written"] < total for figures in own.values())
+    for partition in (FOUNDING, LITERATURE):
+        chunked = latest_figures(instance, first.run_id, "chunked_documents", partition)
+        assert chunked["files_chunked"] > 0
     # The literature knowledge base loses its own collection: the re-run rewrites it, and
     # finds the founding documents complete.
     with deployment.connect() as connection:
@@ -49,7 +65,6 @@ def test_rerun_gives_own_figures_only_to_the_knowledge_base_that_changed(
 
     assert cli.main(["--no-progress", "--knowledge-only", "--no-index"]) == cli.EXIT_OK
 
-    instance = dg.DagsterInstance.get()
     rerun = instance.get_runs(dg.RunsFilter(job_name="migrate_knowledge_base"), limit=1)[0]
     assert type(instance.event_log_storage).__name__ == "BatchingPostgresEventLogStorage"
     # The run's planned materializations, written in one batch, are one per partition and
