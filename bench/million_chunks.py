@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import deployment as bench_deployment
 from bench import run_phases
-from bench.realistic import Provider, add_provider_arguments, instance_options, migrate
+from bench.realistic import Provider, add_provider_arguments, migrate_recorded
 from bench.run_bench import (
     create_database,
     log,
@@ -79,16 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         target = create_database(server_uri, "bench_million")
         log(f"== {args.copies} copies of the deployment, --reembed")
-        run = migrate(
+        run = migrate_recorded(
             "million",
             provider,
-            folder / "data",
+            folder,
             database,
             target,
             workdir,
             args,
+            server_uri,
             cli_args=["--reembed"],
-            **instance_options(workdir, "million", server_uri),
         )
         run["phases"] = run_phases.run_phases(
             run["env"]["DAGSTER_PG_URL"], provider.server.requests.requests()

@@ -226,16 +226,34 @@ def postgres_instance(
     return {"DAGSTER_PG_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
 
 
-def instance_options(workdir: Path, label: str, server_uri: str) -> dict:
-    """`migrate`'s options for a run recorded in a PostgreSQL instance of its own, as
-    deployments (and `make demo`) record theirs: Dagster's SQLite storage writes each event in
-    its own transaction, which would weigh on runs of many knowledge bases more than the
-    instance users have."""
+def migrate_recorded(
+    label: str,
+    provider: Provider,
+    folder: Path,
+    database: Path,
+    target: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    server_uri: str,
+    cli_args: list[str] | None = None,
+) -> dict:
+    """`migrate` of the deployment in `folder` (its uploads, `database` as its webui.db), the
+    run recorded in a PostgreSQL instance of its own, as deployments (and `make demo`) record
+    theirs: Dagster's SQLite storage writes each event in its own transaction, which would
+    weigh on runs of many knowledge bases more than the instance users have."""
     home = workdir / f"dagster-{label}"
-    return {
-        "dagster_home": home,
-        "extra_env": postgres_instance(home, server_uri, f"bench_dagster_{label}"),
-    }
+    return migrate(
+        label,
+        provider,
+        folder / "data",
+        database,
+        target,
+        workdir,
+        args,
+        extra_env=postgres_instance(home, server_uri, f"bench_dagster_{label}"),
+        cli_args=cli_args,
+        dagster_home=home,
+    )
 
 
 def measure_full(cached, folder, provider, server_uri, workdir, args, results) -> None:
@@ -243,16 +261,7 @@ def measure_full(cached, folder, provider, server_uri, workdir, args, results) -
     bases) migrated fresh."""
     database, expected = full_database(cached, folder, workdir, args)
     target = create_database(server_uri, "bench_full")
-    run = migrate(
-        "full",
-        provider,
-        folder / "data",
-        database,
-        target,
-        workdir,
-        args,
-        **instance_options(workdir, "full", server_uri),
-    )
+    run = migrate_recorded("full", provider, folder, database, target, workdir, args, server_uri)
     checks = verify_target(target, expected)
     checks["against_openwebui"] = rows_against_openwebui(target, cached, database)
     phases = run_phases.run_phases(
@@ -294,16 +303,7 @@ def measure_few_many(cached, folder, provider, server_uri, workdir, args, result
             folder, cached, shape, workdir / label / "webui.db"
         )
         target = create_database(server_uri, f"bench_{label}")
-        run = migrate(
-            label,
-            provider,
-            folder / "data",
-            database,
-            target,
-            workdir,
-            args,
-            **instance_options(workdir, label, server_uri),
-        )
+        run = migrate_recorded(label, provider, folder, database, target, workdir, args, server_uri)
         expected = expected_collections(cached, shape) + knowledge_ids(database)
         results[label] = {
             **run,

@@ -34,8 +34,7 @@ from bench.realistic import (
     Provider,
     add_provider_arguments,
     full_database,
-    instance_options,
-    migrate,
+    migrate_recorded,
 )
 from bench.run_bench import (
     create_database,
@@ -99,15 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             log("== ordinary migration (model A) into an empty target")
             database, expected = full_database(cached, folder, workdir, args)
             target = create_database(server_uri, "bench_switch")
-            live = migrate(
-                "live",
-                provider,
-                folder / "data",
-                database,
-                target,
-                workdir,
-                args,
-                **instance_options(workdir, "live", server_uri),
+            live = migrate_recorded(
+                "live", provider, folder, database, target, workdir, args, server_uri
             )
             env = live.pop("env")
             results["migration"] = {**live, "checks": verify_target(target, expected)}
