@@ -141,8 +141,8 @@ def expected_collections(cached: dict, shape: dict[str, list[str]] | None) -> li
 
 def rows_against_openwebui(target: str, cached: dict, database: Path) -> dict:
     """The migrated rows against what Open WebUI itself wrote when the deployment was built
-    (deployment.json): the rows of each file in its own collection and in the collection of
-    each knowledge base listing it (knowledge_file), counted per (collection, file). A
+    (deployment.json): the rows of each file `database` holds in its own collection and in the
+    collection of each knowledge base listing it (knowledge_file), counted per (collection, file). A
     missing, extra or duplicated row shows as a count that differs."""
     import sqlite3
 
@@ -150,13 +150,19 @@ def rows_against_openwebui(target: str, cached: dict, database: Path) -> dict:
 
     with sqlite3.connect(database) as connection:
         listed = set(connection.execute("SELECT knowledge_id, file_id FROM knowledge_file"))
+        present = {row[0] for row in connection.execute("SELECT id FROM file")}
     with psycopg.connect(target) as connection:
         rows = connection.execute(
             "SELECT collection_name, vmetadata->>'file_id', count(*) FROM document_chunk "
             "GROUP BY 1, 2"
         ).fetchall()
     here = {(collection, f): n for collection, f, n in rows}
-    chunked = {d["file_id"]: d for d in cached["documents"] if d.get("openwebui_chunks")}
+    # Only the files `database` holds (the quick mode's sample holds some of them).
+    chunked = {
+        d["file_id"]: d
+        for d in cached["documents"]
+        if d.get("openwebui_chunks") and d["file_id"] in present
+    }
     expected = {(f"file-{f}", f): d["openwebui_chunks"] for f, d in chunked.items()}
     for knowledge_id, f in listed:
         if f in chunked:

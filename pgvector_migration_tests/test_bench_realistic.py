@@ -207,6 +207,8 @@ def test_rows_are_compared_with_open_webuis_own_per_collection_and_file(fresh_da
 
     database = tmp_path / "webui.db"
     with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("CREATE TABLE file (id TEXT)")
+        connection.executemany("INSERT INTO file VALUES (?)", [("f1",), ("f2",), ("f3",)])
         connection.execute("CREATE TABLE knowledge_file (knowledge_id TEXT, file_id TEXT)")
         connection.executemany(
             "INSERT INTO knowledge_file VALUES (?, ?)", [("kb1", "f1"), ("kb1", "f2")]
@@ -221,6 +223,8 @@ def test_rows_are_compared_with_open_webuis_own_per_collection_and_file(fresh_da
             },
             {"name": "two.txt", "file_id": "f2", "openwebui_chunks": 1},
             {"name": "empty.txt", "file_id": "f3", "openwebui_chunks": 0},
+            # Not in this database (the quick mode's sample): not compared.
+            {"name": "elsewhere.txt", "file_id": "f4", "openwebui_chunks": 5},
         ]
     }
     written = [("file-f1", "f1"), ("file-f1", "f1"), ("kb1", "f1"), ("kb1", "f1")]
