@@ -261,8 +261,9 @@ def _role(process: psutil.Process) -> str:
     with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
         command = " ".join(process.cmdline())
         if "forkserver" in command:
-            parent = " ".join(process.parent().cmdline())
-            return "loader worker" if "forkserver" in parent else "fork server"
+            parent = process.parent()
+            parent_command = " ".join(parent.cmdline()) if parent is not None else ""
+            return "loader worker" if "forkserver" in parent_command else "fork server"
         return command[-60:]
     return "?"
 
