@@ -59,3 +59,76 @@ def test_a_planning_process_imports_no_model_library_and_leaves_them_importable(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "ok"
+
+
+def test_the_planning_process_reads_only_plain_text_itself():
+    """While the workers start, the run's own process plans the files read as plain text and
+    no other: a PDF's or a spreadsheet's reader (and `unstructured`'s spaCy, langdetect and
+    word lists, ~220 MiB) would stay in its memory for the whole run. The plans are the same
+    as one process makes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "documents"
+    paths = [
+        golden / "gettysburg_and_inaugural.rst",
+        DOCUMENTS_DIR / "federalist_10.txt",
+        DOCUMENTS_DIR / "constitution.pdf",
+        golden / "aesop_fables.xlsx",
+        DOCUMENTS_DIR / "notes.py",
+        golden / "aesop_fables.xml",
+        DOCUMENTS_DIR / "alice_chapter_one.md",
+    ] * 3
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pgvector_migration.pipeline.planning import plan_files\n"
+        "from pgvector_migration.pipeline.records import SourceFile\n"
+        "from pgvector_migration.pipeline.text_source import TextSource\n"
+        "from pgvector_migration.settings import resolve_rag_settings\n"
+        "settings = resolve_rag_settings({}, {})\n"
+        f"paths = [Path(p) for p in {[str(p) for p in paths]!r}]\n"
+        "files = [(SourceFile(f'f{i}', 'u', p.name, None, None, {}, {}, None, upload_path=p),\n"
+        "          [f'file-f{i}']) for i, p in enumerate(paths)]\n"
+        "two = list(plan_files(iter(files), settings, TextSource.UPLOAD_ONLY, workers=2))\n"
+        "heavy = ('unstructured', 'spacy', 'langdetect', 'pypdf')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "one = list(plan_files(iter(files), settings, TextSource.UPLOAD_ONLY, workers=1))\n"
+        "assert [f.id for f, _, _ in two] == [f.id for f, _, _ in one]\n"
+        "assert [p for _, p, _ in two] == [p for _, p, _ in one]\n"
+        "errors = [e for _, _, e in two if e]\n"
+        "assert not errors, errors\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "ok"
+
+
+def test_each_loader_has_the_weight_planning_routes_it_by():
+    from pgvector_migration.pipeline.extraction_engines import reading_weight
+    from pgvector_migration.pipeline.loaders import LoaderWeight
+
+    default = resolve_rag_settings({}, {})
+    tika = resolve_rag_settings({}, {"CONTENT_EXTRACTION_ENGINE": "tika"})
+    expected = {
+        ("notes.txt", "text/plain"): LoaderWeight.TEXT,
+        ("README.md", None): LoaderWeight.TEXT,
+        ("table.csv", "text/csv"): LoaderWeight.TEXT,
+        ("photo.png", "image/png"): LoaderWeight.TEXT,  # refused: nothing is read
+        ("paper.pdf", "application/pdf"): LoaderWeight.PARSER,
+        ("page.html", "text/html"): LoaderWeight.PARSER,
+        ("letter.docx", None): LoaderWeight.PARSER,
+        ("guide.rst", None): LoaderWeight.PARTITION,
+        ("sheet.xlsx", None): LoaderWeight.PARTITION,
+        ("book", "application/epub+zip"): LoaderWeight.PARTITION,
+        ("mail.msg", None): LoaderWeight.PARTITION,
+    }
+    for (name, content_type), weight in expected.items():
+        assert reading_weight(name, content_type, default) is weight, name
+    assert reading_weight("guide.rst", None, tika) is LoaderWeight.PARSER
+    assert reading_weight("script.py", "text/x-python", tika) is LoaderWeight.TEXT

@@ -20,11 +20,13 @@ from pgvector_migration.pipeline.extraction_services import (
 )
 from pgvector_migration.pipeline.loaders import (
     LoaderError,
+    LoaderWeight,
     UnsupportedFileType,
     clean_text,
     detect_text_encoding,
     extension_of,
     load_documents,
+    loader_weight,
     looks_binary,
     unsupported_reason,
 )
@@ -103,6 +105,18 @@ def refusal_reason(filename: str, content_type: str | None, settings: RagSetting
     ):
         return None
     return unsupported_reason(filename, content_type)
+
+
+def reading_weight(filename: str, content_type: str | None, settings: RagSettings) -> LoaderWeight:
+    """What reading this upload under the configured engine costs the process that reads it:
+    the default engine's loader's weight; an HTTP engine's answer is parsed like a document,
+    except for the text files tika and docling leave to the text loader."""
+    engine = settings.content_extraction_engine
+    if engine in DEFAULT_EXTRACTION_ENGINES:
+        return loader_weight(filename, content_type)
+    if engine in ("tika", "docling") and is_text_file(filename, content_type):
+        return LoaderWeight.TEXT
+    return LoaderWeight.PARSER
 
 
 def is_text_file(filename: str, content_type: str | None) -> bool:

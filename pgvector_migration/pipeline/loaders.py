@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from enum import Enum
 from functools import partial
 from pathlib import Path
 
@@ -237,6 +238,30 @@ def loader_for(
     if extension == "odt":
         return partial(_load_unstructured, "odt")
     return _load_text
+
+
+class LoaderWeight(Enum):
+    """What reading a file costs the process that reads it, beyond the file's own text."""
+
+    TEXT = "text"  # decoded (text, Markdown, source code, CSV): no parser library, no parse tree
+    PARSER = "parser"  # pypdf, BeautifulSoup or the .docx reader: what the document parses into
+    PARTITION = "partition"  # unstructured: spaCy, langdetect's profiles, word lists (~220 MiB
+    # that stay in the process), and pandoc or LibreOffice for some formats
+
+
+def loader_weight(filename: str, content_type: str | None) -> LoaderWeight:
+    """The weight of the loader `loader_for` picks (a refused file weighs nothing); planning
+    decides by it which process reads a file."""
+    try:
+        loader = loader_for(filename, content_type)
+    except UnsupportedFileType:
+        return LoaderWeight.TEXT
+    function = loader.func if isinstance(loader, partial) else loader
+    if function is _load_unstructured:
+        return LoaderWeight.PARTITION
+    if function in (_load_text, _load_csv):
+        return LoaderWeight.TEXT
+    return LoaderWeight.PARSER
 
 
 def _load_pdf(path: Path, options: PdfOptions | None) -> list[TextDocument]:

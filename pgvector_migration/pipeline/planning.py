@@ -5,12 +5,17 @@ from __future__ import annotations
 import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
-from pgvector_migration.pipeline.extraction_engines import extract_documents, refusal_reason
+from pgvector_migration.pipeline.extraction_engines import (
+    extract_documents,
+    reading_weight,
+    refusal_reason,
+)
 from pgvector_migration.pipeline.extraction_services import Transport
-from pgvector_migration.pipeline.loaders import LoaderError, UnsupportedFileType
+from pgvector_migration.pipeline.loaders import LoaderError, LoaderWeight, UnsupportedFileType
 from pgvector_migration.pipeline.records import (
     Chunk,
     SourceFile,
@@ -187,6 +192,12 @@ def _worker_started() -> bool:
     return True
 
 
+def _planned_here(outcome: PlanOutcome) -> Future:
+    done: Future = Future()
+    done.set_result(outcome)
+    return done
+
+
 def plan_files(
     files: Iterable[tuple[SourceFile, list[str]]],
     settings: RagSettings,
@@ -195,37 +206,43 @@ def plan_files(
     transport: Transport | None = None,
 ) -> Iterator[PlanOutcome]:
     """Plan many files, in order, on `workers` processes when there is more than one (loading
-    PDFs and office documents is CPU-bound); at most two files per worker are in flight, so
+    PDFs and office documents is CPU-bound); at most two files per process are in flight, so
     memory stays bounded however many files there are. `transport` (a picklable function)
     sends the requests of an HTTP extraction engine.
 
-    The workers fork from a server that first imports this module (the loaders and splitters,
-    about a second); until one of them is ready, files are planned in this process, so the
-    first units reach the embedding at once instead of after that start-up."""
+    The processes fork from a server that first imports this module (the loaders and
+    splitters, about a second). Until one of them is ready, the files read as plain text are
+    planned in this process, so the first units reach the embedding at once; no other file is,
+    because a parser's tree or `unstructured`'s libraries would stay in this process's memory
+    for the whole run. The files `unstructured` partitions all go to one process of their own:
+    its libraries (about 220 MiB) are then held once, not by every worker."""
     files = iter(files)
     if workers <= 1:
         for file, collection_names in files:
             yield _plan_or_error(file, settings, collection_names, text_source, transport)
         return
-    window = workers * 2
     # forkserver: forking a process that runs threads (Dagster's, the writer's) could copy a
     # held lock into the child; the fork server is single-threaded and preloads this module.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ExitStack() as stack:
+        pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+        partitioner: ProcessPoolExecutor | None = None
         started = pool.submit(_worker_started)
+        pending: deque[Future] = deque()
         for file, collection_names in files:
-            yield _plan_or_error(file, settings, collection_names, text_source, transport)
-            if started.done():
-                break
-        pending: deque = deque()
-        for file, collection_names in files:
-            pending.append(
-                pool.submit(
-                    _plan_or_error, file, settings, collection_names, text_source, transport
-                )
-            )
-            if len(pending) >= window:
+            arguments = (file, settings, collection_names, text_source, transport)
+            weight = reading_weight(file.filename, file.content_type, settings)
+            if weight is LoaderWeight.PARTITION:
+                if partitioner is None:
+                    partitioner = stack.enter_context(ProcessPoolExecutor(1, mp_context=context))
+                pending.append(partitioner.submit(_plan_or_error, *arguments))
+            elif weight is LoaderWeight.TEXT and not started.done():
+                pending.append(_planned_here(_plan_or_error(*arguments)))
+            else:
+                pending.append(pool.submit(_plan_or_error, *arguments))
+            window = 2 * (workers + (partitioner is not None))
+            while pending and (pending[0].done() or len(pending) >= window):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
