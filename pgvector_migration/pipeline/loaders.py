@@ -15,6 +15,7 @@ from pathlib import Path
 import ftfy
 
 from pgvector_migration.pipeline.docx_text import docx_text
+from pgvector_migration.pipeline.html_text import html_text
 from pgvector_migration.pipeline.office_loaders import (
     PartitionError,
     archive_too_large,
@@ -170,11 +171,8 @@ def _load_text(path: Path) -> list[TextDocument]:
 
 
 def _load_html(path: Path) -> list[TextDocument]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(_read_text(path), "lxml")
-    title = str(soup.title.string) if soup.title else ""
-    return [TextDocument(soup.get_text(), {"source": str(path), "title": title})]
+    text, title = html_text(_read_text(path))
+    return [TextDocument(text, {"source": str(path), "title": title})]
 
 
 def _load_docx(path: Path) -> list[TextDocument]:
@@ -244,7 +242,7 @@ class LoaderWeight(Enum):
     """What reading a file costs the process that reads it, beyond the file's own text."""
 
     TEXT = "text"  # decoded (text, Markdown, source code, CSV): no parser library, no parse tree
-    PARSER = "parser"  # pypdf, BeautifulSoup or the .docx reader: what the document parses into
+    PARSER = "parser"  # pypdf, the HTML or the .docx reader: what the document parses into
     PARTITION = "partition"  # unstructured: spaCy, langdetect's profiles, word lists (~220 MiB
     # that stay in the process), and pandoc or LibreOffice for some formats
 
