@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from bs4 import BeautifulSoup
 
 from pgvector_migration.pipeline.html_text import html_text
 from pgvector_migration.sample_data import DOCUMENTS_DIR
+from pgvector_migration_tests.fresh_interpreter import last_line_printed
 
 
 def soup_text(markup: str) -> tuple[str, str]:
@@ -83,9 +81,5 @@ def test_a_large_page_is_read_without_its_tree():
         "assert title == 't' and text.count('cell bold & more') == 150_000\n"
         "print((after - before) // 1024)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    grew_mib = int(result.stdout.strip().splitlines()[-1])
+    grew_mib = int(last_line_printed(script))
     assert grew_mib < 80, f"reading a 12 MB page grew the process by {grew_mib} MiB"

@@ -7,6 +7,7 @@ from pgvector_migration.pipeline.records import SourceFile
 from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.sample_data import DOCUMENTS_DIR
 from pgvector_migration.settings import resolve_rag_settings
+from pgvector_migration_tests.fresh_interpreter import last_line_printed
 
 
 def test_two_processes_plan_exactly_what_one_does():
@@ -35,8 +36,6 @@ def test_a_planning_process_imports_no_model_library_and_leaves_them_importable(
     each of them (410 MiB, 6.6 s), and spaCy's thinc torch (180 MiB). They stay out, and
     import as usual afterwards (the office loaders need spaCy, a local engine
     sentence-transformers)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     workbook = Path(__file__).parent / "golden" / "documents" / "aesop_fables.xlsx"
@@ -54,11 +53,7 @@ def test_a_planning_process_imports_no_model_library_and_leaves_them_importable(
         "from langchain_text_splitters.character import RecursiveCharacterTextSplitter\n"
         "print('ok')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "ok"
+    assert last_line_printed(script) == "ok"
 
 
 def test_the_planning_process_reads_only_plain_text_itself():
@@ -66,8 +61,6 @@ def test_the_planning_process_reads_only_plain_text_itself():
     no other: a PDF's or a spreadsheet's reader (and `unstructured`'s spaCy, langdetect and
     word lists, ~220 MiB) would stay in its memory for the whole run. The plans are the same
     as one process makes."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     golden = Path(__file__).parent / "golden" / "documents"
@@ -102,11 +95,7 @@ def test_the_planning_process_reads_only_plain_text_itself():
         "assert not errors, errors\n"
         "print('ok')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "ok"
+    assert last_line_printed(script, timeout=600) == "ok"
 
 
 def test_each_loader_has_the_weight_planning_routes_it_by():
