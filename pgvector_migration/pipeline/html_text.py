@@ -3,7 +3,7 @@
 Open WebUI 0.12.4 reads .html and .htm with langchain's `BSHTMLLoader`: `BeautifulSoup(text,
 "lxml")`, then `soup.get_text()` as the text and `str(soup.title.string)` as the title.
 BeautifulSoup keeps a Python object for every tag and string of the page: an 8 MB page needs
-275 MiB while it is read, and the process that read it keeps most of that afterwards. Here the
+261 MiB while it is read, and the process that read it keeps most of that afterwards. Here the
 parser BeautifulSoup drives (lxml's HTML parser, with its options) sends the same events to a
 target that keeps only what those two calls return, by BeautifulSoup 4.14's rules for them:
 
@@ -11,8 +11,8 @@ target that keeps only what those two calls return, by BeautifulSoup 4.14's rule
   and no <pre> or <textarea> is open, it becomes "\\n" if it holds a newline, else " ";
 - the strings inside <script>, <style>, <template>, <rt> or <rp> (at any depth), comments,
   processing instructions and the doctype are not text (`get_text` keeps plain strings only);
-- an end tag closes the open tags down to the nearest one of its name, or all of them when
-  none has it;
+- an end tag closes the open tags down to the nearest one of its name, and none when no open
+  tag has it;
 - the title is the first <title>'s `.string`: its only child's, through single children,
   else None (which the loader writes as "None"), and "" without a <title>.
 
