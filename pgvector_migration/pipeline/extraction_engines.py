@@ -76,7 +76,7 @@ def extract_documents(
         documents = external_documents(
             path, filename, content_type, settings, transport, file_id, user_id
         )
-    elif engine in ("tika", "docling") and is_text_file(filename, content_type):
+    elif keeps_text_loader(engine, filename, content_type):
         documents = _text_file_documents(path, filename)
     elif engine == "tika":
         documents = tika_documents(path, settings, transport)
@@ -114,9 +114,15 @@ def reading_weight(filename: str, content_type: str | None, settings: RagSetting
     engine = settings.content_extraction_engine
     if engine in DEFAULT_EXTRACTION_ENGINES:
         return loader_weight(filename, content_type)
-    if engine in ("tika", "docling") and is_text_file(filename, content_type):
+    if keeps_text_loader(engine, filename, content_type):
         return LoaderWeight.TEXT
     return LoaderWeight.PARSER
+
+
+def keeps_text_loader(engine: str, filename: str, content_type: str | None) -> bool:
+    """Whether Open WebUI reads this upload with its text loader although `engine` is an HTTP
+    engine: tika and docling leave text files (`is_text_file`) to it."""
+    return engine in ("tika", "docling") and is_text_file(filename, content_type)
 
 
 def is_text_file(filename: str, content_type: str | None) -> bool:
