@@ -62,7 +62,7 @@ def test_the_planning_process_reads_only_plain_text_itself():
     """While the workers start, the run's own process plans the files read as plain text and
     no other: a PDF's or a spreadsheet's reader (and `unstructured`'s spaCy, langdetect and
     word lists, ~220 MiB) would stay in its memory for the whole run. The plans are the same
-    as one process makes."""
+    as one process makes; the files `unstructured` partitions come after the others."""
     from pathlib import Path
 
     golden = Path(__file__).parent / "golden" / "documents"
@@ -91,13 +91,88 @@ def test_the_planning_process_reads_only_plain_text_itself():
         "loaded = [m for m in heavy if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "one = list(plan_files(iter(files), settings, TextSource.UPLOAD_ONLY, workers=1))\n"
-        "assert [f.id for f, _, _ in two] == [f.id for f, _, _ in one]\n"
-        "assert [p for _, p, _ in two] == [p for _, p, _ in one]\n"
+        "assert {f.id: p for f, p, _ in two} == {f.id: p for f, p, _ in one}\n"
+        "partitioned = ('.rst', '.xlsx', '.xml')\n"
+        "rest = [f.id for f, _, _ in one if not f.filename.endswith(partitioned)]\n"
+        "last = [f.id for f, _, _ in one if f.filename.endswith(partitioned)]\n"
+        "assert [f.id for f, _, _ in two] == rest + last\n"
         "errors = [e for _, _, e in two if e]\n"
         "assert not errors, errors\n"
         "print('ok')\n"
     )
     assert last_line_printed(script, timeout=600) == "ok"
+
+
+def test_no_more_processes_plan_than_workers_and_one_of_them_holds_unstructured():
+    """Two workers on a mix of partitioned, parsed and plain files: at no moment do more than
+    two processes plan (the machine's cores, not one more for `unstructured`), spaCy, which
+    `unstructured` loads, is in one of them only, and no other process plans beside it."""
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "documents"
+    paths = [
+        golden / "gettysburg_and_inaugural.rst",
+        DOCUMENTS_DIR / "constitution.pdf",
+        golden / "aesop_fables.xlsx",
+        DOCUMENTS_DIR / "walden.html",
+        golden / "aesop_fables.xml",
+        DOCUMENTS_DIR / "federalist_10.txt",
+    ] * 4
+    script = (
+        "from pathlib import Path\n"
+        "import psutil\n"
+        "from pgvector_migration.pipeline.planning import plan_files\n"
+        "from pgvector_migration.pipeline.records import SourceFile\n"
+        "from pgvector_migration.pipeline.text_source import TextSource\n"
+        "from pgvector_migration.settings import resolve_rag_settings\n"
+        "settings = resolve_rag_settings({}, {})\n"
+        f"paths = [Path(p) for p in {[str(p) for p in paths]!r}]\n"
+        "files = [(SourceFile(f'f{i}', 'u', p.name, None, None, {}, {}, None, upload_path=p),\n"
+        "          [f'file-f{i}']) for i, p in enumerate(paths)]\n"
+        "me = psutil.Process()\n"
+        "def planners():\n"
+        "    server = [c for c in me.children() if 'forkserver' in ' '.join(c.cmdline())]\n"
+        "    return [w for s in server for w in s.children()]\n"
+        "most, with_spacy, beside, errors = 0, set(), 0, []\n"
+        "for _, plan, error in plan_files(iter(files), settings, TextSource.UPLOAD_ONLY, 2):\n"
+        "    errors += [error] if error else []\n"
+        "    workers = planners()\n"
+        "    most = max(most, len(workers))\n"
+        "    for w in workers:\n"
+        "        if any('/spacy/' in m.path for m in w.memory_maps()):\n"
+        "            with_spacy.add(w.pid)\n"
+        "    if with_spacy & {w.pid for w in workers}:\n"
+        "        beside = max(beside, len(workers) - 1)\n"
+        "assert not errors, errors\n"
+        "print(most, len(with_spacy), beside)\n"
+    )
+    assert last_line_printed(script, timeout=600) == "2 1 0"
+
+
+def test_files_unstructured_partitions_wait_for_the_others_up_to_a_limit(monkeypatch):
+    from pathlib import Path
+
+    from pgvector_migration.pipeline import planning
+
+    golden = Path(__file__).parent / "golden" / "documents"
+    paths = [
+        golden / "gettysburg_and_inaugural.rst",
+        DOCUMENTS_DIR / "federalist_10.txt",
+        golden / "aesop_fables.xlsx",
+        DOCUMENTS_DIR / "constitution.pdf",
+        golden / "aesop_fables.xml",
+        DOCUMENTS_DIR / "notes.py",
+    ]
+    files = [
+        (SourceFile(f"f{i}", "u", p.name, None, None, {}, {}, None, upload_path=p), [f"file-f{i}"])
+        for i, p in enumerate(paths)
+    ]
+    monkeypatch.setattr(planning, "POSTPONED_FILES", 2)
+    outcomes = list(plan_files(iter(files), resolve_rag_settings({}, {}), TextSource.UPLOAD, 2))
+    # The .rst and .xlsx fill the limit: they are planned after the .txt before them and
+    # before the files after them; the .xml waits for the end.
+    assert [f.id for f, _, _ in outcomes] == ["f1", "f0", "f2", "f3", "f5", "f4"]
+    assert all(plan is not None for _, plan, _ in outcomes), outcomes
 
 
 def test_each_loader_has_the_weight_planning_routes_it_by():

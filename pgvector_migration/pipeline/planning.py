@@ -6,8 +6,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgvector_migration.pipeline.extraction_engines import (
     extract_documents,
@@ -42,6 +41,10 @@ from pgvector_migration.settings import RagSettings, resolve_rag_settings
 
 # Below this many files, one process plans them faster than starting more.
 PARALLEL_FROM_FILES = 16
+# Files `unstructured` partitions wait for the others up to this many, or this much stored
+# text (they are held in memory until planned).
+POSTPONED_FILES = 256
+POSTPONED_TEXT = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,17 @@ def _planned_here(outcome: PlanOutcome) -> Future:
     return done
 
 
+def _in_order(futures: Iterable[Future], window: int) -> Iterator[PlanOutcome]:
+    """The futures' results in order, with at most `window` submitted and not yet yielded."""
+    pending: deque[Future] = deque()
+    for future in futures:
+        pending.append(future)
+        while pending and (pending[0].done() or len(pending) >= window):
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def plan_files(
     files: Iterable[tuple[SourceFile, list[str]]],
     settings: RagSettings,
@@ -205,17 +219,20 @@ def plan_files(
     workers: int,
     transport: Transport | None = None,
 ) -> Iterator[PlanOutcome]:
-    """Plan many files, in order, on `workers` processes when there is more than one (loading
-    PDFs and office documents is CPU-bound); at most two files per process are in flight, so
-    memory stays bounded however many files there are. `transport` (a picklable function)
-    sends the requests of an HTTP extraction engine.
+    """Plan many files on `workers` processes when there is more than one (loading PDFs and
+    office documents is CPU-bound); at most two files per process are in flight, so memory
+    stays bounded however many files there are. `transport` (a picklable function) sends the
+    requests of an HTTP extraction engine. Outcomes come in the files' order, except that
+    files `unstructured` partitions come after the others.
 
     The processes fork from a server that first imports this module (the loaders and
     splitters, about a second). Until one of them is ready, the files read as plain text are
     planned in this process, so the first units reach the embedding at once; no other file is,
     because a parser's tree or `unstructured`'s libraries would stay in this process's memory
-    for the whole run. The files `unstructured` partitions all go to one process of their own:
-    its libraries (about 220 MiB) are then held once, not by every worker."""
+    for the whole run. The files `unstructured` partitions are set aside and planned together
+    by one process of their own once the others are done (or once POSTPONED_FILES or
+    POSTPONED_TEXT of them wait), after the workers have exited: its libraries (about 220
+    MiB) are loaded once, and never beside the workers' memory."""
     files = iter(files)
     if workers <= 1:
         for file, collection_names in files:
@@ -225,27 +242,59 @@ def plan_files(
     # held lock into the child; the fork server is single-threaded and preloads this module.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    with ExitStack() as stack:
-        pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
-        partitioner: ProcessPoolExecutor | None = None
-        started = pool.submit(_worker_started)
-        pending: deque[Future] = deque()
-        for file, collection_names in files:
-            arguments = (file, settings, collection_names, text_source, transport)
-            weight = reading_weight(file.filename, file.content_type, settings)
-            if weight is LoaderWeight.PARTITION:
-                if partitioner is None:
-                    partitioner = stack.enter_context(ProcessPoolExecutor(1, mp_context=context))
-                pending.append(partitioner.submit(_plan_or_error, *arguments))
-            elif weight is LoaderWeight.TEXT and not started.done():
-                pending.append(_planned_here(_plan_or_error(*arguments)))
-            else:
-                pending.append(pool.submit(_plan_or_error, *arguments))
-            window = 2 * (workers + (partitioner is not None))
-            while pending and (pending[0].done() or len(pending) >= window):
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    while True:
+        set_aside = _SetAside()
+        with ProcessPoolExecutor(workers, mp_context=context) as readers:
+            started = readers.submit(_worker_started)
+            submitted = _submitted(
+                files, readers, started, set_aside, settings, text_source, transport
+            )
+            yield from _in_order(submitted, 2 * workers)
+        if set_aside.arguments:
+            with ProcessPoolExecutor(1, mp_context=context) as partitioner:
+                yield from _in_order(
+                    (partitioner.submit(_plan_or_error, *a) for a in set_aside.arguments), 2
+                )
+        if not set_aside.full:
+            return  # the files ran out, not the room to set them aside
+
+
+@dataclass
+class _SetAside:
+    """Files `unstructured` partitions (the arguments to plan each), waiting for the others."""
+
+    arguments: list[tuple] = field(default_factory=list)
+    text: int = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.arguments) >= POSTPONED_FILES or self.text >= POSTPONED_TEXT
+
+
+def _submitted(
+    files: Iterator[tuple[SourceFile, list[str]]],
+    readers: ProcessPoolExecutor,
+    started: Future,
+    set_aside: _SetAside,
+    settings: RagSettings,
+    text_source: TextSource,
+    transport: Transport | None,
+) -> Iterator[Future]:
+    """Each file's plan on its way, until the files run out or `set_aside` is full: planned
+    here while `started` is not done and the file is plain text, set aside when
+    `unstructured` partitions it, sent to `readers` otherwise."""
+    for file, collection_names in files:
+        arguments = (file, settings, collection_names, text_source, transport)
+        weight = reading_weight(file.filename, file.content_type, settings)
+        if weight is LoaderWeight.PARTITION:
+            set_aside.arguments.append(arguments)
+            set_aside.text += len(file.stored_content or "")
+            if set_aside.full:
+                return
+        elif weight is LoaderWeight.TEXT and not started.done():
+            yield _planned_here(_plan_or_error(*arguments))
+        else:
+            yield readers.submit(_plan_or_error, *arguments)
 
 
 def planning_workers(
