@@ -74,6 +74,32 @@ def test_a_full_handoff_holds_the_producer_and_a_stopped_consumer_releases_it():
     producer.join(5)
 
 
+def test_the_handoff_holds_the_producer_by_chunks_and_still_takes_one_large_file():
+    from pgvector_migration.pipeline.records import Chunk
+
+    def file_of(file_id: str, chunks: int) -> list[WriteUnit]:
+        chunk = Chunk("c", f"file-{file_id}", file_id, 0, "text", {})
+        return [dataclasses.replace(unit(file_id), chunks=[chunk] * chunks)]
+
+    handoff = UnitHandoff(max_files=10, max_chunks=5)
+    handoff.put(file_of("large", 8))  # larger than the bound, taken into an empty queue
+    put_next = threading.Event()
+
+    def produce() -> None:
+        handoff.put(file_of("small", 1))
+        put_next.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    assert not put_next.wait(0.2), "8 chunks wait, more than 5: the producer waits"
+    units = handoff.units()
+    assert next(units).source_id == "large"
+    assert put_next.wait(5), "once the large file is taken, the small one goes in"
+    handoff.close()
+    assert [u.source_id for u in units] == ["small"]
+    producer.join(5)
+
+
 def migration_run(instance, selection: list[dg.AssetKey]):
     return defs.resolve_job_def("migrate_knowledge_base").execute_in_process(
         instance=instance, partition_key=FOUNDING, asset_selection=selection

@@ -42,9 +42,11 @@ from pgvector_migration.resources.openwebui import OpenWebUIResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.store.migration_state import MigrationState
 
-# Files staged but not yet taken by the writer; loading waits beyond this (memory holds their
-# chunks, and the provider's budget, not loading, sets the pace).
+# Files staged but not yet taken by the writer, and their chunks; loading waits beyond either
+# (memory holds their chunks, and the provider's budget, not loading, sets the pace). Two
+# waves' worth of chunks keeps the writer fed through a slow file.
 FILES_WAITING_TO_EMBED = 64
+CHUNKS_WAITING_TO_EMBED = 4096
 
 
 def streamed_then_staged(
@@ -89,7 +91,7 @@ def migrate_files(
     results: list[MaterializeResult] = []
     with state.partition_leases(keys):
         if chunk and embed and not needs_transplant:
-            handoff = UnitHandoff(FILES_WAITING_TO_EMBED)
+            handoff = UnitHandoff(FILES_WAITING_TO_EMBED, CHUNKS_WAITING_TO_EMBED)
 
             def write_handed_over():
                 try:
