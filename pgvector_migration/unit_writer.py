@@ -211,12 +211,15 @@ class UnitWriter:
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
         ):
             model_key = self._dispatcher.model_key
+            # A forced re-embedding trusts no vector made before it began, but reuses the ones
+            # it makes itself: a text that comes back after its wave finished is not sent again.
+            made_since = (
+                cache_connection.execute("SELECT now()").fetchone()[0] if self._reembed else None
+            )
             embedding = CachedEmbedding(
                 self._dispatcher.submit,
-                None
-                if self._reembed
-                else lambda keys: self._state.cached_embeddings(
-                    cache_connection, model_key, keys, self._dimension
+                lambda keys: self._state.cached_embeddings(
+                    cache_connection, model_key, keys, self._dimension, made_since
                 ),
                 lambda fresh: self._state.store_embeddings(
                     cache_connection, model_key, fresh, replace=self._reembed

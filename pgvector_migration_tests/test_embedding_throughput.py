@@ -12,6 +12,7 @@ import pytest
 
 from pgvector_migration.embedding.dispatch import EmbeddingDispatcher
 from pgvector_migration.embedding.openai import OpenAIEmbedder
+from pgvector_migration.pipeline.ids import text_key
 from pgvector_migration.pipeline.records import Chunk, WriteUnit
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.vector_store import PgVectorResource
@@ -168,6 +169,54 @@ def test_waves_under_way_together_send_each_distinct_text_once(fresh_database):
         ).fetchall()
     by_id = dict(rows)
     for unit in units():
+        for chunk in unit.chunks:
+            wanted = np.float32(expected_embedding(MODEL, chunk.embedding_input, 8))
+            assert by_id[chunk.id] == pgvector_binary(wanted)
+
+
+def test_a_forced_reembedding_sends_a_text_once_even_after_its_wave_finished(fresh_database):
+    """--reembed trusts no vector cached before it began. The first file's texts come back in
+    the twelfth file, after more waves than may be under way at once (MAX_WAVES_UNDER_WAY),
+    so the first wave is finished by then: its vectors come from the cache, made by this run,
+    not from the provider again. A vector cached before the run is never used."""
+    from pgvector_migration.unit_writer import MAX_WAVES_UNDER_WAY
+
+    url = fresh_database()
+    environ = {
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_KEY": "sk-test",
+    }
+    count = MAX_WAVES_UNDER_WAY + 4
+    with EmbeddingServer(dimensions=8, latency_seconds=0.05) as server:
+        environ["RAG_OPENAI_API_BASE_URL"] = server.base_url
+        embeddings = EmbeddingResource(max_batch_size=4, max_retries=2, reembed=True)
+        settings = embeddings.effective_settings(resolve_rag_settings({}, environ))
+        vector_store = PgVectorResource(database_url=url, vector_length=8)
+        state = vector_store.state()
+        prepared = UnitWriter.prepare(settings, embeddings, vector_store, state)
+        dispatcher = prepared._dispatcher
+        stale = {chunk.embedding_input: np.full(8, 0.5, np.float32) for chunk in units()[0].chunks}
+        with vector_store.connect(with_vectors=True) as connection:
+            state.store_embeddings(
+                connection, dispatcher.model_key, {text_key(t): v for t, v in stale.items()}
+            )
+        writer = UnitWriter(
+            vector_store, state, dispatcher, 8, MODEL, texts_per_wave=12, reembed=True
+        )
+        failures: list[str] = []
+        report = writer.write(units(count), lambda unit, message: failures.append(message))
+        sent = [text for record in server.requests[1:] for text in record.inputs]
+    assert failures == [] and report.chunks_written == count * 12
+    assert len(sent) == len(set(sent)) == (count - 1) * 12
+    assert set(stale) <= set(sent), "a vector cached before the run was trusted"
+    assert report.stats.embedded == (count - 1) * 12 and report.stats.reused == 12
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT id, vector_send(vector) FROM document_chunk ORDER BY id"
+        ).fetchall()
+    by_id = dict(rows)
+    for unit in units(count):
         for chunk in unit.chunks:
             wanted = np.float32(expected_embedding(MODEL, chunk.embedding_input, 8))
             assert by_id[chunk.id] == pgvector_binary(wanted)

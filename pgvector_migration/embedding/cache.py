@@ -79,8 +79,8 @@ class CachedEmbedding:
         self._under_way: dict[bytes, WaveUnderWay] = {}
 
     def start(self, texts: Sequence[str]) -> WaveUnderWay:
-        """Look the texts up and send the ones nobody has (without `lookup`, a forced
-        re-embedding, every distinct text is sent once)."""
+        """Look the texts up and send the ones nobody has (without `lookup`, the texts of
+        earlier waves still under way are the only ones not sent again)."""
         keys = [text_key(text) for text in texts]
         found: Mapping[bytes, np.ndarray] = {}
         transplanted: Set[bytes] = set()

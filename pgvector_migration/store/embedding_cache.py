@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS {schema}.embedding_cache (
 );
 ALTER TABLE {schema}.embedding_cache
     ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT '{ENGINE_ORIGIN}';
+ALTER TABLE {schema}.embedding_cache ADD COLUMN IF NOT EXISTS made_at timestamptz;
 """
 
 
@@ -55,12 +57,13 @@ def _copy_into_cache(
     replace: bool,
 ) -> int:
     """COPY (text hash, vector) pairs into the cache inside the caller's transaction, through a
-    temporary table emptied at commit; returns the rows added or replaced."""
+    temporary table emptied at commit; returns the rows added or replaced. Each row added or
+    replaced is stamped with the transaction's time (`made_at`)."""
     # A cached vector of another length than the new one was left by an earlier version that
     # cached unchecked answers: it is replaced, never kept.
     conflict = (
         "ON CONFLICT (model_key, text_hash) DO UPDATE "
-        "SET embedding = EXCLUDED.embedding, origin = EXCLUDED.origin"
+        "SET embedding = EXCLUDED.embedding, origin = EXCLUDED.origin, made_at = now()"
     )
     if not replace:
         conflict += (
@@ -79,8 +82,9 @@ def _copy_into_cache(
             for text_hash, vector in vectors:
                 copy.write_row((text_hash, vector))
         cursor.execute(
-            f"INSERT INTO {schema}.embedding_cache (model_key, text_hash, embedding, origin) "
-            "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s "
+            f"INSERT INTO {schema}.embedding_cache "
+            "(model_key, text_hash, embedding, origin, made_at) "
+            "SELECT DISTINCT ON (text_hash) %s, text_hash, embedding, %s, now() "
             f"FROM pg_temp.incoming_vector {conflict}",
             (model_key, origin),
         )
@@ -107,7 +111,7 @@ class EmbeddingCache(StateAccess):
         with self._connect() as connection:
             complete = connection.execute(
                 "SELECT 1 FROM pg_attribute "
-                "WHERE attrelid = to_regclass(%s) AND attname = 'origin'",
+                "WHERE attrelid = to_regclass(%s) AND attname = 'made_at'",
                 (f"{self.schema}.embedding_cache",),
             ).fetchone()
             if complete:
@@ -141,17 +145,26 @@ class EmbeddingCache(StateAccess):
         model_key: str,
         text_hashes: Sequence[bytes],
         dimension: int | None = None,
+        engine_made_since: datetime | None = None,
     ) -> CacheHits:
         """Cached vectors of these texts; with `dimension`, only vectors of that length (a row
-        of another length is ignored, so its text is embedded again and the row replaced)."""
-        length_filter = "AND vector_dims(embedding) = %s" if dimension is not None else ""
+        of another length is ignored, so its text is embedded again and the row replaced);
+        with `engine_made_since`, only vectors the engine made since then (a forced
+        re-embedding trusts what it made itself, nothing older and nothing transplanted)."""
+        filters, parameters = "", []
+        if dimension is not None:
+            filters += " AND vector_dims(embedding) = %s"
+            parameters.append(dimension)
+        if engine_made_since is not None:
+            filters += " AND made_at >= %s AND origin = %s"
+            parameters += [engine_made_since, ENGINE_ORIGIN]
         # Binary results: each vector arrives as its float32 bytes, not as text parsed value by
         # value (measured at 1536 dimensions: 258 cached vectors a second as text).
         with connection.cursor(binary=True) as cursor:
             rows = cursor.execute(
                 f"SELECT text_hash, embedding, origin FROM {self.schema}.embedding_cache "
-                f"WHERE model_key = %s AND text_hash = ANY(%s) {length_filter}",
-                (model_key, list(text_hashes), *([dimension] if dimension is not None else [])),
+                f"WHERE model_key = %s AND text_hash = ANY(%s){filters}",
+                (model_key, list(text_hashes), *parameters),
             ).fetchall()
         return CacheHits(
             {bytes(text_hash): embedding.to_numpy() for text_hash, embedding, _ in rows},
