@@ -222,6 +222,67 @@ def test_a_forced_reembedding_sends_a_text_once_even_after_its_wave_finished(fre
             assert by_id[chunk.id] == pgvector_binary(wanted)
 
 
+def test_a_writer_slower_than_the_provider_holds_back_requests(fresh_database):
+    """A target that takes 0.25 s a unit (a statement trigger sleeps) behind a provider that
+    answers in 20 ms: what was asked for and not yet written stays near one round of request
+    slots (4 requests of 4 texts) plus the waves being handed to the writer, instead of
+    filling every wave the client may have under way (MAX_WAVES_UNDER_WAY) with answered
+    vectors waiting in memory."""
+    import time
+
+    url = fresh_database()
+    environ = {
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": MODEL,
+        "RAG_OPENAI_API_KEY": "sk-test",
+    }
+    count = 16
+    with EmbeddingServer(dimensions=8, latency_seconds=0.02) as server:
+        environ["RAG_OPENAI_API_BASE_URL"] = server.base_url
+        embeddings = EmbeddingResource(max_batch_size=4, max_in_flight=4, max_retries=2)
+        settings = embeddings.effective_settings(resolve_rag_settings({}, environ))
+        vector_store = PgVectorResource(database_url=url, vector_length=8)
+        state = vector_store.state()
+        prepared = UnitWriter.prepare(settings, embeddings, vector_store, state)
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                """
+                CREATE TABLE written (at timestamptz, rows int);
+                CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_sleep(0.25);
+                    INSERT INTO written SELECT clock_timestamp(), count(*) FROM new_rows;
+                    RETURN NULL;
+                END $$;
+                CREATE TRIGGER slow_write AFTER INSERT ON document_chunk
+                    REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION slow_write();
+                """
+            )
+        writer = UnitWriter(
+            vector_store, state, prepared._dispatcher, 8, MODEL, texts_per_wave=12, reembed=False
+        )
+        wall_minus_monotonic = time.time() - time.monotonic()
+        failures: list[str] = []
+        report = writer.write(units(count), lambda unit, message: failures.append(message))
+        asked = sorted(
+            (record.arrived_at + wall_minus_monotonic, len(record.inputs))
+            for record in server.requests[1:]
+        )
+    with psycopg.connect(url) as connection:
+        written = connection.execute("SELECT extract(epoch FROM at), rows FROM written").fetchall()
+    assert failures == [] and report.chunks_written == count * 12
+    done = 0
+    most_unwritten = 0
+    for at, rows in sorted(written):
+        sent = sum(n for arrived, n in asked if arrived <= float(at))
+        most_unwritten = max(most_unwritten, sent - done)
+        done += rows
+    # One round of slots (16 texts) plus the wave just started, the wave being written and
+    # the one waiting to be: 16 + 3 x 12. Without the bound, 8 waves answered and waiting.
+    assert most_unwritten <= 16 + 3 * 12, most_unwritten
+
+
 def test_finished_waves_are_released_while_later_ones_share_their_texts():
     """Each wave asks for a text of the wave before it, still under way (as a knowledge chunk
     repeats its file chunk in the next wave); once finished, a wave's vectors must not stay
