@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -39,7 +40,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from bench import bench_corpus, deployment_shape
 from fidelity.openwebui_server import OpenWebUI, openwebui_environment
@@ -421,17 +422,74 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# The uploads whose text each copy alters (read as text, or as HTML), so its chunks are texts
+# of its own; the other uploads (PDF, Word, reStructuredText) are shared by every copy.
+ALTERED_SUFFIXES = {".txt", ".md", ".py", ".csv", ".html", ".htm"}
+_ACCENTED = [
+    (vowel, accented)
+    for vowel, accents in (("e", "éèêë"), ("a", "áàâä"), ("o", "óòôö"), ("i", "íìîï"))
+    for accented in accents
+]
+_MARKUP = re.compile(r"(<[^>]*>|&#?\w+;)")
+
+
+def altered_text(text: str, copy: int, markup: bool) -> str:
+    """The text of copy `copy` (2 and up) of a document: one lowercase vowel written with an
+    accent throughout (another for each copy), so the copy's chunks are texts of their own
+    while every length, and so every chunk's boundaries, stay the same. In markup, tags and
+    entities are left as they are."""
+    if not 2 <= copy <= len(_ACCENTED) + 1:
+        raise ValueError(f"copies 2 to {len(_ACCENTED) + 1} can be altered, not {copy}")
+    vowel, accented = _ACCENTED[copy - 2]
+    if not markup:
+        return text.replace(vowel, accented)
+    parts = _MARKUP.split(text)
+    return "".join(part if i % 2 else part.replace(vowel, accented) for i, part in enumerate(parts))
+
+
+def _linked_or_copied(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _copy_upload(uploads: Path, out_uploads: Path, path: str, new_id: str, copy: int) -> str:
+    """The file.path of copy `copy` of an upload: its own upload, with altered text, when the
+    upload is text of a kind ALTERED_SUFFIXES names (and is UTF-8); else the original's."""
+    stored = PurePosixPath(path)
+    source = uploads / stored.name
+    if stored.suffix.lower() not in ALTERED_SUFFIXES or not source.is_file():
+        return path
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return path
+    markup = stored.suffix.lower() in {".html", ".htm"}
+    name = f"{new_id}_{stored.name.split('_', 1)[1]}"
+    (out_uploads / name).write_text(altered_text(text, copy, markup), encoding="utf-8")
+    return str(stored.with_name(name))
 
 
 def replicated_database(folder: Path, copies: int, out: Path) -> Path:
     """A copy of webui.db in which every file and knowledge base is there `copies` times, as
     if each user had uploaded the deployment's documents again into knowledge bases of their
-    own: each copy of a file has its own id and the same upload on disk, each copy of a
-    knowledge base its own id and the copies of its files; the ids in a file's meta
-    (knowledge_id, collection_name) are the copy's. A deployment of N chunks made N x copies."""
+    own: each copy of a file has its own id, each copy of a knowledge base its own id and the
+    copies of its files; the ids in a file's meta (knowledge_id, collection_name) are the
+    copy's. A deployment of N chunks made N x copies.
+
+    The uploads folder `out.parent / "uploads"` holds the deployment's uploads and, for each
+    copy after the first, its text documents with their text altered (`altered_text`): the
+    copies' chunks are then mostly distinct texts, as a deployment of that size has, not the
+    same texts again (which a run embeds once)."""
     copy_database(folder / "data" / "webui.db", out)
+    uploads = folder / "data" / "uploads"
+    out_uploads = out.parent / "uploads"
+    shutil.rmtree(out_uploads, ignore_errors=True)
+    out_uploads.mkdir(parents=True)
+    for upload in uploads.iterdir():
+        if upload.is_file():
+            _linked_or_copied(upload, out_uploads / upload.name)
     with sqlite3.connect(out) as connection:
         connection.row_factory = sqlite3.Row
         files = [dict(row) for row in connection.execute("SELECT * FROM file")]
@@ -454,7 +512,18 @@ def replicated_database(folder: Path, copies: int, out: Path) -> Path:
             _insert(
                 connection,
                 "file",
-                [{**row, "id": new_id[row["id"]], "meta": renamed(row["meta"])} for row in files],
+                [
+                    {
+                        **row,
+                        "id": new_id[row["id"]],
+                        "meta": renamed(row["meta"]),
+                        "path": row["path"]
+                        and _copy_upload(
+                            uploads, out_uploads, row["path"], new_id[row["id"]], copy
+                        ),
+                    }
+                    for row in files
+                ],
             )
             _insert(
                 connection,
@@ -478,3 +547,7 @@ def replicated_database(folder: Path, copies: int, out: Path) -> Path:
                 ],
             )
     return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

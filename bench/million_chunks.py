@@ -1,8 +1,11 @@
 """Memory at a million chunks: `pgvector-migrate` on the realistic deployment made `--copies`
 times over (every file and knowledge base again under ids of its own, as if every user had
-uploaded the same documents once more: bench.deployment.replicated_database), with an API
-engine and `--reembed`, so that every chunk's vector comes from the provider as it would for a
-deployment of a million distinct texts.
+uploaded the documents once more: bench.deployment.replicated_database), with an API engine and
+`--reembed`. Each copy's text documents have their text altered (one vowel accented, another
+for each copy: the lengths and so the chunks' boundaries stay), so 92% of the million chunks
+are distinct texts whose vectors come from the provider, as in a deployment of a million
+distinct texts; the PDF, Word and reStructuredText documents are the same in every copy, and
+their texts are embedded once.
 
 The issue's bar is the peak RSS at 1M chunks with an API engine. Measured here: the peak of the
 process tree (the CLI and its loader workers; pages they share are counted once per process),
@@ -74,15 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         measurement_workspace(args.workdir, "pgvector-million-") as (workdir, server_uri),
         Provider(args) as provider,
     ):
+        replicated = workdir / "replicated"
         database = bench_deployment.replicated_database(
-            folder, args.copies, workdir / "replicated" / "webui.db"
+            folder, args.copies, replicated / "data" / "webui.db"
         )
         target = create_database(server_uri, "bench_million")
         log(f"== {args.copies} copies of the deployment, --reembed")
         run = migrate_recorded(
             "million",
             provider,
-            folder,
+            replicated,
             database,
             target,
             workdir,

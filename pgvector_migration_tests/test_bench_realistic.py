@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
+from pathlib import PurePosixPath
 
 import httpx
 import pytest
@@ -166,8 +167,35 @@ def test_replicated_database_holds_every_file_and_knowledge_base_once_per_copy(
         names = [row[0] for row in connection.execute("SELECT name FROM knowledge")]
     assert len(copies) == 3 * len(files)
     assert len({file_id for file_id, _, _ in copies}) == len(copies)
-    # Every copy reads the same upload, and its meta names no other copy's ids.
-    assert Counter(path for _, path, _ in copies) == Counter({p: 3 for p in files.values()})
+    # A UTF-8 text document's copies read uploads of their own, of the same length in
+    # characters and different texts; the other documents' copies read the same upload.
+    uploads = out.parent / "uploads"
+
+    def alterable(path: str) -> bool:
+        stored = PurePosixPath(path)
+        if stored.suffix.lower() not in bench_deployment.ALTERED_SUFFIXES:
+            return False
+        try:
+            (uploads / stored.name).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    by_name: dict[str, list[str]] = {}
+    for original_path in files.values():
+        same = [p for _, p, _ in copies if p == original_path]
+        assert len(same) == (1 if alterable(original_path) else 3), original_path
+    altered = [p for _, p, _ in copies if p not in set(files.values())]
+    assert len(altered) == 2 * sum(alterable(p) for p in files.values())
+    assert altered, "the sample deployment has text documents"
+    for path in altered:
+        name = PurePosixPath(path).name
+        text = (uploads / name).read_text(encoding="utf-8")
+        by_name.setdefault(name.split("_", 1)[1], []).append(text)
+    for name, texts in by_name.items():
+        [original] = [p for p in files.values() if p.endswith("_" + name)]
+        source = (uploads / PurePosixPath(original).name).read_text(encoding="utf-8")
+        assert len(set(texts + [source])) == 3 and {len(t) for t in texts} == {len(source)}
     originals = set(files)
     for file_id, _, meta in copies:
         if file_id not in originals and meta:
