@@ -1,6 +1,9 @@
-"""Planning files on several processes gives the same chunks, in the same order, as one."""
+"""Planning files on several processes gives the same chunks as one, in the same order but for
+the files `unstructured` partitions, which come last; and never more processes than asked."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pgvector_migration.pipeline.planning import plan_files
 from pgvector_migration.pipeline.records import SourceFile
@@ -8,6 +11,24 @@ from pgvector_migration.pipeline.text_source import TextSource
 from pgvector_migration.sample_data import DOCUMENTS_DIR
 from pgvector_migration.settings import resolve_rag_settings
 from pgvector_migration_tests.fresh_interpreter import last_line_printed
+
+GOLDEN = Path(__file__).parent / "golden" / "documents"
+
+
+def planning_script(paths: list[Path]) -> str:
+    """The start of a script for a fresh interpreter: `settings`, `plan_files`, `TextSource`
+    and `files`, one to plan for each of `paths` (in its own file collection)."""
+    return (
+        "from pathlib import Path\n"
+        "from pgvector_migration.pipeline.planning import plan_files\n"
+        "from pgvector_migration.pipeline.records import SourceFile\n"
+        "from pgvector_migration.pipeline.text_source import TextSource\n"
+        "from pgvector_migration.settings import resolve_rag_settings\n"
+        "settings = resolve_rag_settings({}, {})\n"
+        f"paths = [Path(p) for p in {[str(p) for p in paths]!r}]\n"
+        "files = [(SourceFile(f'f{i}', 'u', p.name, None, None, {}, {}, None, upload_path=p),\n"
+        "          [f'file-f{i}']) for i, p in enumerate(paths)]\n"
+    )
 
 
 def test_two_processes_plan_exactly_what_one_does():
@@ -36,9 +57,7 @@ def test_a_planning_process_imports_no_model_library_and_leaves_them_importable(
     each of them (410 MiB, 6.6 s), spaCy's thinc torch (180 MiB) and the splitters' base
     transformers (21 MiB). They stay out, and import as usual afterwards (the office loaders
     need spaCy, a local engine sentence-transformers)."""
-    from pathlib import Path
-
-    workbook = Path(__file__).parent / "golden" / "documents" / "aesop_fables.xlsx"
+    workbook = GOLDEN / "aesop_fables.xlsx"
     script = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -63,29 +82,17 @@ def test_the_planning_process_reads_only_plain_text_itself():
     no other: a PDF's or a spreadsheet's reader (and `unstructured`'s spaCy, langdetect and
     word lists, ~220 MiB) would stay in its memory for the whole run. The plans are the same
     as one process makes; the files `unstructured` partitions come after the others."""
-    from pathlib import Path
-
-    golden = Path(__file__).parent / "golden" / "documents"
     paths = [
-        golden / "gettysburg_and_inaugural.rst",
+        GOLDEN / "gettysburg_and_inaugural.rst",
         DOCUMENTS_DIR / "federalist_10.txt",
         DOCUMENTS_DIR / "constitution.pdf",
-        golden / "aesop_fables.xlsx",
+        GOLDEN / "aesop_fables.xlsx",
         DOCUMENTS_DIR / "notes.py",
-        golden / "aesop_fables.xml",
+        GOLDEN / "aesop_fables.xml",
         DOCUMENTS_DIR / "alice_chapter_one.md",
     ] * 3
     script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from pgvector_migration.pipeline.planning import plan_files\n"
-        "from pgvector_migration.pipeline.records import SourceFile\n"
-        "from pgvector_migration.pipeline.text_source import TextSource\n"
-        "from pgvector_migration.settings import resolve_rag_settings\n"
-        "settings = resolve_rag_settings({}, {})\n"
-        f"paths = [Path(p) for p in {[str(p) for p in paths]!r}]\n"
-        "files = [(SourceFile(f'f{i}', 'u', p.name, None, None, {}, {}, None, upload_path=p),\n"
-        "          [f'file-f{i}']) for i, p in enumerate(paths)]\n"
+        planning_script(paths) + "import sys\n"
         "two = list(plan_files(iter(files), settings, TextSource.UPLOAD_ONLY, workers=2))\n"
         "heavy = ('unstructured', 'spacy', 'langdetect', 'pypdf')\n"
         "loaded = [m for m in heavy if m in sys.modules]\n"
@@ -107,28 +114,16 @@ def test_no_more_processes_plan_than_workers_and_one_of_them_holds_unstructured(
     """Two workers on a mix of partitioned, parsed and plain files: at no moment do more than
     two processes plan (the machine's cores, not one more for `unstructured`), spaCy, which
     `unstructured` loads, is in one of them only, and no other process plans beside it."""
-    from pathlib import Path
-
-    golden = Path(__file__).parent / "golden" / "documents"
     paths = [
-        golden / "gettysburg_and_inaugural.rst",
+        GOLDEN / "gettysburg_and_inaugural.rst",
         DOCUMENTS_DIR / "constitution.pdf",
-        golden / "aesop_fables.xlsx",
+        GOLDEN / "aesop_fables.xlsx",
         DOCUMENTS_DIR / "walden.html",
-        golden / "aesop_fables.xml",
+        GOLDEN / "aesop_fables.xml",
         DOCUMENTS_DIR / "federalist_10.txt",
     ] * 4
     script = (
-        "from pathlib import Path\n"
-        "import psutil\n"
-        "from pgvector_migration.pipeline.planning import plan_files\n"
-        "from pgvector_migration.pipeline.records import SourceFile\n"
-        "from pgvector_migration.pipeline.text_source import TextSource\n"
-        "from pgvector_migration.settings import resolve_rag_settings\n"
-        "settings = resolve_rag_settings({}, {})\n"
-        f"paths = [Path(p) for p in {[str(p) for p in paths]!r}]\n"
-        "files = [(SourceFile(f'f{i}', 'u', p.name, None, None, {}, {}, None, upload_path=p),\n"
-        "          [f'file-f{i}']) for i, p in enumerate(paths)]\n"
+        planning_script(paths) + "import psutil\n"
         "me = psutil.Process()\n"
         "def planners():\n"
         "    server = [c for c in me.children() if 'forkserver' in ' '.join(c.cmdline())]\n"
@@ -150,17 +145,14 @@ def test_no_more_processes_plan_than_workers_and_one_of_them_holds_unstructured(
 
 
 def test_files_unstructured_partitions_wait_for_the_others_up_to_a_limit(monkeypatch):
-    from pathlib import Path
-
     from pgvector_migration.pipeline import planning
 
-    golden = Path(__file__).parent / "golden" / "documents"
     paths = [
-        golden / "gettysburg_and_inaugural.rst",
+        GOLDEN / "gettysburg_and_inaugural.rst",
         DOCUMENTS_DIR / "federalist_10.txt",
-        golden / "aesop_fables.xlsx",
+        GOLDEN / "aesop_fables.xlsx",
         DOCUMENTS_DIR / "constitution.pdf",
-        golden / "aesop_fables.xml",
+        GOLDEN / "aesop_fables.xml",
         DOCUMENTS_DIR / "notes.py",
     ]
     files = [
