@@ -107,50 +107,68 @@ class StagedChunks(StateAccess):
         self, connection: psycopg.Connection, units: list[tuple[str, str, str]]
     ) -> Iterator[WriteUnit]:
         """The staged rows of `units` ((collection, file id, filename), in file id order), a
-        page at a time, as whole units."""
+        page at a time, as whole units.
+
+        Every unit comes from one statement, so from one snapshot: another run may re-stage a
+        unit or, having written it, delete its staged rows between two pages, and a unit read
+        across them would be a mix of two versions or cut short (and then written short). So
+        a full page's last unit, which may go on in the next page, is left for the next page
+        to read from its start; a unit larger than a page is read alone."""
         filenames = {(collection, file_id): name for collection, file_id, name in units}
-        query = f"""
-            SELECT s.collection_name, s.file_id, s.content_hash, s.settings_fingerprint,
-                   s.position, s.id, s.text, s.vmetadata
+        columns = (
+            "s.collection_name, s.file_id, s.content_hash, s.settings_fingerprint, "
+            "s.position, s.id, s.text, s.vmetadata"
+        )
+        page_query = f"""
+            SELECT {columns}
             FROM {self.schema}.staged_chunk s
             JOIN unnest(%(collections)s::text[], %(files)s::text[]) AS u(collection_name, file_id)
               ON s.collection_name = u.collection_name AND s.file_id = u.file_id
-            WHERE (s.file_id, s.collection_name, s.position) > (%(file)s, %(name)s, %(position)s)
+            WHERE (s.file_id, s.collection_name) > (%(file)s, %(name)s)
             ORDER BY s.file_id, s.collection_name, s.position
             LIMIT {STAGED_PAGE_ROWS}
+        """
+        unit_query = f"""
+            SELECT {columns} FROM {self.schema}.staged_chunk s
+            WHERE s.collection_name = %s AND s.file_id = %s ORDER BY s.position
         """
         arguments = {
             "collections": [collection for collection, _, _ in units],
             "files": [file_id for _, file_id, _ in units],
             "file": "",
             "name": "",
-            "position": -1,
         }
-        unit: WriteUnit | None = None
         while True:
-            rows = connection.execute(query, arguments).fetchall()
-            for row in rows:
-                collection_name, file_id, content_hash, fingerprint = row[:4]
-                position, chunk_id, text, metadata = row[4:]
-                if unit is None or (unit.collection_name, unit.source_id) != (
-                    collection_name,
-                    file_id,
-                ):
-                    if unit is not None:
-                        yield unit
-                    unit = WriteUnit(
-                        collection_name,
-                        file_id,
-                        filenames[(collection_name, file_id)],
-                        content_hash,
-                        fingerprint,
-                        [],
-                    )
-                unit.chunks.append(
-                    Chunk(chunk_id, collection_name, file_id, position, text, metadata)
-                )
+            rows = connection.execute(page_query, arguments).fetchall()
             if len(rows) < STAGED_PAGE_ROWS:
-                break
-            arguments.update(file=rows[-1][1], name=rows[-1][0], position=rows[-1][4])
-        if unit is not None:
-            yield unit
+                yield from _whole_units(rows, filenames)
+                return
+            last = (rows[-1][0], rows[-1][1])
+            rows = [row for row in rows if (row[0], row[1]) != last]
+            if not rows:
+                rows = connection.execute(unit_query, last).fetchall()
+            yield from _whole_units(rows, filenames)
+            collection_name, file_id = (rows[-1][0], rows[-1][1]) if rows else last
+            arguments.update(file=file_id, name=collection_name)
+
+
+def _whole_units(rows: list[tuple], filenames: dict[tuple[str, str], str]) -> Iterator[WriteUnit]:
+    """Staged rows, ordered by unit and position, as units."""
+    unit: WriteUnit | None = None
+    for row in rows:
+        collection_name, file_id, content_hash, fingerprint = row[:4]
+        position, chunk_id, text, metadata = row[4:]
+        if unit is None or (unit.collection_name, unit.source_id) != (collection_name, file_id):
+            if unit is not None:
+                yield unit
+            unit = WriteUnit(
+                collection_name,
+                file_id,
+                filenames[(collection_name, file_id)],
+                content_hash,
+                fingerprint,
+                [],
+            )
+        unit.chunks.append(Chunk(chunk_id, collection_name, file_id, position, text, metadata))
+    if unit is not None:
+        yield unit
