@@ -24,7 +24,7 @@ from pgvector_migration.pipeline.records import (
     Chunk,
     WriteUnit,
 )
-from pgvector_migration.process_memory import release_free_heap
+from pgvector_migration.process_memory import limit_malloc_arenas, release_free_heap
 from pgvector_migration.resources.embedding import EmbeddingResource
 from pgvector_migration.resources.vector_store import PgVectorResource
 from pgvector_migration.settings import RagSettings
@@ -187,6 +187,7 @@ class UnitWriter:
         """Embed and write every unit; a unit that fails is reported through `on_failure` (once
         per source id) and never stops the others. After repeated embedding failures in a row,
         the remaining units are failed without sending more requests."""
+        limit_malloc_arenas()
         report = WriteReport()
         failures_lock = threading.Lock()
         failed_in_a_row = 0
