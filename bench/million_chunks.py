@@ -2,10 +2,10 @@
 times over (every file and knowledge base again under ids of its own, as if every user had
 uploaded the documents once more: bench.deployment.replicated_database), with an API engine and
 `--reembed`. Each copy's text documents have their text altered (one vowel accented, another
-for each copy: the lengths and so the chunks' boundaries stay), so 92% of the million chunks
-are distinct texts whose vectors come from the provider, as in a deployment of a million
-distinct texts; the PDF, Word and reStructuredText documents are the same in every copy, and
-their texts are embedded once.
+for each copy: the lengths and so the chunks' boundaries stay), so the 92% of chunks that come
+from them are texts of each copy's own, whose vectors come from the provider (690k distinct
+texts in the million rows: a knowledge base's chunks repeat its files' chunks); the PDF, Word
+and reStructuredText documents are the same in every copy, and their texts are embedded once.
 
 The issue's bar is the peak RSS at 1M chunks with an API engine. Measured here: the peak of the
 process tree (the CLI and its loader workers; pages they share are counted once per process),

@@ -291,13 +291,17 @@ def test_finished_waves_are_released_while_later_ones_share_their_texts():
     import weakref
 
     from pgvector_migration.embedding.cache import CachedEmbedding, EmbeddingStats
+    from pgvector_migration.store.embedding_cache import CacheHits
 
     with EmbeddingServer(dimensions=DIMENSIONS, latency_seconds=0.05) as server:
         engine = OpenAIEmbedder(MODEL, server.base_url, "sk-test", None, timeout=5)
         dispatcher = EmbeddingDispatcher(engine, max_batch_inputs=8, max_in_flight=4, max_retries=0)
         stored: list[int] = []
         embedding = CachedEmbedding(
-            dispatcher.submit, None, lambda vectors: stored.append(len(vectors)), EmbeddingStats()
+            dispatcher.submit,
+            lambda keys: CacheHits({}, set()),  # an empty cache
+            lambda vectors: stored.append(len(vectors)),
+            EmbeddingStats(),
         )
         waves = [embedding.start([f"wave 0 text {i}" for i in range(8)])]
         first = weakref.ref(waves[0])

@@ -68,7 +68,7 @@ class CachedEmbedding:
     def __init__(
         self,
         submit: Callable[[list[str]], PendingEmbeddings],
-        lookup: Callable[[list[bytes]], CachedVectors] | None,
+        lookup: Callable[[list[bytes]], CachedVectors],
         store: Callable[[dict[bytes, np.ndarray]], None],
         stats: EmbeddingStats,
     ) -> None:
@@ -79,14 +79,11 @@ class CachedEmbedding:
         self._under_way: dict[bytes, WaveUnderWay] = {}
 
     def start(self, texts: Sequence[str]) -> WaveUnderWay:
-        """Look the texts up and send the ones nobody has (without `lookup`, the texts of
-        earlier waves still under way are the only ones not sent again)."""
+        """Look the texts up and send the ones neither the cache nor an earlier wave still
+        under way has."""
         keys = [text_key(text) for text in texts]
-        found: Mapping[bytes, np.ndarray] = {}
-        transplanted: Set[bytes] = set()
-        if self._lookup is not None:
-            hits = self._lookup(sorted(set(keys)))
-            found, transplanted = hits.vectors, hits.transplanted
+        hits = self._lookup(sorted(set(keys)))
+        found, transplanted = hits.vectors, hits.transplanted
         missing: dict[bytes, str] = {}
         borrowed: dict[bytes, WaveUnderWay] = {}
         for key, text in zip(keys, texts, strict=True):
